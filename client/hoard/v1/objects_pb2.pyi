@@ -1,0 +1,253 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PutHeader(_message.Message):
+    __slots__ = ("repository", "expected_key", "size")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    expected_key: str
+    size: int
+    def __init__(self, repository: _Optional[str] = ..., expected_key: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class PutRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: PutHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[PutHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class PutResponse(_message.Message):
+    __slots__ = ("key", "raw_size", "created")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    RAW_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    raw_size: int
+    created: bool
+    def __init__(self, key: _Optional[str] = ..., raw_size: _Optional[int] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class PutBatchRequest(_message.Message):
+    __slots__ = ("repository", "objects")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    objects: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, repository: _Optional[str] = ..., objects: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class PutBatchResponse(_message.Message):
+    __slots__ = ("keys", "created")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    created: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., created: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class ReadRequest(_message.Message):
+    __slots__ = ("repository", "key", "offset", "length")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    key: str
+    offset: int
+    length: int
+    def __init__(self, repository: _Optional[str] = ..., key: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class ReadResponse(_message.Message):
+    __slots__ = ("data", "object_size")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    object_size: int
+    def __init__(self, data: _Optional[bytes] = ..., object_size: _Optional[int] = ...) -> None: ...
+
+class ReadManyRequest(_message.Message):
+    __slots__ = ("repository", "keys", "inline_limit")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    INLINE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    inline_limit: int
+    def __init__(self, repository: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., inline_limit: _Optional[int] = ...) -> None: ...
+
+class ObjectData(_message.Message):
+    __slots__ = ("key", "size", "data", "inlined")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    INLINED_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    size: int
+    data: bytes
+    inlined: bool
+    def __init__(self, key: _Optional[str] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ..., inlined: _Optional[bool] = ...) -> None: ...
+
+class ReadManyResponse(_message.Message):
+    __slots__ = ("objects",)
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    objects: _containers.RepeatedCompositeFieldContainer[ObjectData]
+    def __init__(self, objects: _Optional[_Iterable[_Union[ObjectData, _Mapping]]] = ...) -> None: ...
+
+class HasRequest(_message.Message):
+    __slots__ = ("repository", "keys")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, repository: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class HasResponse(_message.Message):
+    __slots__ = ("exists",)
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    exists: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, exists: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class StatRequest(_message.Message):
+    __slots__ = ("repository", "keys")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, repository: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ObjectStat(_message.Message):
+    __slots__ = ("key", "exists", "raw_size", "stored_size", "encoding", "pack_id")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    RAW_SIZE_FIELD_NUMBER: _ClassVar[int]
+    STORED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    PACK_ID_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    exists: bool
+    raw_size: int
+    stored_size: int
+    encoding: str
+    pack_id: int
+    def __init__(self, key: _Optional[str] = ..., exists: _Optional[bool] = ..., raw_size: _Optional[int] = ..., stored_size: _Optional[int] = ..., encoding: _Optional[str] = ..., pack_id: _Optional[int] = ...) -> None: ...
+
+class StatResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: _containers.RepeatedCompositeFieldContainer[ObjectStat]
+    def __init__(self, stats: _Optional[_Iterable[_Union[ObjectStat, _Mapping]]] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("repository", "page_size", "page_token")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    page_size: int
+    page_token: str
+    def __init__(self, repository: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListResponse(_message.Message):
+    __slots__ = ("keys", "next_page_token")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    next_page_token: str
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("repository", "keys", "require_all")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_ALL_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    require_all: bool
+    def __init__(self, repository: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., require_all: _Optional[bool] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("deleted", "missing")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    deleted: _containers.RepeatedScalarFieldContainer[str]
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, deleted: _Optional[_Iterable[str]] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class InfoRequest(_message.Message):
+    __slots__ = ("repository", "detailed")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    DETAILED_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    detailed: bool
+    def __init__(self, repository: _Optional[str] = ..., detailed: _Optional[bool] = ...) -> None: ...
+
+class PackInfo(_message.Message):
+    __slots__ = ("pack_id", "size", "live_bytes", "dead_bytes", "single_object")
+    PACK_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DEAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SINGLE_OBJECT_FIELD_NUMBER: _ClassVar[int]
+    pack_id: int
+    size: int
+    live_bytes: int
+    dead_bytes: int
+    single_object: bool
+    def __init__(self, pack_id: _Optional[int] = ..., size: _Optional[int] = ..., live_bytes: _Optional[int] = ..., dead_bytes: _Optional[int] = ..., single_object: _Optional[bool] = ...) -> None: ...
+
+class InfoResponse(_message.Message):
+    __slots__ = ("repository", "uuid", "key_format", "object_count", "raw_bytes", "stored_bytes", "on_disk_bytes", "pack_count", "reclaimable_bytes", "has_dictionary", "packs")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RAW_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ON_DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PACK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RECLAIMABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HAS_DICTIONARY_FIELD_NUMBER: _ClassVar[int]
+    PACKS_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    uuid: str
+    key_format: str
+    object_count: int
+    raw_bytes: int
+    stored_bytes: int
+    on_disk_bytes: int
+    pack_count: int
+    reclaimable_bytes: int
+    has_dictionary: bool
+    packs: _containers.RepeatedCompositeFieldContainer[PackInfo]
+    def __init__(self, repository: _Optional[str] = ..., uuid: _Optional[str] = ..., key_format: _Optional[str] = ..., object_count: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., on_disk_bytes: _Optional[int] = ..., pack_count: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., has_dictionary: _Optional[bool] = ..., packs: _Optional[_Iterable[_Union[PackInfo, _Mapping]]] = ...) -> None: ...
+
+class MaintainRequest(_message.Message):
+    __slots__ = ("repository", "dry_run", "live")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    dry_run: bool
+    live: bool
+    def __init__(self, repository: _Optional[str] = ..., dry_run: _Optional[bool] = ..., live: _Optional[bool] = ...) -> None: ...
+
+class MaintainProgress(_message.Message):
+    __slots__ = ("stage", "message", "done", "total", "reclaimable_bytes", "reclaimed_bytes")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RECLAIMABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RECLAIMED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    message: str
+    done: int
+    total: int
+    reclaimable_bytes: int
+    reclaimed_bytes: int
+    def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., reclaimed_bytes: _Optional[int] = ...) -> None: ...
