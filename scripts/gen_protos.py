@@ -51,9 +51,7 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         fresh = generate(Path(tmp))
-        committed = sorted(
-            p.relative_to(OUT) for p in (OUT / PACKAGE).iterdir() if p.is_file()
-        )
+        committed = sorted(p.relative_to(OUT) for p in (OUT / PACKAGE).iterdir() if p.is_file())
         stale = [str(p) for p in fresh if not (OUT / p).exists()]
         stale += [str(p) for p in committed if p not in fresh]
         stale += [

@@ -1,0 +1,183 @@
+"""``hoard serve``: configuration, start-up, signals and graceful shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from hoard.v1 import objects_pb2, objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
+
+from hoard_server import __version__
+from hoard_server.config import Config, ConfigError, load_config
+from hoard_server.services.objects import ObjectsServicer
+from hoard_server.services.repositories import RepositoriesServicer
+from hoard_server.storage.registry import RepositoryRegistry
+
+log = logging.getLogger("hoard")
+
+MAX_MESSAGE = 64 << 20
+SERVICES = (
+    objects_pb2.DESCRIPTOR.services_by_name["Objects"].full_name,
+    repositories_pb2.DESCRIPTOR.services_by_name["Repositories"].full_name,
+)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+def setup_logging(cfg: Config) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if cfg.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(cfg.log_level.upper())
+
+
+class Daemon:
+    """A running hoard: the registry, the gRPC server and the ports it listens on."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        os.makedirs(cfg.data_dir, exist_ok=True)
+        self.registry = RepositoryRegistry(cfg.data_dir, cfg.storage)
+        if cfg.default_repository:
+            self.registry.create(cfg.default_repository)
+        self.server = grpc.server(
+            ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rpc"),
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        objects_pb2_grpc.add_ObjectsServicer_to_server(ObjectsServicer(self.registry), self.server)
+        repositories_pb2_grpc.add_RepositoriesServicer_to_server(
+            RepositoriesServicer(self.registry), self.server
+        )
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self.server,
+        )
+        self.addresses: list[str] = []
+        for addr in cfg.listen:
+            port = self.server.add_insecure_port(addr)
+            if not addr.startswith("unix") and port == 0:
+                raise ConfigError(
+                    f"cannot listen on {addr} (in use, or not an address of this host)"
+                )
+            if addr.startswith("unix"):
+                self.addresses.append(addr)
+            else:
+                self.addresses.append(f"{addr.rsplit(':', 1)[0]}:{port}")
+
+    def start(self) -> None:
+        self.server.start()
+        for name in ("", *SERVICES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "hoard %s listening on %s, data in %s",
+            __version__,
+            ", ".join(self.addresses),
+            os.path.abspath(self.cfg.data_dir),
+        )
+
+    def stop(self) -> None:
+        """Refuse new RPCs, let in-flight ones finish within the grace period, commit, close."""
+        log.info("shutting down: in-flight requests get %.0fs to finish", self.cfg.grace_period)
+        self.health.enter_graceful_shutdown()
+        self.server.stop(self.cfg.grace_period).wait()
+        self.registry.close()
+        log.info("stopped; everything acknowledged is committed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hoard serve", description="Run the hoard storage daemon.")
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        help="host:port or unix:/path (repeatable; default 127.0.0.1:50051)",
+    )
+    p.add_argument("--data-dir", help="where repositories live (default ./hoard-data)")
+    p.add_argument("--config", help="TOML config file (also HOARD_CONFIG)")
+    p.add_argument("--workers", type=int, help="gRPC worker threads (default 32)")
+    p.add_argument("--grace-period", type=float, help="seconds in-flight RPCs get on shutdown")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["text", "json"])
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        default=None,
+        help="allow listening on non-loopback addresses (no auth yet: trusted networks only)",
+    )
+    p.add_argument("--pack-max-bytes", type=int, help="roll packs over at this size")
+    p.add_argument("--version", action="version", version=f"hoard {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {
+        "listen": tuple(args.listen) if args.listen else None,
+        "data_dir": args.data_dir,
+        "workers": args.workers,
+        "grace_period": args.grace_period,
+        "log_level": args.log_level,
+        "log_format": args.log_format,
+        "allow_remote": args.allow_remote,
+        "pack_max_bytes": args.pack_max_bytes,
+    }
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"hoard serve: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(cfg)
+    try:
+        daemon = Daemon(cfg)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    while not stop.wait(3600):
+        pass
+    daemon.stop()
+    return 0

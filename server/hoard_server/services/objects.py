@@ -1,0 +1,145 @@
+"""hoard.v1.Objects over a RepositoryRegistry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from hoard.v1 import objects_pb2 as pb
+from hoard.v1 import objects_pb2_grpc
+
+from hoard_server.errors import InvalidArgument
+from hoard_server.services.status import grpc_errors
+from hoard_server.storage.registry import RepositoryRegistry, check_repository_name
+from hoard_server.storage.repository import Repository
+
+_MESSAGE_BYTES = 1 << 20  # gather small objects into stream messages of about this size
+_MAX_INLINE = 32 << 20  # a ReadMany message stays well under the 64 MiB message limit
+_LIST_CHUNK = 10_000
+
+
+class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
+    def __init__(self, registry: RepositoryRegistry) -> None:
+        self._registry = registry
+
+    def _repo(self, name: str) -> Repository:
+        return self._registry.get(check_repository_name(name))
+
+    @grpc_errors
+    def Put(self, request_iterator: Iterator[pb.PutRequest], context: grpc.ServicerContext):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidArgument("a Put stream must start with a header naming the repository")
+        header = first.header
+        repo = self._repo(header.repository)
+
+        def chunks() -> Iterator[bytes]:
+            for msg in request_iterator:
+                if msg.WhichOneof("part") != "chunk":
+                    raise InvalidArgument("only the first message of a Put stream may be a header")
+                yield msg.chunk
+
+        size = header.size if header.HasField("size") else None
+        key, raw_size, created = repo.put_stream(chunks(), header.expected_key, size)
+        return pb.PutResponse(key=key, raw_size=raw_size, created=created)
+
+    @grpc_errors
+    def PutBatch(self, request: pb.PutBatchRequest, context: grpc.ServicerContext):
+        results = self._repo(request.repository).put_many(list(request.objects))
+        return pb.PutBatchResponse(keys=[k for k, _ in results], created=[c for _, c in results])
+
+    @grpc_errors
+    def Read(self, request: pb.ReadRequest, context: grpc.ServicerContext):
+        length = request.length if request.HasField("length") else None
+        size, chunks = self._repo(request.repository).read(request.key, request.offset, length)
+        first = True
+        for chunk in chunks:
+            yield pb.ReadResponse(data=chunk, object_size=size if first else 0)
+            first = False
+        if first:  # an empty range still tells the size
+            yield pb.ReadResponse(object_size=size)
+
+    @grpc_errors
+    def ReadMany(self, request: pb.ReadManyRequest, context: grpc.ServicerContext):
+        limit = min(request.inline_limit or _MAX_INLINE // 4, _MAX_INLINE)
+        batch: list[pb.ObjectData] = []
+        pending = 0
+        for key, size, data in self._repo(request.repository).read_many(list(request.keys), limit):
+            if data is None:
+                batch.append(pb.ObjectData(key=key, size=size, inlined=False))
+            else:
+                batch.append(pb.ObjectData(key=key, size=size, data=data, inlined=True))
+                pending += size
+            if pending >= _MESSAGE_BYTES or len(batch) >= 4096:
+                yield pb.ReadManyResponse(objects=batch)
+                batch, pending = [], 0
+        if batch:
+            yield pb.ReadManyResponse(objects=batch)
+
+    @grpc_errors
+    def Has(self, request: pb.HasRequest, context: grpc.ServicerContext):
+        return pb.HasResponse(exists=self._repo(request.repository).has_many(list(request.keys)))
+
+    @grpc_errors
+    def Stat(self, request: pb.StatRequest, context: grpc.ServicerContext):
+        stats = self._repo(request.repository).stat_many(list(request.keys))
+        return pb.StatResponse(
+            stats=[
+                pb.ObjectStat(
+                    key=s.key,
+                    exists=s.exists,
+                    raw_size=s.raw_size,
+                    stored_size=s.stored_size,
+                    encoding=s.encoding,
+                    pack_id=s.pack_id,
+                )
+                for s in stats
+            ]
+        )
+
+    @grpc_errors
+    def List(self, request: pb.ListRequest, context: grpc.ServicerContext):
+        repo = self._repo(request.repository)
+        if request.page_size:
+            keys = list(repo.list_keys(request.page_token, request.page_size + 1))
+            more = len(keys) > request.page_size
+            keys = keys[: request.page_size]
+            yield pb.ListResponse(keys=keys, next_page_token=keys[-1] if more else "")
+            return
+        batch: list[str] = []
+        for key in repo.list_keys(request.page_token):
+            batch.append(key)
+            if len(batch) >= _LIST_CHUNK:
+                yield pb.ListResponse(keys=batch)
+                batch = []
+        if batch:
+            yield pb.ListResponse(keys=batch)
+
+    @grpc_errors
+    def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext):
+        deleted, missing = self._repo(request.repository).delete_many(
+            list(request.keys), require_all=request.require_all
+        )
+        return pb.DeleteResponse(deleted=deleted, missing=missing)
+
+    @grpc_errors
+    def Info(self, request: pb.InfoRequest, context: grpc.ServicerContext):
+        info = self._repo(request.repository).info()
+        return pb.InfoResponse(
+            repository=info["repository"],
+            uuid=info["uuid"],
+            key_format=info["key_format"],
+            object_count=info["objects"],
+            raw_bytes=info["raw_bytes"],
+            stored_bytes=info["stored_bytes"],
+            on_disk_bytes=info["on_disk_bytes"],
+            pack_count=info["pack_count"],
+            reclaimable_bytes=info["reclaimable_bytes"],
+            has_dictionary=info["has_dictionary"],
+            packs=[pb.PackInfo(**p) for p in info["packs"]] if request.detailed else [],
+        )
+
+    @grpc_errors
+    def Maintain(self, request: pb.MaintainRequest, context: grpc.ServicerContext):
+        for progress in self._repo(request.repository).maintain(dry_run=request.dry_run):
+            yield pb.MaintainProgress(**progress)

@@ -1,0 +1,87 @@
+"""The one place a domain error becomes a gRPC status code.
+
+Every servicer method is wrapped with ``grpc_errors``; a user's mistake never reaches the
+client as UNKNOWN or INTERNAL. Anything unexpected is logged with its traceback and answered
+INTERNAL with a message that says so.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from hoard_server.errors import (
+    DataLoss,
+    FailedPrecondition,
+    HoardError,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    StorageFull,
+)
+
+log = logging.getLogger(__name__)
+
+_CODES: list[tuple[type[HoardError], grpc.StatusCode]] = [
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (OutOfRange, grpc.StatusCode.OUT_OF_RANGE),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (DataLoss, grpc.StatusCode.DATA_LOSS),
+]
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    for cls, code in _CODES:
+        if isinstance(exc, cls):
+            return code, str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, f"no space left on the storage device: {exc}"
+    return (
+        grpc.StatusCode.INTERNAL,
+        f"internal error ({type(exc).__name__}): {exc}; see the server log",
+    )
+
+
+def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
+    code, message = status_of(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("%s failed", method, exc_info=exc)
+    else:
+        log.debug("%s: %s: %s", method, code.name, message)
+    context.abort(code, message)
+
+
+def grpc_errors(method: Callable) -> Callable:
+    """Wrap a servicer method (unary or response-streaming) so errors become statuses."""
+    name = method.__qualname__
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def streaming(self, request, context):
+            try:
+                yield from method(self, request, context)
+            except grpc.RpcError:
+                raise
+            except Exception as exc:
+                if context.is_active() or not isinstance(exc, GeneratorExit):
+                    _abort(context, exc, name)
+
+        return streaming
+
+    @functools.wraps(method)
+    def unary(self, request, context):
+        try:
+            return method(self, request, context)
+        except grpc.RpcError:
+            raise
+        except Exception as exc:
+            _abort(context, exc, name)
+
+    return unary

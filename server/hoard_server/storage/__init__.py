@@ -1,0 +1,1 @@
+"""The storage engine: pack format, frame table, object index, writer, repository."""

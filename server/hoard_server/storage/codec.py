@@ -1,0 +1,221 @@
+"""How an object's bytes become a record body, and back.
+
+- Small objects: one zstd frame when that pays (with the repository's trained dictionary
+  once there is one), else raw. Tiny objects stay raw: a frame header would outweigh them.
+- Objects above one frame (1 MiB): independently encoded frames plus a trailing
+  ``FrameTable``, so a ranged read decompresses only the frames it touches.
+- "Does it pay" is decided from a 16 KiB sample, so already-compressed data is stored raw
+  without paying for a full compression pass.
+
+zstd frames carry a checksum: a damaged body fails to decode instead of returning wrong
+bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import accumulate
+
+import zstandard
+
+from hoard_server.errors import DataLoss
+from hoard_server.storage.pack import Encoding
+
+FRAME_SIZE = 1 << 20
+TINY = 64  # below this, store raw
+SAMPLE = 16 * 1024
+SAMPLE_RATIO = 0.90  # a sample that compresses worse than this means "store raw"
+KEEP_RATIO = 0.97  # a compressed small object must save at least 3%
+DICT_MAX_OBJECT = 16 * 1024  # objects up to this size use the trained dictionary
+
+_RAW_FLAG = 0x8000_0000
+_TABLE_HEAD = struct.Struct("<II")  # frame_size, frame_count
+_TABLE_TAIL = struct.Struct("<I")  # table length, last 4 bytes of the body
+
+
+@dataclass(frozen=True)
+class FrameTable:
+    """Where each frame of a FRAMES body lies and whether it is raw."""
+
+    frame_size: int
+    stored: tuple[int, ...]  # stored length of each frame
+    raw: tuple[bool, ...]
+
+    @property
+    def offsets(self) -> list[int]:
+        return [0, *accumulate(self.stored)]
+
+    def encode(self) -> bytes:
+        words = [n | (_RAW_FLAG if r else 0) for n, r in zip(self.stored, self.raw, strict=True)]
+        table = _TABLE_HEAD.pack(self.frame_size, len(words)) + struct.pack(
+            f"<{len(words)}I", *words
+        )
+        return table + _TABLE_TAIL.pack(len(table))
+
+    @staticmethod
+    def trailer_length(tail: bytes) -> int:
+        """Given the last 4 bytes of a body, the length of the table before them."""
+        (n,) = _TABLE_TAIL.unpack(tail[-4:])
+        return n
+
+    @classmethod
+    def decode(cls, table: bytes) -> FrameTable:
+        try:
+            frame_size, count = _TABLE_HEAD.unpack_from(table)
+            words = struct.unpack_from(f"<{count}I", table, _TABLE_HEAD.size)
+        except struct.error as exc:
+            raise DataLoss("frame table is damaged") from exc
+        return cls(
+            frame_size,
+            tuple(w & ~_RAW_FLAG for w in words),
+            tuple(bool(w & _RAW_FLAG) for w in words),
+        )
+
+    def frames_for(self, offset: int, length: int) -> range:
+        """Indices of the frames holding raw bytes [offset, offset + length)."""
+        if length <= 0:
+            return range(0)
+        first = offset // self.frame_size
+        last = (offset + length - 1) // self.frame_size
+        return range(first, min(last + 1, len(self.stored)))
+
+
+class Codec:
+    """Compression policy and zstd state for one repository; safe from any thread."""
+
+    def __init__(self, level: int = 3, frame_level: int = 1) -> None:
+        self.level = level
+        self.frame_level = frame_level
+        self._local = threading.local()
+        self._dict: zstandard.ZstdCompressionDict | None = None
+        self._dicts: dict[int, zstandard.ZstdCompressionDict] = {}
+
+    # -- dictionaries -------------------------------------------------------------------
+    def add_dictionary(self, data: bytes, *, use_for_writes: bool = True) -> int:
+        d = zstandard.ZstdCompressionDict(data)
+        d.precompute_compress(level=self.level)
+        self._dicts[d.dict_id()] = d
+        if use_for_writes:
+            self._dict = d
+        return d.dict_id()
+
+    @property
+    def has_dictionary(self) -> bool:
+        return self._dict is not None
+
+    # -- per-thread zstd objects (they are not thread-safe) -----------------------------
+    def _compressor(self, level: int) -> zstandard.ZstdCompressor:
+        cache = self._local.__dict__.setdefault("c", {})
+        c = cache.get(level)
+        if c is None:
+            c = cache[level] = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        return c
+
+    def _dict_compressor(self) -> zstandard.ZstdCompressor | None:
+        d = self._dict
+        if d is None:
+            return None
+        cached = getattr(self._local, "dc", None)
+        if cached is None or cached[0] is not d:
+            cached = (d, zstandard.ZstdCompressor(dict_data=d, write_checksum=True))
+            self._local.dc = cached
+        return cached[1]
+
+    def _decompressor(self, dict_id: int = 0) -> zstandard.ZstdDecompressor:
+        cache = self._local.__dict__.setdefault("d", {})
+        d = cache.get(dict_id)
+        if d is None:
+            if dict_id:
+                data = self._dicts.get(dict_id)
+                if data is None:
+                    raise DataLoss(f"object needs zstd dictionary {dict_id}, which is missing")
+                d = zstandard.ZstdDecompressor(dict_data=data)
+            else:
+                d = zstandard.ZstdDecompressor()
+            cache[dict_id] = d
+        return d
+
+    # -- encoding -----------------------------------------------------------------------
+    def _pays(self, data: bytes | memoryview) -> bool:
+        if len(data) <= 2 * SAMPLE:
+            return True  # cheap enough to just try
+        sample = data[:SAMPLE]
+        return len(self._compressor(1).compress(sample)) < SAMPLE * SAMPLE_RATIO
+
+    def encode_small(self, data: bytes) -> tuple[Encoding, bytes]:
+        """Body for an object of at most one frame."""
+        n = len(data)
+        if n < TINY or not self._pays(data):
+            return Encoding.RAW, data
+        dc = self._dict_compressor() if n <= DICT_MAX_OBJECT else None
+        if dc is not None:
+            body, enc = dc.compress(data), Encoding.ZSTD_DICT
+        else:
+            body, enc = self._compressor(self.level).compress(data), Encoding.ZSTD
+        if len(body) > n * KEEP_RATIO:
+            return Encoding.RAW, data
+        return enc, body
+
+    def encode_frame(self, frame: bytes | memoryview) -> tuple[bool, bytes]:
+        """(is_raw, stored bytes) for one frame of a large object."""
+        if self._pays(frame):
+            body = self._compressor(self.frame_level).compress(frame)
+            if len(body) < len(frame) * KEEP_RATIO:
+                return False, body
+        return True, bytes(frame)
+
+    def encode(self, data: bytes) -> tuple[Encoding, list[bytes]]:
+        """Body parts for a whole object held in memory."""
+        if len(data) <= FRAME_SIZE:
+            enc, body = self.encode_small(data)
+            return enc, [body]
+        view = memoryview(data)
+        parts, stored, raw = [], [], []
+        for i in range(0, len(data), FRAME_SIZE):
+            is_raw, body = self.encode_frame(view[i : i + FRAME_SIZE])
+            parts.append(body)
+            stored.append(len(body))
+            raw.append(is_raw)
+        parts.append(FrameTable(FRAME_SIZE, tuple(stored), tuple(raw)).encode())
+        return Encoding.FRAMES, parts
+
+    # -- decoding -----------------------------------------------------------------------
+    def decode_small(self, encoding: Encoding, body: bytes, raw_size: int) -> bytes:
+        if encoding == Encoding.RAW:
+            out = body
+        else:
+            try:
+                dict_id = 0
+                if encoding == Encoding.ZSTD_DICT:
+                    dict_id = zstandard.get_frame_parameters(body).dict_id
+                out = self._decompressor(dict_id).decompress(body, max_output_size=raw_size)
+            except zstandard.ZstdError as exc:
+                raise DataLoss(f"stored object fails to decompress: {exc}") from exc
+        if len(out) != raw_size:
+            raise DataLoss(f"stored object decodes to {len(out)} bytes, expected {raw_size}")
+        return out
+
+    def decode_frame(self, body: bytes, is_raw: bool, raw_size: int) -> bytes:
+        return self.decode_small(Encoding.RAW if is_raw else Encoding.ZSTD, body, raw_size)
+
+    def iter_frame_slices(
+        self, table: FrameTable, raw_size: int, offset: int, length: int, read_stored
+    ) -> Iterator[bytes]:
+        """Yield the raw bytes [offset, offset+length) of a framed object, frame by frame.
+
+        ``read_stored(start, n)`` returns ``n`` stored bytes at ``start`` within the body.
+        """
+        offsets = table.offsets
+        end = offset + length
+        for i in table.frames_for(offset, length):
+            frame_start = i * table.frame_size
+            frame_len = min(table.frame_size, raw_size - frame_start)
+            data = self.decode_frame(
+                read_stored(offsets[i], table.stored[i]), table.raw[i], frame_len
+            )
+            lo = max(offset, frame_start) - frame_start
+            hi = min(end, frame_start + frame_len) - frame_start
+            yield data if (lo == 0 and hi == frame_len) else data[lo:hi]

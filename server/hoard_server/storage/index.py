@@ -1,0 +1,214 @@
+"""The object index: key -> location, in LMDB, plus the per-pack and per-repository counters.
+
+Databases in one LMDB environment (all updated in the same transactions, so counters never
+drift from the entries they count):
+
+- ``objects``: 32-byte digest -> ``Location`` (pack id, record offset, body size, raw size,
+  encoding);
+- ``packs``: pack id (big-endian u32, so cursor order is id order) -> ``PackState``
+  (committed end, dead bytes, single-object flag);
+- ``meta``: repository identity and totals;
+- ``dicts``: zstd dictionary id -> dictionary bytes.
+
+Every write transaction is committed with an fsync (LMDB ``sync=True``): an entry that
+exists after ``commit`` survives a crash.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import lmdb
+
+from hoard_server.errors import StorageFull
+from hoard_server.storage.pack import HEADER_SIZE, Encoding
+
+LOCATION = struct.Struct("<IQQQB")
+_PACK_STATE = struct.Struct("<QQB")
+_PACK_ID = struct.Struct(">I")
+_TOTALS = struct.Struct("<QQQ")  # object count, raw bytes, stored bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    pack_id: int
+    offset: int  # of the record header within the pack
+    body_size: int
+    raw_size: int
+    encoding: Encoding
+
+    @property
+    def body_offset(self) -> int:
+        return self.offset + HEADER_SIZE
+
+    @property
+    def stored_size(self) -> int:
+        return HEADER_SIZE + self.body_size
+
+    def encode(self) -> bytes:
+        return LOCATION.pack(
+            self.pack_id, self.offset, self.body_size, self.raw_size, self.encoding
+        )
+
+    @classmethod
+    def decode(cls, buf: bytes) -> Location:
+        p, o, b, r, e = LOCATION.unpack(buf)
+        return cls(p, o, b, r, Encoding(e))
+
+
+@dataclass(slots=True)
+class PackState:
+    end: int  # committed size of the pack file; bytes past it are not ours
+    dead_bytes: int = 0
+    single: bool = False  # holds one large object, written whole from staging
+
+    def encode(self) -> bytes:
+        return _PACK_STATE.pack(self.end, self.dead_bytes, self.single)
+
+    @classmethod
+    def decode(cls, buf: bytes) -> PackState:
+        e, d, s = _PACK_STATE.unpack(buf)
+        return cls(e, d, bool(s))
+
+
+@dataclass(slots=True)
+class Totals:
+    objects: int = 0
+    raw_bytes: int = 0
+    stored_bytes: int = 0
+
+
+class ObjectIndex:
+    """Typed access to a repository's LMDB environment."""
+
+    def __init__(self, path: str, map_size: int = 1 << 40) -> None:
+        try:
+            self.env = lmdb.open(
+                path,
+                map_size=map_size,
+                max_dbs=8,
+                subdir=True,
+                sync=True,
+                metasync=True,
+                readahead=False,
+                max_readers=1024,
+                lock=True,
+            )
+        except lmdb.Error as exc:
+            raise StorageFull(f"cannot open the object index at {path}: {exc}") from exc
+        self.objects_db = self._objects = self.env.open_db(b"objects")
+        self._packs = self.env.open_db(b"packs")
+        self._meta = self.env.open_db(b"meta")
+        self._dicts = self.env.open_db(b"dicts")
+
+    def close(self) -> None:
+        self.env.close()
+
+    # -- transactions ----------------------------------------------------------------
+    def read(self) -> lmdb.Transaction:
+        return self.env.begin(buffers=False)
+
+    def write(self) -> lmdb.Transaction:
+        return self.env.begin(write=True)
+
+    # -- objects ---------------------------------------------------------------------
+    def get(self, txn: lmdb.Transaction, digest: bytes) -> Location | None:
+        buf = txn.get(digest, db=self._objects)
+        return None if buf is None else Location.decode(buf)
+
+    def get_many(self, digests: list[bytes]) -> list[Location | None]:
+        with self.read() as txn:
+            get = txn.get
+            db = self._objects
+            out = []
+            for d in digests:
+                buf = get(d, db=db)
+                out.append(None if buf is None else Location.decode(buf))
+            return out
+
+    def has_many(self, digests: list[bytes]) -> list[bool]:
+        with self.read() as txn:
+            cur = txn.cursor(db=self._objects)
+            return [cur.set_key(d) for d in digests]
+
+    def put(self, txn: lmdb.Transaction, digest: bytes, loc: Location) -> None:
+        txn.put(digest, loc.encode(), db=self._objects)
+
+    def delete(self, txn: lmdb.Transaction, digest: bytes) -> None:
+        txn.delete(digest, db=self._objects)
+
+    def iter_digests(self, after: bytes | None = None) -> Iterator[bytes]:
+        """Digests in key order, strictly after ``after``; a fresh read txn per 10k keys."""
+        last = after
+        while True:
+            batch: list[bytes] = []
+            with self.read() as txn:
+                cur = txn.cursor(db=self._objects)
+                found = cur.set_range(last) if last is not None else cur.first()
+                if found and last is not None and cur.key() == last:
+                    found = cur.next()
+                while found and len(batch) < 10_000:
+                    batch.append(cur.key())
+                    found = cur.next()
+            yield from batch
+            if len(batch) < 10_000:
+                return
+            last = batch[-1]
+
+    def iter_locations(self) -> Iterator[tuple[bytes, Location]]:
+        with self.read() as txn:
+            for k, v in txn.cursor(db=self._objects):
+                yield k, Location.decode(v)
+
+    # -- packs -----------------------------------------------------------------------
+    def packs(self, txn: lmdb.Transaction | None = None) -> dict[int, PackState]:
+        if txn is None:
+            with self.read() as t:
+                return self.packs(t)
+        return {_PACK_ID.unpack(k)[0]: PackState.decode(v) for k, v in txn.cursor(db=self._packs)}
+
+    def get_pack(self, txn: lmdb.Transaction, pack_id: int) -> PackState | None:
+        buf = txn.get(_PACK_ID.pack(pack_id), db=self._packs)
+        return None if buf is None else PackState.decode(buf)
+
+    def put_pack(self, txn: lmdb.Transaction, pack_id: int, state: PackState) -> None:
+        txn.put(_PACK_ID.pack(pack_id), state.encode(), db=self._packs)
+
+    def delete_pack(self, txn: lmdb.Transaction, pack_id: int) -> None:
+        txn.delete(_PACK_ID.pack(pack_id), db=self._packs)
+
+    # -- totals and identity ---------------------------------------------------------
+    def totals(self, txn: lmdb.Transaction | None = None) -> Totals:
+        if txn is None:
+            with self.read() as t:
+                return self.totals(t)
+        buf = txn.get(b"totals", db=self._meta)
+        return Totals() if buf is None else Totals(*_TOTALS.unpack(buf))
+
+    def put_totals(self, txn: lmdb.Transaction, t: Totals) -> None:
+        txn.put(b"totals", _TOTALS.pack(t.objects, t.raw_bytes, t.stored_bytes), db=self._meta)
+
+    def get_meta(self, name: str, txn: lmdb.Transaction | None = None) -> bytes | None:
+        if txn is None:
+            with self.read() as t:
+                return t.get(name.encode(), db=self._meta)
+        return txn.get(name.encode(), db=self._meta)
+
+    def put_meta(self, txn: lmdb.Transaction, name: str, value: bytes) -> None:
+        txn.put(name.encode(), value, db=self._meta)
+
+    # -- dictionaries ----------------------------------------------------------------
+    def dictionaries(self) -> dict[int, bytes]:
+        with self.read() as txn:
+            return {int.from_bytes(k, "big"): v for k, v in txn.cursor(db=self._dicts)}
+
+    def put_dictionary(self, dict_id: int, data: bytes) -> None:
+        with self.write() as txn:
+            txn.put(dict_id.to_bytes(4, "big"), data, db=self._dicts)
+
+    def disk_bytes(self) -> int:
+        info = self.env.info()
+        stat = self.env.stat()
+        return (info["last_pgno"] + 1) * stat["psize"]

@@ -1,0 +1,114 @@
+"""The data directory: named repositories, created, opened, listed and erased.
+
+    <data_dir>/repositories/<name>/      one Repository each
+
+A repository directory appears by an atomic rename once initialised and disappears by a
+rename before it is deleted, so a crash never leaves a half-made or half-erased repository
+that looks real; leftovers of either are removed at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from hoard_server.errors import InvalidArgument, RepositoryNotFound
+from hoard_server.storage.repository import Repository, StorageSettings
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_repository_name(name: str) -> str:
+    """The one place a repository name is validated."""
+    if not name:
+        raise InvalidArgument("no repository named: every request must name its repository")
+    if not _NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"repository name {name[:140]!r} is not valid: use 1-128 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+    return name
+
+
+class RepositoryRegistry:
+    """Owns every open Repository of a data directory; thread-safe."""
+
+    def __init__(self, data_dir: str, settings: StorageSettings | None = None) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        self.settings = settings or StorageSettings()
+        self._root = os.path.join(self.data_dir, "repositories")
+        os.makedirs(self._root, exist_ok=True)
+        self._lock = threading.RLock()
+        self._open: dict[str, Repository] = {}
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="codec"
+        )
+        for entry in os.listdir(self._root):
+            if ".creating-" in entry or ".erasing-" in entry:
+                log.info("removing leftover %s", entry)
+                shutil.rmtree(os.path.join(self._root, entry), ignore_errors=True)
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self._root, check_repository_name(name))
+
+    def names(self) -> list[str]:
+        return sorted(
+            e for e in os.listdir(self._root) if _NAME.fullmatch(e) and os.path.isdir(self._path(e))
+        )
+
+    def exists(self, name: str) -> bool:
+        return os.path.isdir(self._path(name))
+
+    def get(self, name: str) -> Repository:
+        """The open repository, opening it on first use; RepositoryNotFound if absent."""
+        repo = self._open.get(name)
+        if repo is not None:
+            return repo
+        path = self._path(name)
+        with self._lock:
+            repo = self._open.get(name)
+            if repo is None:
+                if not os.path.isdir(path):
+                    raise RepositoryNotFound(name)
+                repo = Repository(name, path, self.settings, self.pool)
+                self._open[name] = repo
+            return repo
+
+    def create(self, name: str) -> tuple[Repository, bool]:
+        """Create (or return) a repository; the flag says whether it was new."""
+        path = self._path(name)
+        with self._lock:
+            if os.path.isdir(path):
+                return self.get(name), False
+            repo = Repository.create(name, path, self.settings, self.pool)
+            self._open[name] = repo
+            log.info("created repository %s (uuid %s)", name, repo.uuid)
+            return repo, True
+
+    def erase(self, name: str) -> None:
+        """Delete a repository and everything in it, once operations in flight finish."""
+        path = self._path(name)
+        with self._lock:
+            if not os.path.isdir(path):
+                raise RepositoryNotFound(name)
+            repo = self._open.pop(name, None)
+            if repo is not None:
+                repo.close()
+            doomed = f"{path}.erasing-{uuid.uuid4().hex[:8]}"
+            os.rename(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        log.info("erased repository %s", name)
+
+    def close(self) -> None:
+        with self._lock:
+            repos, self._open = list(self._open.values()), {}
+        for repo in repos:
+            repo.close()
+        self.pool.shutdown(wait=True)

@@ -1,0 +1,583 @@
+"""A repository: one object index, its packs and the writer that appends to them.
+
+Directory layout::
+
+    <repo>/index/        LMDB environment (ObjectIndex)
+    <repo>/packs/        00000001.pack, ... (pack format in ``pack.py``)
+    <repo>/staging/      large uploads in progress (emptied at start-up)
+
+Opening a repository never scans objects: it checks each pack's size against the committed
+end recorded in the index (cutting off crash leftovers), deletes pack files the index does
+not know and empties staging. Start-up cost grows with the number of packs only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import zstandard
+
+from hoard_server.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ObjectNotFound,
+    OutOfRange,
+    RepositoryNotFound,
+)
+from hoard_server.storage.codec import FRAME_SIZE, Codec, FrameTable
+from hoard_server.storage.index import Location, ObjectIndex, PackState
+from hoard_server.storage.keys import KEY_FORMAT, format_key, parse_key, parse_keys
+from hoard_server.storage.pack import PACK_MAGIC, Encoding, PackReader
+from hoard_server.storage.staging import StagedUpload
+from hoard_server.storage.writer import NewRecord, PackWriter
+
+log = logging.getLogger(__name__)
+
+INLINE_LIMIT = 8 << 20  # streamed puts up to this size are encoded in memory
+READ_MANY_INLINE = 8 << 20
+_COALESCE_SPAN = 4 << 20  # read neighbouring records in one pread up to this span
+_COALESCE_GAP = 64 << 10
+_DICT_SAMPLES = 2000
+_DICT_SIZE = 64 << 10
+_PREFETCH = 4  # frames decoded ahead of the one being sent
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    pack_max_bytes: int = 4 << 30
+    compression_level: int = 3
+    frame_compression_level: int = 1
+    index_map_size: int = 1 << 40
+    train_dictionary: bool = True
+
+
+@dataclass(frozen=True)
+class ObjectStat:
+    key: str
+    exists: bool
+    raw_size: int = 0
+    stored_size: int = 0
+    encoding: str = ""
+    pack_id: int = 0
+
+
+class _InUse:
+    """Counts operations in progress so that close() can wait for them to finish."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._cond = threading.Condition()
+        self._active = 0
+        self._closing = False
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._cond:
+            if self._closing:
+                raise RepositoryNotFound(self._name)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                if not self._active:
+                    self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            while self._active:
+                self._cond.wait()
+
+
+class Repository:
+    """Content-addressed objects of one repository. Every public method is thread-safe."""
+
+    def __init__(self, name: str, path: str, settings: StorageSettings, pool: Executor) -> None:
+        self.name = name
+        self.path = path
+        self.settings = settings
+        self._pool = pool
+        self._packs_dir = os.path.join(path, "packs")
+        self._staging_dir = os.path.join(path, "staging")
+        self.index = ObjectIndex(os.path.join(path, "index"), settings.index_map_size)
+        raw_uuid = self.index.get_meta("uuid")
+        if raw_uuid is None:
+            self.index.close()
+            raise FailedPrecondition(f"repository {name!r} at {path} was never initialised")
+        self.uuid = raw_uuid.decode()
+        self.created_at = float(self.index.get_meta("created_at") or b"0")
+        self.codec = Codec(settings.compression_level, settings.frame_compression_level)
+        dicts = self.index.dictionaries()
+        for i, (_, data) in enumerate(sorted(dicts.items())):
+            self.codec.add_dictionary(data, use_for_writes=i == len(dicts) - 1)
+        current, next_id = self._recover()
+        self.reader = PackReader(self._pack_path)
+        self.writer = PackWriter(
+            self.index, self._packs_dir, settings.pack_max_bytes, current, next_id
+        )
+        self._in_use = _InUse(name)
+        self._tables: OrderedDict[tuple[int, int], FrameTable] = OrderedDict()
+        self._tables_lock = threading.Lock()
+        self._samples: list[bytes] = []
+        self._samples_lock = threading.Lock()
+        self._training = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, name: str, path: str, settings: StorageSettings, pool: Executor) -> Repository:
+        """Initialise a repository directory at ``path`` (which must not exist) and open it."""
+        tmp = f"{path}.creating-{uuid.uuid4().hex[:8]}"
+        os.makedirs(os.path.join(tmp, "packs"))
+        os.makedirs(os.path.join(tmp, "staging"))
+        index = ObjectIndex(os.path.join(tmp, "index"), settings.index_map_size)
+        with index.write() as txn:
+            index.put_meta(txn, "uuid", uuid.uuid4().hex.encode())
+            index.put_meta(txn, "created_at", repr(time.time()).encode())
+            index.put_meta(txn, "format", b"1")
+        index.close()
+        os.rename(tmp, path)  # the repository appears whole or not at all
+        return cls(name, path, settings, pool)
+
+    def _pack_path(self, pack_id: int) -> str:
+        return os.path.join(self._packs_dir, f"{pack_id:08d}.pack")
+
+    def _recover(self) -> tuple[tuple[int, int] | None, int]:
+        packs = self.index.packs()
+        for entry in os.listdir(self._packs_dir):
+            stem = entry.removesuffix(".pack")
+            if not stem.isdigit() or int(stem) not in packs:
+                log.warning(
+                    "repository %s: removing pack %s unknown to the index", self.name, entry
+                )
+                os.unlink(os.path.join(self._packs_dir, entry))
+        for pid, state in packs.items():
+            path = self._pack_path(pid)
+            try:
+                size = os.path.getsize(path)
+            except FileNotFoundError:
+                log.error("repository %s: pack %d is missing", self.name, pid)
+                continue
+            if size > state.end:
+                log.info(
+                    "repository %s: cutting %d uncommitted bytes off pack %d",
+                    self.name,
+                    size - state.end,
+                    pid,
+                )
+                os.truncate(path, state.end)
+            elif size < state.end:
+                log.error("repository %s: pack %d is shorter than committed", self.name, pid)
+        shutil.rmtree(self._staging_dir, ignore_errors=True)
+        os.makedirs(self._staging_dir, exist_ok=True)
+        open_packs = [
+            (pid, st.end)
+            for pid, st in packs.items()
+            if not st.single and st.end < self.settings.pack_max_bytes
+        ]
+        current = max(open_packs) if open_packs else None
+        return current, max(packs, default=0) + 1
+
+    def close(self) -> None:
+        """Wait for operations in progress, commit what is queued, release files."""
+        self._in_use.close()
+        self.writer.close()
+        self.reader.close()
+        self.index.close()
+
+    # -- writes -------------------------------------------------------------------------
+    def put_many(self, objects: list[bytes]) -> list[tuple[str, bool]]:
+        """Store many objects; return (key, created) for each, once all are durable."""
+        with self._in_use.hold():
+            digests = [hashlib.sha256(o).digest() for o in objects]
+            present = self.index.has_many(digests)
+            records, slots = [], []
+            for i, (data, d, p) in enumerate(zip(objects, digests, present, strict=True)):
+                if p:
+                    continue
+                enc, parts = self.codec.encode(data)
+                records.append(NewRecord(d, len(data), enc, parts))
+                slots.append(i)
+                self._sample(data, enc)
+            created = [False] * len(objects)
+            if records:
+                for i, c in zip(slots, self.writer.submit(records).result(), strict=True):
+                    created[i] = c
+            return [(format_key(d), c) for d, c in zip(digests, created, strict=True)]
+
+    def put_stream(
+        self, chunks: Iterable[bytes], expected_key: str = "", size: int | None = None
+    ) -> tuple[str, int, bool]:
+        """Store one object arriving in chunks; return (key, raw size, created)."""
+        with self._in_use.hold():
+            expected = parse_key(expected_key) if expected_key else None
+            buf = bytearray()
+            staged: StagedUpload | None = None
+            try:
+                for chunk in chunks:
+                    if staged is not None:
+                        staged.write(chunk)
+                        continue
+                    buf += chunk
+                    if len(buf) > INLINE_LIMIT:
+                        staged = StagedUpload(self._staging_dir, self.codec, self._pool)
+                        staged.write(bytes(buf))
+                        buf = bytearray()
+                raw_size = staged.raw_size if staged is not None else len(buf)
+                if size is not None and size != raw_size:
+                    raise InvalidArgument(
+                        f"the upload announced {size} bytes but sent {raw_size}; nothing was stored"
+                    )
+                if staged is None:
+                    data = bytes(buf)
+                    ((key, created),) = self._put_checked([data], expected)
+                    return key, raw_size, created
+                record = staged.finish()
+                staged = None
+            except BaseException:
+                if staged is not None:
+                    staged.abort()
+                raise
+            try:
+                self._check_expected(record.digest, expected)
+                if self.index.has_many([record.digest])[0]:
+                    os.unlink(record.path)
+                    return format_key(record.digest), raw_size, False
+                (created,) = self.writer.submit([record]).result()
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(record.path)
+                raise
+            return format_key(record.digest), raw_size, created
+
+    def _put_checked(self, objects: list[bytes], expected: bytes | None) -> list[tuple[str, bool]]:
+        if expected is not None:
+            self._check_expected(hashlib.sha256(objects[0]).digest(), expected)
+        return self.put_many(objects)
+
+    @staticmethod
+    def _check_expected(digest: bytes, expected: bytes | None) -> None:
+        if expected is not None and digest != expected:
+            raise InvalidArgument(
+                f"content hashes to {digest.hex()}, not the expected key {expected.hex()}; "
+                "nothing was stored"
+            )
+
+    def _sample(self, data: bytes, enc: Encoding) -> None:
+        """Collect small objects until a zstd dictionary can be trained for them."""
+        if (
+            not self.settings.train_dictionary
+            or self.codec.has_dictionary
+            or self._training
+            or enc not in (Encoding.ZSTD,)
+            or not 256 <= len(data) <= 16 << 10
+        ):
+            return
+        with self._samples_lock:
+            if self._training:
+                return
+            self._samples.append(data)
+            if len(self._samples) < _DICT_SAMPLES:
+                return
+            self._training = True
+            samples, self._samples = self._samples, []
+        threading.Thread(target=self._train, args=(samples,), daemon=True).start()
+
+    def _train(self, samples: list[bytes]) -> None:
+        try:
+            d = zstandard.train_dictionary(
+                _DICT_SIZE, samples, level=self.settings.compression_level
+            )
+            data = d.as_bytes()
+            self.index.put_dictionary(d.dict_id(), data)  # durable before any object uses it
+            self.codec.add_dictionary(data)
+            log.info("repository %s: trained a %d-byte zstd dictionary", self.name, len(data))
+        except Exception as exc:  # training is an optimisation; never fatal
+            log.warning("repository %s: dictionary training failed: %s", self.name, exc)
+        finally:
+            self._training = False
+
+    # -- reads --------------------------------------------------------------------------
+    def _locate(self, key: str) -> Location:
+        loc = self.index.get_many([parse_key(key)])[0]
+        if loc is None:
+            raise ObjectNotFound([key])
+        return loc
+
+    def _frame_table(self, loc: Location) -> FrameTable:
+        k = (loc.pack_id, loc.offset)
+        with self._tables_lock:
+            t = self._tables.get(k)
+            if t is not None:
+                self._tables.move_to_end(k)
+                return t
+        end = loc.body_offset + loc.body_size
+        n = FrameTable.trailer_length(self.reader.read(loc.pack_id, end - 4, 4))
+        t = FrameTable.decode(self.reader.read(loc.pack_id, end - 4 - n, n))
+        with self._tables_lock:
+            self._tables[k] = t
+            while len(self._tables) > 512:
+                self._tables.popitem(last=False)
+        return t
+
+    def _decode_whole(self, loc: Location) -> bytes:
+        if loc.encoding == Encoding.FRAMES:
+            return b"".join(self._iter_frames(loc, 0, loc.raw_size, prefetch=False))
+        body = self.reader.read(loc.pack_id, loc.body_offset, loc.body_size)
+        return self.codec.decode_small(loc.encoding, body, loc.raw_size)
+
+    def _iter_frames(
+        self, loc: Location, offset: int, length: int, prefetch: bool
+    ) -> Iterator[bytes]:
+        table = self._frame_table(loc)
+        offsets = table.offsets
+        end = offset + length
+
+        def decode(i: int) -> bytes:
+            start = i * table.frame_size
+            n = min(table.frame_size, loc.raw_size - start)
+            body = self.reader.read(loc.pack_id, loc.body_offset + offsets[i], table.stored[i])
+            data = self.codec.decode_frame(body, table.raw[i], n)
+            lo, hi = max(offset, start) - start, min(end, start + n) - start
+            return data if lo == 0 and hi == n else data[lo:hi]
+
+        frames = table.frames_for(offset, length)
+        if not prefetch or len(frames) <= 1:
+            for i in frames:
+                yield decode(i)
+            return
+        ahead: list = []
+        it = iter(frames)
+        try:
+            for i in it:
+                ahead.append(self._pool.submit(decode, i))
+                if len(ahead) > _PREFETCH:
+                    break
+            while ahead:
+                yield ahead.pop(0).result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    ahead.append(self._pool.submit(decode, nxt))
+        finally:
+            for f in ahead:
+                f.cancel()
+
+    def read(
+        self, key: str, offset: int = 0, length: int | None = None
+    ) -> tuple[int, Iterator[bytes]]:
+        """(object size, chunks of the range). A range past the end is cut short."""
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidArgument("offset and length must not be negative")
+        with self._in_use.hold():
+            loc = self._locate(key)
+        if offset > loc.raw_size:
+            raise OutOfRange(
+                f"offset {offset} is past the end of object {key} ({loc.raw_size} bytes)"
+            )
+        n = loc.raw_size - offset if length is None else min(length, loc.raw_size - offset)
+        return loc.raw_size, self._read_chunks(loc, offset, n)
+
+    def _read_chunks(self, loc: Location, offset: int, length: int) -> Iterator[bytes]:
+        with self._in_use.hold():
+            if length == 0:
+                return
+            if loc.encoding == Encoding.FRAMES:
+                yield from self._iter_frames(loc, offset, length, prefetch=True)
+            else:
+                data = self._decode_whole(loc)
+                yield (
+                    data
+                    if (offset == 0 and length == len(data))
+                    else data[offset : offset + length]
+                )
+
+    def read_many(
+        self, keys: list[str], inline_limit: int = READ_MANY_INLINE
+    ) -> Iterator[tuple[str, int, bytes | None]]:
+        """(key, size, content or None when larger than inline_limit), in storage order."""
+        with self._in_use.hold():
+            digests = parse_keys(keys)
+            locs = self.index.get_many(digests)
+            missing = [k for k, loc in zip(keys, locs, strict=True) if loc is None]
+        if missing:
+            raise ObjectNotFound(missing)
+        return self._read_many(keys, locs, inline_limit)  # type: ignore[arg-type]
+
+    def _read_many(
+        self, keys: list[str], locs: list[Location], inline_limit: int
+    ) -> Iterator[tuple[str, int, bytes | None]]:
+        with self._in_use.hold():
+            order = sorted(range(len(keys)), key=lambda i: (locs[i].pack_id, locs[i].offset))
+            run: list[int] = []
+
+            def flush_run() -> Iterator[tuple[str, int, bytes | None]]:
+                first, last = locs[run[0]], locs[run[-1]]
+                start = first.body_offset
+                span = self.reader.read(
+                    first.pack_id, start, last.body_offset + last.body_size - start
+                )
+                view = memoryview(span)
+                for i in run:
+                    loc = locs[i]
+                    lo = loc.body_offset - start
+                    body = view[lo : lo + loc.body_size]
+                    data = self.codec.decode_small(loc.encoding, body, loc.raw_size)
+                    yield keys[i], loc.raw_size, bytes(data)
+
+            for i in order:
+                loc = locs[i]
+                if loc.encoding == Encoding.FRAMES:
+                    if run:
+                        yield from flush_run()
+                        run = []
+                    if loc.raw_size <= inline_limit:
+                        yield keys[i], loc.raw_size, self._decode_whole(loc)
+                    else:
+                        yield keys[i], loc.raw_size, None
+                    continue
+                if run:
+                    prev, first = locs[run[-1]], locs[run[0]]
+                    if (
+                        loc.pack_id != prev.pack_id
+                        or loc.offset < prev.offset
+                        or loc.body_offset - (prev.body_offset + prev.body_size) > _COALESCE_GAP
+                        or loc.body_offset + loc.body_size - first.body_offset > _COALESCE_SPAN
+                    ):
+                        yield from flush_run()
+                        run = []
+                run.append(i)
+            if run:
+                yield from flush_run()
+
+    def has_many(self, keys: list[str]) -> list[bool]:
+        with self._in_use.hold():
+            return self.index.has_many(parse_keys(keys))
+
+    def stat_many(self, keys: list[str]) -> list[ObjectStat]:
+        with self._in_use.hold():
+            locs = self.index.get_many(parse_keys(keys))
+        return [
+            ObjectStat(k, False)
+            if loc is None
+            else ObjectStat(k, True, loc.raw_size, loc.stored_size, loc.encoding.label, loc.pack_id)
+            for k, loc in zip(keys, locs, strict=True)
+        ]
+
+    def list_keys(self, page_token: str = "", limit: int | None = None) -> Iterator[str]:
+        """Keys in key order after ``page_token`` (a key), at most ``limit`` of them."""
+        if page_token:
+            try:
+                after = parse_key(page_token)
+            except InvalidArgument:
+                raise InvalidArgument(
+                    f"page token {page_token[:80]!r} is not one this server handed out"
+                ) from None
+        else:
+            after = None
+        return self._list(after, limit)
+
+    def _list(self, after: bytes | None, limit: int | None) -> Iterator[str]:
+        with self._in_use.hold():
+            for n, d in enumerate(self.index.iter_digests(after)):
+                if limit is not None and n >= limit:
+                    return
+                yield d.hex()
+
+    # -- deletion -----------------------------------------------------------------------
+    def delete_many(
+        self, keys: list[str], require_all: bool = False
+    ) -> tuple[list[str], list[str]]:
+        """Logically delete; return (deleted, missing). Space comes back via compaction."""
+        with self._in_use.hold():
+            unique = list(dict.fromkeys(keys))
+            digests = parse_keys(unique)
+            index = self.index
+            with index.write() as txn:
+                locs = [index.get(txn, d) for d in digests]
+                missing = [k for k, loc in zip(unique, locs, strict=True) if loc is None]
+                if missing and require_all:
+                    txn.abort()
+                    return [], missing
+                totals = index.totals(txn)
+                dead: dict[int, int] = {}
+                deleted = []
+                for k, d, loc in zip(unique, digests, locs, strict=True):
+                    if loc is None:
+                        continue
+                    index.delete(txn, d)
+                    dead[loc.pack_id] = dead.get(loc.pack_id, 0) + loc.stored_size
+                    totals.objects -= 1
+                    totals.raw_bytes -= loc.raw_size
+                    totals.stored_bytes -= loc.stored_size
+                    deleted.append(k)
+                for pid, n in dead.items():
+                    state = index.get_pack(txn, pid) or PackState(end=0)
+                    state.dead_bytes += n
+                    index.put_pack(txn, pid, state)
+                index.put_totals(txn, totals)
+            return deleted, missing
+
+    # -- reporting ----------------------------------------------------------------------
+    def info(self) -> dict:
+        with self._in_use.hold():
+            totals = self.index.totals()
+            packs = self.index.packs()
+            on_disk = 0
+            for root, _dirs, files in os.walk(self.path):
+                for f in files:
+                    with contextlib.suppress(FileNotFoundError):
+                        on_disk += os.path.getsize(os.path.join(root, f))
+            magic = len(PACK_MAGIC)
+            return {
+                "repository": self.name,
+                "uuid": self.uuid,
+                "key_format": KEY_FORMAT,
+                "objects": totals.objects,
+                "raw_bytes": totals.raw_bytes,
+                "stored_bytes": totals.stored_bytes,
+                "on_disk_bytes": on_disk,
+                "pack_count": len(packs),
+                "reclaimable_bytes": sum(s.dead_bytes for s in packs.values()),
+                "has_dictionary": self.codec.has_dictionary,
+                "packs": [
+                    {
+                        "pack_id": pid,
+                        "size": s.end,
+                        "dead_bytes": s.dead_bytes,
+                        "live_bytes": max(0, s.end - magic - s.dead_bytes),
+                        "single_object": s.single,
+                    }
+                    for pid, s in sorted(packs.items())
+                ],
+            }
+
+    def maintain(self, dry_run: bool = False) -> Iterator[dict]:
+        """Report what maintenance would reclaim. Compaction itself lands with live
+        compaction (issue 3); until then this only reports, whatever ``dry_run`` says."""
+        info = self.info()
+        yield {
+            "stage": "report",
+            "message": (
+                f"{info['reclaimable_bytes']} bytes in {info['pack_count']} packs are reclaimable; "
+                "compaction is not available in this version, nothing was changed"
+            ),
+            "done": 1,
+            "total": 1,
+            "reclaimable_bytes": info["reclaimable_bytes"],
+            "reclaimed_bytes": 0,
+        }
+
+
+__all__ = ["FRAME_SIZE", "ObjectStat", "Repository", "StorageSettings"]

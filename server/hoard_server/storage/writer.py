@@ -1,0 +1,307 @@
+"""The pack writer: one thread per repository that group-commits new records.
+
+Durability order, for every group of puts gathered from the queue:
+
+1. append the new records to the current pack (pwritev at the committed end);
+2. fdatasync every pack touched; rename staged single-object packs into place and fsync the
+   packs directory;
+3. one LMDB write transaction with every index entry, the packs' new committed ends and the
+   repository totals, committed with fsync;
+4. only then resolve the callers' futures: a put is acknowledged after (2) and (3).
+
+A crash before (3) leaves bytes past a pack's committed end (cut off at the next start-up)
+or a pack file the index does not know (deleted at start-up); neither is ever visible.
+A failure in (1)-(3) truncates the packs back and fails the whole group; puts are
+idempotent, so callers simply retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import lmdb
+
+from hoard_server.errors import StorageFull
+from hoard_server.storage.index import LOCATION, ObjectIndex, PackState
+from hoard_server.storage.pack import (
+    HEADER_SIZE,
+    PACK_MAGIC,
+    RECORD_HEADER,
+    RECORD_MAGIC,
+    Encoding,
+    PackAppender,
+    create_pack,
+    fsync_dir,
+    raise_if_full,
+)
+
+log = logging.getLogger(__name__)
+
+_GROUP_BYTES = 64 << 20  # stop gathering a group past this many body bytes
+
+
+@dataclass(slots=True)
+class NewRecord:
+    """An encoded object held in memory, to be appended to the current pack."""
+
+    digest: bytes
+    raw_size: int
+    encoding: Encoding
+    parts: list[bytes]
+    body_size: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.body_size:
+            parts = self.parts
+            self.body_size = len(parts[0]) if len(parts) == 1 else sum(map(len, parts))
+
+
+@dataclass(slots=True)
+class StagedRecord:
+    """A complete, fsynced single-record pack file in the staging directory."""
+
+    digest: bytes
+    raw_size: int
+    encoding: Encoding
+    body_size: int
+    path: str
+
+
+@dataclass(slots=True)
+class _Submission:
+    records: list[NewRecord | StagedRecord]
+    future: Future = field(default_factory=Future)
+
+
+class PackWriter:
+    """Group-commits records for one repository; ``submit`` is safe from any thread."""
+
+    def __init__(
+        self,
+        index: ObjectIndex,
+        packs_dir: str,
+        pack_max_bytes: int,
+        current: tuple[int, int] | None,
+        next_pack_id: int,
+    ) -> None:
+        self._index = index
+        self._packs_dir = packs_dir
+        self._pack_max = pack_max_bytes
+        self._next_id = next_pack_id
+        self._current_id: int | None = None
+        self._appender: PackAppender | None = None
+        if current is not None:
+            self._current_id = current[0]
+            self._appender = PackAppender(self.pack_path(current[0]), current[1])
+        self._queue: queue.SimpleQueue[_Submission | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"pack-writer:{packs_dir}", daemon=True
+        )
+        self._thread.start()
+
+    def pack_path(self, pack_id: int) -> str:
+        return os.path.join(self._packs_dir, f"{pack_id:08d}.pack")
+
+    def submit(self, records: list[NewRecord | StagedRecord]) -> Future:
+        """Queue records; the future resolves to a list of "created" flags once durable."""
+        if self._closed:
+            raise RuntimeError("the repository is closed")
+        sub = _Submission(records)
+        self._queue.put(sub)
+        return sub.future
+
+    def close(self) -> None:
+        """Commit everything queued, then stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
+
+    # -- the writer thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            size = sum(getattr(r, "body_size", 0) for r in first.records)
+            while size < _GROUP_BYTES:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                group.append(nxt)
+                size += sum(getattr(r, "body_size", 0) for r in nxt.records)
+            try:
+                results = self._commit([r for s in group for r in s.records])
+            except BaseException as exc:  # the group failed as a whole; callers retry
+                if not isinstance(exc, StorageFull):
+                    log.exception("group commit failed")
+                for s in group:
+                    s.future.set_exception(exc)
+                continue
+            i = 0
+            for s in group:
+                n = len(s.records)
+                s.future.set_result(results[i : i + n])
+                i += n
+
+    def _roll_over(self, txn: lmdb.Transaction) -> tuple[int, PackAppender]:
+        pack_id = self._next_id
+        self._next_id += 1
+        path = self.pack_path(pack_id)
+        try:
+            create_pack(path)
+        except OSError as exc:
+            raise_if_full(exc, "creating a pack")
+        self._index.put_pack(txn, pack_id, PackState(end=len(PACK_MAGIC)))
+        return pack_id, PackAppender(path, len(PACK_MAGIC))
+
+    def _commit(self, records: list[NewRecord | StagedRecord]) -> list[bool]:
+        index = self._index
+        results = [False] * len(records)
+        seen: set[bytes] = set()
+        # pack id -> [appender, buffers, end after this group] for packs this group appends to
+        touched: dict[int, list] = {}
+        created_packs: list[tuple[int, PackAppender]] = []
+        renamed: list[tuple[str, int]] = []
+        staged_dups: list[str] = []
+        entries: list[tuple[bytes, bytes]] = []
+        old_current = (self._current_id, self._appender)
+        header = RECORD_HEADER.pack
+        location = LOCATION.pack
+        magic = RECORD_MAGIC
+        txn = index.write()
+        try:
+            totals = index.totals(txn)
+            exists = txn.cursor(db=index.objects_db).set_key
+            slot: list | None = None  # touched entry of the current pack
+            for i, rec in enumerate(records):
+                d = rec.digest
+                if d in seen or exists(d):
+                    if isinstance(rec, StagedRecord):
+                        staged_dups.append(rec.path)
+                    continue
+                seen.add(d)
+                results[i] = True
+                size = HEADER_SIZE + rec.body_size
+                totals.objects += 1
+                totals.raw_bytes += rec.raw_size
+                totals.stored_bytes += size
+                if isinstance(rec, StagedRecord):
+                    pack_id = self._next_id
+                    self._next_id += 1
+                    entries.append(
+                        (
+                            d,
+                            location(
+                                pack_id, len(PACK_MAGIC), rec.body_size, rec.raw_size, rec.encoding
+                            ),
+                        )
+                    )
+                    renamed.append((rec.path, pack_id))
+                    index.put_pack(txn, pack_id, PackState(end=len(PACK_MAGIC) + size, single=True))
+                    continue
+                if slot is None or (slot[2] + size > self._pack_max and slot[2] > len(PACK_MAGIC)):
+                    if (
+                        self._appender is None
+                        or slot is not None
+                        or (
+                            self._appender.end + size > self._pack_max
+                            and self._appender.end > len(PACK_MAGIC)
+                        )
+                    ):
+                        self._current_id, self._appender = self._roll_over(txn)
+                        created_packs.append((self._current_id, self._appender))
+                    slot = touched.setdefault(
+                        self._current_id, [self._appender, [], self._appender.end]
+                    )
+                offset = slot[2]
+                bufs = slot[1]
+                bufs.append(header(magic, rec.encoding, d, rec.raw_size, rec.body_size))
+                bufs.extend(rec.parts)
+                slot[2] = offset + size
+                entries.append(
+                    (
+                        d,
+                        location(
+                            self._current_id, offset, rec.body_size, rec.raw_size, rec.encoding
+                        ),
+                    )
+                )
+            if not entries:
+                txn.abort()
+                for p in staged_dups:
+                    _unlink(p)
+                return results
+            # (1)+(2): the bytes, durably
+            for pid, (app, bufs, end) in touched.items():
+                app.append(bufs)
+                if app.end != end:
+                    raise RuntimeError(f"pack {pid} end {app.end} != expected {end}")
+                app.sync()
+                state = index.get_pack(txn, pid) or PackState(end=end)
+                state.end = end
+                index.put_pack(txn, pid, state)
+            for path, pack_id in renamed:
+                os.rename(path, self.pack_path(pack_id))
+            if renamed:
+                fsync_dir(self._packs_dir)
+            # (3): the index, in key order (a sorted putmulti touches each page once)
+            entries.sort()
+            txn.cursor(db=index.objects_db).putmulti(entries)
+            index.put_totals(txn, totals)
+            txn.commit()
+        except BaseException as exc:
+            txn.abort()
+            self._undo(touched, created_packs, renamed, old_current)
+            if isinstance(exc, lmdb.MapFullError):
+                raise StorageFull("the object index is full (raise its map size)") from exc
+            if isinstance(exc, OSError):
+                raise_if_full(exc, "committing a group of puts")
+            raise
+        for p in staged_dups:
+            _unlink(p)
+        # appenders replaced by a roll-over in this group are finished with
+        for app in {old_current[1], *(a for _, a in created_packs)}:
+            if app is not None and app is not self._appender:
+                app.close()
+        return results
+
+    def _undo(self, touched, created_packs, renamed, old_current) -> None:
+        created_ids = {pid for pid, _ in created_packs}
+        for pid, (app, _bufs, _end) in touched.items():
+            if pid not in created_ids:
+                app.rollback(self._committed_end(pid, app))
+        for pid, app in created_packs:
+            app.close()
+            _unlink(self.pack_path(pid))
+        for path, pack_id in renamed:
+            _unlink(path)
+            _unlink(self.pack_path(pack_id))
+        self._current_id, self._appender = old_current
+
+    def _committed_end(self, pid: int, app: PackAppender) -> int:
+        with self._index.read() as txn:
+            state = self._index.get_pack(txn, pid)
+        return state.end if state is not None else app.end
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
