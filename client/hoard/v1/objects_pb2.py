@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16hoard/v1/objects.proto\x12\x08hoard.v1\"Q\n\tPutHeader\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpected_key\x18\x02 \x01(\t\x12\x11\n\x04size\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_size\"L\n\nPutRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.hoard.v1.PutHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"=\n\x0bPutResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08raw_size\x18\x02 \x01(\x04\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"6\n\x0fPutBatchRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0f\n\x07objects\x18\x02 \x03(\x0c\"1\n\x10PutBatchResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\x0f\n\x07\x63reated\x18\x02 \x03(\x08\"^\n\x0bReadRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x13\n\x06length\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\t\n\x07_length\"1\n\x0cReadResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bobject_size\x18\x02 \x01(\x04\"I\n\x0fReadManyRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x14\n\x0cinline_limit\x18\x03 \x01(\x04\"F\n\nObjectData\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0f\n\x07inlined\x18\x04 \x01(\x08\"9\n\x10ReadManyResponse\x12%\n\x07objects\x18\x01 \x03(\x0b\x32\x14.hoard.v1.ObjectData\".\n\nHasRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\"\x1d\n\x0bHasResponse\x12\x0e\n\x06\x65xists\x18\x01 \x03(\x08\"/\n\x0bStatRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\"s\n\nObjectStat\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x10\n\x08raw_size\x18\x03 \x01(\x04\x12\x13\n\x0bstored_size\x18\x04 \x01(\x04\x12\x10\n\x08\x65ncoding\x18\x05 \x01(\t\x12\x0f\n\x07pack_id\x18\x06 \x01(\r\"3\n\x0cStatResponse\x12#\n\x05stats\x18\x01 \x03(\x0b\x32\x14.hoard.v1.ObjectStat\"H\n\x0bListRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"5\n\x0cListResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"F\n\rDeleteRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x13\n\x0brequire_all\x18\x03 \x01(\x08\"2\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x03(\t\x12\x0f\n\x07missing\x18\x02 \x03(\t\"3\n\x0bInfoRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65tailed\x18\x02 \x01(\x08\"h\n\x08PackInfo\x12\x0f\n\x07pack_id\x18\x01 \x01(\r\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\nlive_bytes\x18\x03 \x01(\x04\x12\x12\n\ndead_bytes\x18\x04 \x01(\x04\x12\x15\n\rsingle_object\x18\x05 \x01(\x08\"\x84\x02\n\x0cInfoResponse\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x12\n\nkey_format\x18\x03 \x01(\t\x12\x14\n\x0cobject_count\x18\x04 \x01(\x04\x12\x11\n\traw_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x06 \x01(\x04\x12\x15\n\ron_disk_bytes\x18\x07 \x01(\x04\x12\x12\n\npack_count\x18\x08 \x01(\r\x12\x19\n\x11reclaimable_bytes\x18\t \x01(\x04\x12\x16\n\x0ehas_dictionary\x18\n \x01(\x08\x12!\n\x05packs\x18\x0b \x03(\x0b\x32\x12.hoard.v1.PackInfo\"D\n\x0fMaintainRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x0c\n\x04live\x18\x03 \x01(\x08\"\x83\x01\n\x10MaintainProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04\x64one\x18\x03 \x01(\x04\x12\r\n\x05total\x18\x04 \x01(\x04\x12\x19\n\x11reclaimable_bytes\x18\x05 \x01(\x04\x12\x17\n\x0freclaimed_bytes\x18\x06 \x01(\x04\x32\xdd\x04\n\x07Objects\x12\x34\n\x03Put\x12\x14.hoard.v1.PutRequest\x1a\x15.hoard.v1.PutResponse(\x01\x12\x41\n\x08PutBatch\x12\x19.hoard.v1.PutBatchRequest\x1a\x1a.hoard.v1.PutBatchResponse\x12\x37\n\x04Read\x12\x15.hoard.v1.ReadRequest\x1a\x16.hoard.v1.ReadResponse0\x01\x12\x43\n\x08ReadMany\x12\x19.hoard.v1.ReadManyRequest\x1a\x1a.hoard.v1.ReadManyResponse0\x01\x12\x32\n\x03Has\x12\x14.hoard.v1.HasRequest\x1a\x15.hoard.v1.HasResponse\x12\x35\n\x04Stat\x12\x15.hoard.v1.StatRequest\x1a\x16.hoard.v1.StatResponse\x12\x37\n\x04List\x12\x15.hoard.v1.ListRequest\x1a\x16.hoard.v1.ListResponse0\x01\x12;\n\x06\x44\x65lete\x12\x17.hoard.v1.DeleteRequest\x1a\x18.hoard.v1.DeleteResponse\x12\x35\n\x04Info\x12\x15.hoard.v1.InfoRequest\x1a\x16.hoard.v1.InfoResponse\x12\x43\n\x08Maintain\x12\x19.hoard.v1.MaintainRequest\x1a\x1a.hoard.v1.MaintainProgress0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16hoard/v1/objects.proto\x12\x08hoard.v1\"Q\n\tPutHeader\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpected_key\x18\x02 \x01(\t\x12\x11\n\x04size\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_size\"L\n\nPutRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.hoard.v1.PutHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"=\n\x0bPutResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08raw_size\x18\x02 \x01(\x04\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"6\n\x0fPutBatchRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0f\n\x07objects\x18\x02 \x03(\x0c\"1\n\x10PutBatchResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\x0f\n\x07\x63reated\x18\x02 \x03(\x08\"^\n\x0bReadRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x13\n\x06length\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\t\n\x07_length\"1\n\x0cReadResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bobject_size\x18\x02 \x01(\x04\"I\n\x0fReadManyRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x14\n\x0cinline_limit\x18\x03 \x01(\x04\"N\n\x10ReadManyResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\r\n\x05sizes\x18\x02 \x03(\x04\x12\x0f\n\x07inlined\x18\x03 \x03(\x08\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\".\n\nHasRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\"\x1d\n\x0bHasResponse\x12\x0e\n\x06\x65xists\x18\x01 \x03(\x08\"/\n\x0bStatRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\"s\n\nObjectStat\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x10\n\x08raw_size\x18\x03 \x01(\x04\x12\x13\n\x0bstored_size\x18\x04 \x01(\x04\x12\x10\n\x08\x65ncoding\x18\x05 \x01(\t\x12\x0f\n\x07pack_id\x18\x06 \x01(\r\"3\n\x0cStatResponse\x12#\n\x05stats\x18\x01 \x03(\x0b\x32\x14.hoard.v1.ObjectStat\"H\n\x0bListRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"5\n\x0cListResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"F\n\rDeleteRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x13\n\x0brequire_all\x18\x03 \x01(\x08\"2\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x03(\t\x12\x0f\n\x07missing\x18\x02 \x03(\t\"3\n\x0bInfoRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65tailed\x18\x02 \x01(\x08\"h\n\x08PackInfo\x12\x0f\n\x07pack_id\x18\x01 \x01(\r\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\nlive_bytes\x18\x03 \x01(\x04\x12\x12\n\ndead_bytes\x18\x04 \x01(\x04\x12\x15\n\rsingle_object\x18\x05 \x01(\x08\"\x84\x02\n\x0cInfoResponse\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x12\n\nkey_format\x18\x03 \x01(\t\x12\x14\n\x0cobject_count\x18\x04 \x01(\x04\x12\x11\n\traw_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x06 \x01(\x04\x12\x15\n\ron_disk_bytes\x18\x07 \x01(\x04\x12\x12\n\npack_count\x18\x08 \x01(\r\x12\x19\n\x11reclaimable_bytes\x18\t \x01(\x04\x12\x16\n\x0ehas_dictionary\x18\n \x01(\x08\x12!\n\x05packs\x18\x0b \x03(\x0b\x32\x12.hoard.v1.PackInfo\"D\n\x0fMaintainRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x0c\n\x04live\x18\x03 \x01(\x08\"\x83\x01\n\x10MaintainProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04\x64one\x18\x03 \x01(\x04\x12\r\n\x05total\x18\x04 \x01(\x04\x12\x19\n\x11reclaimable_bytes\x18\x05 \x01(\x04\x12\x17\n\x0freclaimed_bytes\x18\x06 \x01(\x04\x32\xdd\x04\n\x07Objects\x12\x34\n\x03Put\x12\x14.hoard.v1.PutRequest\x1a\x15.hoard.v1.PutResponse(\x01\x12\x41\n\x08PutBatch\x12\x19.hoard.v1.PutBatchRequest\x1a\x1a.hoard.v1.PutBatchResponse\x12\x37\n\x04Read\x12\x15.hoard.v1.ReadRequest\x1a\x16.hoard.v1.ReadResponse0\x01\x12\x43\n\x08ReadMany\x12\x19.hoard.v1.ReadManyRequest\x1a\x1a.hoard.v1.ReadManyResponse0\x01\x12\x32\n\x03Has\x12\x14.hoard.v1.HasRequest\x1a\x15.hoard.v1.HasResponse\x12\x35\n\x04Stat\x12\x15.hoard.v1.StatRequest\x1a\x16.hoard.v1.StatResponse\x12\x37\n\x04List\x12\x15.hoard.v1.ListRequest\x1a\x16.hoard.v1.ListResponse0\x01\x12;\n\x06\x44\x65lete\x12\x17.hoard.v1.DeleteRequest\x1a\x18.hoard.v1.DeleteResponse\x12\x35\n\x04Info\x12\x15.hoard.v1.InfoRequest\x1a\x16.hoard.v1.InfoResponse\x12\x43\n\x08Maintain\x12\x19.hoard.v1.MaintainRequest\x1a\x1a.hoard.v1.MaintainProgress0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,38 +47,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READRESPONSE']._serialized_end=512
   _globals['_READMANYREQUEST']._serialized_start=514
   _globals['_READMANYREQUEST']._serialized_end=587
-  _globals['_OBJECTDATA']._serialized_start=589
-  _globals['_OBJECTDATA']._serialized_end=659
-  _globals['_READMANYRESPONSE']._serialized_start=661
-  _globals['_READMANYRESPONSE']._serialized_end=718
-  _globals['_HASREQUEST']._serialized_start=720
-  _globals['_HASREQUEST']._serialized_end=766
-  _globals['_HASRESPONSE']._serialized_start=768
-  _globals['_HASRESPONSE']._serialized_end=797
-  _globals['_STATREQUEST']._serialized_start=799
-  _globals['_STATREQUEST']._serialized_end=846
-  _globals['_OBJECTSTAT']._serialized_start=848
-  _globals['_OBJECTSTAT']._serialized_end=963
-  _globals['_STATRESPONSE']._serialized_start=965
-  _globals['_STATRESPONSE']._serialized_end=1016
-  _globals['_LISTREQUEST']._serialized_start=1018
-  _globals['_LISTREQUEST']._serialized_end=1090
-  _globals['_LISTRESPONSE']._serialized_start=1092
-  _globals['_LISTRESPONSE']._serialized_end=1145
-  _globals['_DELETEREQUEST']._serialized_start=1147
-  _globals['_DELETEREQUEST']._serialized_end=1217
-  _globals['_DELETERESPONSE']._serialized_start=1219
-  _globals['_DELETERESPONSE']._serialized_end=1269
-  _globals['_INFOREQUEST']._serialized_start=1271
-  _globals['_INFOREQUEST']._serialized_end=1322
-  _globals['_PACKINFO']._serialized_start=1324
-  _globals['_PACKINFO']._serialized_end=1428
-  _globals['_INFORESPONSE']._serialized_start=1431
-  _globals['_INFORESPONSE']._serialized_end=1691
-  _globals['_MAINTAINREQUEST']._serialized_start=1693
-  _globals['_MAINTAINREQUEST']._serialized_end=1761
-  _globals['_MAINTAINPROGRESS']._serialized_start=1764
-  _globals['_MAINTAINPROGRESS']._serialized_end=1895
-  _globals['_OBJECTS']._serialized_start=1898
-  _globals['_OBJECTS']._serialized_end=2503
+  _globals['_READMANYRESPONSE']._serialized_start=589
+  _globals['_READMANYRESPONSE']._serialized_end=667
+  _globals['_HASREQUEST']._serialized_start=669
+  _globals['_HASREQUEST']._serialized_end=715
+  _globals['_HASRESPONSE']._serialized_start=717
+  _globals['_HASRESPONSE']._serialized_end=746
+  _globals['_STATREQUEST']._serialized_start=748
+  _globals['_STATREQUEST']._serialized_end=795
+  _globals['_OBJECTSTAT']._serialized_start=797
+  _globals['_OBJECTSTAT']._serialized_end=912
+  _globals['_STATRESPONSE']._serialized_start=914
+  _globals['_STATRESPONSE']._serialized_end=965
+  _globals['_LISTREQUEST']._serialized_start=967
+  _globals['_LISTREQUEST']._serialized_end=1039
+  _globals['_LISTRESPONSE']._serialized_start=1041
+  _globals['_LISTRESPONSE']._serialized_end=1094
+  _globals['_DELETEREQUEST']._serialized_start=1096
+  _globals['_DELETEREQUEST']._serialized_end=1166
+  _globals['_DELETERESPONSE']._serialized_start=1168
+  _globals['_DELETERESPONSE']._serialized_end=1218
+  _globals['_INFOREQUEST']._serialized_start=1220
+  _globals['_INFOREQUEST']._serialized_end=1271
+  _globals['_PACKINFO']._serialized_start=1273
+  _globals['_PACKINFO']._serialized_end=1377
+  _globals['_INFORESPONSE']._serialized_start=1380
+  _globals['_INFORESPONSE']._serialized_end=1640
+  _globals['_MAINTAINREQUEST']._serialized_start=1642
+  _globals['_MAINTAINREQUEST']._serialized_end=1710
+  _globals['_MAINTAINPROGRESS']._serialized_start=1713
+  _globals['_MAINTAINPROGRESS']._serialized_end=1844
+  _globals['_OBJECTS']._serialized_start=1847
+  _globals['_OBJECTS']._serialized_end=2452
 # @@protoc_insertion_point(module_scope)

@@ -80,23 +80,17 @@ class ReadManyRequest(_message.Message):
     inline_limit: int
     def __init__(self, repository: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., inline_limit: _Optional[int] = ...) -> None: ...
 
-class ObjectData(_message.Message):
-    __slots__ = ("key", "size", "data", "inlined")
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    SIZE_FIELD_NUMBER: _ClassVar[int]
-    DATA_FIELD_NUMBER: _ClassVar[int]
-    INLINED_FIELD_NUMBER: _ClassVar[int]
-    key: str
-    size: int
-    data: bytes
-    inlined: bool
-    def __init__(self, key: _Optional[str] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ..., inlined: _Optional[bool] = ...) -> None: ...
-
 class ReadManyResponse(_message.Message):
-    __slots__ = ("objects",)
-    OBJECTS_FIELD_NUMBER: _ClassVar[int]
-    objects: _containers.RepeatedCompositeFieldContainer[ObjectData]
-    def __init__(self, objects: _Optional[_Iterable[_Union[ObjectData, _Mapping]]] = ...) -> None: ...
+    __slots__ = ("keys", "sizes", "inlined", "data")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    INLINED_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    sizes: _containers.RepeatedScalarFieldContainer[int]
+    inlined: _containers.RepeatedScalarFieldContainer[bool]
+    data: bytes
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., sizes: _Optional[_Iterable[int]] = ..., inlined: _Optional[_Iterable[bool]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class HasRequest(_message.Message):
     __slots__ = ("repository", "keys")

@@ -62,19 +62,27 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
     @grpc_errors
     def ReadMany(self, request: pb.ReadManyRequest, context: grpc.ServicerContext):
         limit = min(request.inline_limit or _MAX_INLINE // 4, _MAX_INLINE)
-        batch: list[pb.ObjectData] = []
+        keys: list[str] = []
+        sizes: list[int] = []
+        inlined: list[bool] = []
+        data: list[bytes] = []
         pending = 0
-        for key, size, data in self._repo(request.repository).read_many(list(request.keys), limit):
-            if data is None:
-                batch.append(pb.ObjectData(key=key, size=size, inlined=False))
-            else:
-                batch.append(pb.ObjectData(key=key, size=size, data=data, inlined=True))
+        for key, size, content in self._repo(request.repository).read_many(
+            list(request.keys), limit
+        ):
+            keys.append(key)
+            sizes.append(size)
+            inlined.append(content is not None)
+            if content is not None:
+                data.append(content)
                 pending += size
-            if pending >= _MESSAGE_BYTES or len(batch) >= 4096:
-                yield pb.ReadManyResponse(objects=batch)
-                batch, pending = [], 0
-        if batch:
-            yield pb.ReadManyResponse(objects=batch)
+            if pending >= _MESSAGE_BYTES or len(keys) >= 8192:
+                yield pb.ReadManyResponse(
+                    keys=keys, sizes=sizes, inlined=inlined, data=b"".join(data)
+                )
+                keys, sizes, inlined, data, pending = [], [], [], [], 0
+        if keys:
+            yield pb.ReadManyResponse(keys=keys, sizes=sizes, inlined=inlined, data=b"".join(data))
 
     @grpc_errors
     def Has(self, request: pb.HasRequest, context: grpc.ServicerContext):

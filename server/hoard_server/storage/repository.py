@@ -203,14 +203,15 @@ class Repository:
         with self._in_use.hold():
             digests = [hashlib.sha256(o).digest() for o in objects]
             present = self.index.has_many(digests)
-            records, slots = [], []
-            for i, (data, d, p) in enumerate(zip(objects, digests, present, strict=True)):
-                if p:
-                    continue
-                enc, parts = self.codec.encode(data)
-                records.append(NewRecord(d, len(data), enc, parts))
-                slots.append(i)
-                self._sample(data, enc)
+            slots = [i for i, p in enumerate(present) if not p]
+            todo = [objects[i] for i in slots]
+            records = []
+            for i, data, (enc, parts) in zip(
+                slots, todo, self.codec.encode_batch(todo), strict=True
+            ):
+                records.append(NewRecord(digests[i], len(data), enc, parts))
+                if enc == Encoding.ZSTD and not self.codec.has_dictionary:
+                    self._sample(data, enc)
             created = [False] * len(objects)
             if records:
                 for i, c in zip(slots, self.writer.submit(records).result(), strict=True):
@@ -429,12 +430,13 @@ class Repository:
                     first.pack_id, start, last.body_offset + last.body_size - start
                 )
                 view = memoryview(span)
+                items = []
                 for i in run:
                     loc = locs[i]
                     lo = loc.body_offset - start
-                    body = view[lo : lo + loc.body_size]
-                    data = self.codec.decode_small(loc.encoding, body, loc.raw_size)
-                    yield keys[i], loc.raw_size, bytes(data)
+                    items.append((loc.encoding, view[lo : lo + loc.body_size], loc.raw_size))
+                for i, data in zip(run, self.codec.decode_batch(items), strict=True):
+                    yield keys[i], locs[i].raw_size, data
 
             for i in order:
                 loc = locs[i]
