@@ -110,7 +110,7 @@ def test_incompressible_data_is_stored_raw():
     assert enc == Encoding.RAW
     enc, parts = codec.encode(os.urandom(3 * FRAME_SIZE))
     n = FrameTable.trailer_length(parts[-1][-4:])
-    assert all(FrameTable.decode(parts[-1][: n]).raw)
+    assert all(FrameTable.decode(parts[-1][:n]).raw)
 
 
 def test_compressible_data_is_compressed():
@@ -233,8 +233,9 @@ def test_hash_mismatch_and_size_mismatch_store_nothing(repo):
         repo.put_stream([b"abc"], size=10)
     big = make_data(3, 10 << 20, False)
     with pytest.raises(InvalidArgument, match="not the expected key"):
-        repo.put_stream([big[i : i + (1 << 20)] for i in range(0, len(big), 1 << 20)],
-                        expected_key="0" * 64)
+        repo.put_stream(
+            [big[i : i + (1 << 20)] for i in range(0, len(big), 1 << 20)], expected_key="0" * 64
+        )
     assert repo.info()["objects"] == 0
     assert os.listdir(os.path.join(repo.path, "staging")) == []
 
@@ -388,3 +389,19 @@ def test_erase_removes_everything(registry):
         registry.get("gone")
     with pytest.raises(RepositoryNotFound):
         repo.put_many([b"y"])
+
+
+def test_concurrent_submissions_share_group_commits(repo):
+    from hoard_server.storage.writer import NewRecord
+
+    before = repo.writer.groups_committed
+    futures = []
+    for i in range(50):
+        data = b"object %d" % i
+        digest = hashlib.sha256(data).digest()
+        futures.append(repo.writer.submit([NewRecord(digest, len(data), Encoding.RAW, [data])]))
+    assert all(f.result() == [True] for f in futures)
+    groups = repo.writer.groups_committed - before
+    # one fsync + one index commit per group, not per put
+    assert groups < 10, groups
+    assert repo.info()["objects"] == 50

@@ -101,6 +101,8 @@ class PackWriter:
             self._appender = PackAppender(self.pack_path(current[0]), current[1])
         self._queue: queue.SimpleQueue[_Submission | None] = queue.SimpleQueue()
         self._closed = False
+        self.groups_committed = 0  # one pack fsync + one index commit each
+        self.records_committed = 0
         self._thread = threading.Thread(
             target=self._run, name=f"pack-writer:{packs_dir}", daemon=True
         )
@@ -155,6 +157,8 @@ class PackWriter:
                 for s in group:
                     s.future.set_exception(exc)
                 continue
+            self.groups_committed += 1
+            self.records_committed += sum(results)
             i = 0
             for s in group:
                 n = len(s.records)

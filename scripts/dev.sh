@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One entry point for a fresh checkout (needs only python3 >= 3.11 with pip and venv):
+#
+#   scripts/dev.sh serve [hoard serve options]   set up, then run the daemon on 127.0.0.1:50051
+#   scripts/dev.sh test  [pytest options]        set up, then check stubs, lint and run the tests
+#   scripts/dev.sh bench [benchmark options]     set up with the peers, then run the benchmarks
+#
+# Everything is installed into ./.venv; nothing outside the checkout is touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+VENV="${HOARD_VENV:-.venv}"
+
+setup() {
+    local extras="$1"
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PY" -m venv "$VENV"
+    fi
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+    serve)
+        setup server
+        exec "$VENV/bin/hoard" serve "$@"
+        ;;
+    test)
+        setup dev
+        "$VENV/bin/python" scripts/gen_protos.py --check
+        "$VENV/bin/ruff" check .
+        exec "$VENV/bin/python" -m pytest "$@"
+        ;;
+    bench)
+        setup dev,bench
+        exec "$VENV/bin/python" -m tests.benchmarks.bench_objects "$@"
+        ;;
+    *)
+        echo "usage: scripts/dev.sh serve|test|bench [options]" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,166 @@
+"""Durability and concurrency against the real daemon: many processes, restarts, kill -9."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import hoard
+
+sys.path.insert(0, str(Path(__file__).parent))
+from workers import content, pool_sizes  # noqa: E402
+
+WORKERS = str(Path(__file__).parent / "workers.py")
+
+
+def spawn(mode: str, target: str, seed: int, ack: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            WORKERS,
+            mode,
+            "--target",
+            target,
+            "--seed",
+            str(seed),
+            "--ack",
+            str(ack),
+            *extra,
+        ]
+    )
+
+
+def test_eight_processes_put_overlapping_sets(hoard_daemon, tmp_path):
+    procs = [spawn("overlap", hoard_daemon.target, s, tmp_path / f"ack{s}") for s in range(8)]
+    assert [p.wait(300) for p in procs] == [0] * 8
+    sizes = pool_sizes(600)
+    acked = set()
+    for s in range(8):
+        acked |= set((tmp_path / f"ack{s}").read_text().split())
+    expected = {
+        hashlib.sha256(content(i, sizes[i])).hexdigest(): content(i, sizes[i]) for i in range(600)
+    }
+    with hoard.connect(hoard_daemon.target) as client:
+        repo = client.repository()
+        stored = set(repo.list_objects())
+        assert stored == acked
+        for key, data in repo.get_objects_content(sorted(stored)).items():
+            assert data == expected[key]
+        info = repo.get_info()
+        # each distinct object stored exactly once
+        assert info["objects"] == len(stored)
+        assert info["raw_bytes"] == sum(len(expected[k]) for k in stored)
+
+
+def test_objects_survive_a_graceful_restart(hoard_daemon):
+    data = [content(i, 10_000 + i) for i in range(50)] + [content(99, 9 << 20)]
+    with hoard.connect(hoard_daemon.target) as client:
+        repo = client.repository()
+        keys = repo.put_objects(data)
+        uuid = repo.uuid
+    assert hoard_daemon.stop() == 0
+    assert "stopped" in "".join(hoard_daemon.log)
+    hoard_daemon.start()
+    with hoard.connect(hoard_daemon.target) as client:
+        repo = client.repository()
+        assert repo.uuid == uuid
+        assert repo.has_objects(keys) == [True] * len(keys)
+        for key, d in zip(keys, data, strict=True):
+            assert repo.get_object_content(key) == d
+
+
+@pytest.mark.parametrize("seconds", [3.0])
+def test_kill_9_during_concurrent_puts_loses_nothing_acknowledged(
+    daemon_factory, tmp_path, seconds
+):
+    daemon = daemon_factory()
+    procs = [
+        spawn("hammer", daemon.target, s, tmp_path / f"ack{s}", "--seconds", "60")
+        for s in range(1, 5)
+    ]
+    time.sleep(seconds)
+    daemon.kill()  # SIGKILL mid-stream: no flush, no shutdown
+    for p in procs:
+        p.kill()
+        p.wait(30)
+    acked = set()
+    for s in range(1, 5):
+        path = tmp_path / f"ack{s}"
+        if path.exists():
+            acked |= set(path.read_text().split())
+    assert len(acked) > 50, "the workers should have got writes acknowledged before the kill"
+    daemon.start()
+    with hoard.connect(daemon.target) as client:
+        repo = client.repository()
+        stored = list(repo.list_objects())
+        # nothing acknowledged is missing ...
+        assert acked <= set(stored)
+        assert all(repo.has_objects(sorted(acked)))
+        # ... and nothing visible is partial: every object hashes to its key
+        for key in stored:
+            h = hashlib.sha256()
+            for chunk in repo.iter_chunks(key):
+                h.update(chunk)
+            assert h.hexdigest() == key
+        info = repo.get_info()
+        assert info["objects"] == len(stored)
+        # a crash leaves no staged uploads behind once restarted
+        staging = Path(daemon.data_dir, "repositories", "default", "staging")
+        assert os.listdir(staging) == []
+        # and the store takes writes again
+        k = repo.put_object(b"after the crash")
+        assert repo.get_object_content(k) == b"after the crash"
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 48 MiB tmpfs, so that the disk really fills up (skipped where we may not mount)."""
+    mnt = tmp_path / "small-fs"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_is_resource_exhausted_and_damages_nothing(daemon_factory, small_filesystem):
+    filler = small_filesystem / "filler"
+    filler.write_bytes(os.urandom(12 << 20))
+    daemon = daemon_factory(small_filesystem / "data")
+    stored: dict[str, bytes] = {}
+    with hoard.connect(daemon.target, timeout=30) as client:
+        repo = client.repository()
+        with pytest.raises(hoard.StorageFullError) as exc:
+            for i in range(200):
+                batch = [os.urandom(100_000) for _ in range(8)]  # incompressible
+                keys = repo.put_objects(batch)
+                stored.update(zip(keys, batch, strict=True))
+                big = os.urandom(5 << 20)
+                stored[repo.put_object(big)] = big
+        assert exc.value.code.name == "RESOURCE_EXHAUSTED"
+        assert "no space left" in str(exc.value)
+        assert len(stored) > 10
+        # everything acknowledged before the disk filled is intact
+        for key, data in stored.items():
+            assert repo.get_object_content(key) == data
+        # free space: writes succeed again
+        filler.unlink()
+        again = os.urandom(1 << 20)
+        key = repo.put_object(again)
+        assert repo.get_object_content(key) == again
+        assert repo.get_info()["objects"] == len(stored) + 1
+    # and a restart finds the same store
+    daemon.stop()
+    daemon.start()
+    with hoard.connect(daemon.target) as client:
+        repo = client.repository()
+        assert all(repo.has_objects(list(stored)))
