@@ -9,12 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import hoard
 import pytest
 
-import hoard
-
 sys.path.insert(0, str(Path(__file__).parent))
-from workers import content, pool_sizes  # noqa: E402
+from workers import content, pool_sizes
 
 WORKERS = str(Path(__file__).parent / "workers.py")
 
@@ -140,7 +139,7 @@ def test_disk_full_is_resource_exhausted_and_damages_nothing(daemon_factory, sma
     with hoard.connect(daemon.target, timeout=30) as client:
         repo = client.repository()
         with pytest.raises(hoard.StorageFullError) as exc:
-            for i in range(200):
+            for _ in range(200):
                 batch = [os.urandom(100_000) for _ in range(8)]  # incompressible
                 keys = repo.put_objects(batch)
                 stored.update(zip(keys, batch, strict=True))

@@ -8,15 +8,14 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from hoard_server.errors import InvalidArgument, ObjectNotFound, OutOfRange, RepositoryNotFound
 from hoard_server.storage.codec import FRAME_SIZE, Codec, FrameTable
 from hoard_server.storage.keys import parse_key
 from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, Encoding, RecordHeader
 from hoard_server.storage.registry import RepositoryRegistry, check_repository_name
 from hoard_server.storage.repository import StorageSettings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def make_data(seed: int, size: int, compressible: bool) -> bytes:
@@ -264,10 +263,10 @@ def test_delete_is_logical_and_accounted(repo):
     objs = [make_data(i, 5000, True) for i in range(20)]
     keys = [k for k, _ in repo.put_many(objs)]
     ghost = sha(b"ghost")
-    deleted, missing = repo.delete_many(keys[:5] + [ghost], require_all=True)
+    deleted, missing = repo.delete_many([*keys[:5], ghost], require_all=True)
     assert (deleted, missing) == ([], [ghost])
     assert repo.info()["objects"] == 20
-    deleted, missing = repo.delete_many(keys[:5] + [ghost])
+    deleted, missing = repo.delete_many([*keys[:5], ghost])
     assert deleted == keys[:5] and missing == [ghost]
     info = repo.info()
     assert info["objects"] == 15 and info["reclaimable_bytes"] > 0
