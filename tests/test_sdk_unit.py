@@ -1,0 +1,275 @@
+"""The SDK's pure pieces, without a daemon: error mapping, argument checks, channel set-up,
+reader positioning and the CLI's plumbing. Nothing here fakes the daemon; where a client is
+needed it points at a closed port, so that any call that did reach the network would fail."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import socket
+import sys
+
+import grpc
+import hoard
+import pytest
+from hoard import cli
+from hoard.client import channel_options, resolve_target, service_config
+from hoard.errors import (
+    AuthenticationError,
+    DataCorruptionError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    HoardError,
+    InvalidArgumentError,
+    ObjectNotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    RepositoryNotFoundError,
+    StorageFullError,
+    UnavailableError,
+    error_for_status,
+    from_rpc_error,
+)
+from hoard.repository import ObjectStream, is_readable_byte_stream
+
+KEY = "a" * 64
+
+
+def _closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+def offline_repo():
+    """A repository handle on a port where nothing listens."""
+    with hoard.connect(_closed_port(), timeout=2, retries=0) as client:
+        yield client.repository("default")
+
+
+# -- error mapping ---------------------------------------------------------------------------
+
+MAPPING = [
+    (grpc.StatusCode.NOT_FOUND, "object not found: " + KEY, ObjectNotFoundError, FileNotFoundError),
+    (grpc.StatusCode.INVALID_ARGUMENT, "bad key", InvalidArgumentError, ValueError),
+    (grpc.StatusCode.OUT_OF_RANGE, "offset past end", OutOfRangeError, ValueError),
+    (grpc.StatusCode.FAILED_PRECONDITION, "busy", FailedPreconditionError, RuntimeError),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, "disk full", StorageFullError, OSError),
+    (grpc.StatusCode.DATA_LOSS, "bad frame", DataCorruptionError, OSError),
+    (grpc.StatusCode.PERMISSION_DENIED, "reader only", PermissionDeniedError, PermissionError),
+    (grpc.StatusCode.UNAUTHENTICATED, "no token", AuthenticationError, PermissionError),
+    (grpc.StatusCode.UNAVAILABLE, "gone", UnavailableError, ConnectionError),
+    (grpc.StatusCode.DEADLINE_EXCEEDED, "slow", DeadlineExceededError, TimeoutError),
+]
+
+
+@pytest.mark.parametrize(("code", "message", "cls", "builtin"), MAPPING)
+def test_status_codes_map_to_exceptions_that_keep_message_and_code(code, message, cls, builtin):
+    exc = error_for_status(code, message)
+    assert type(exc) is cls
+    assert isinstance(exc, HoardError) and isinstance(exc, builtin)
+    assert str(exc) == message
+    assert exc.code is code
+
+
+def test_not_found_about_a_repository_is_a_repository_error():
+    exc = error_for_status(grpc.StatusCode.NOT_FOUND, "repository 'x' does not exist")
+    assert type(exc) is RepositoryNotFoundError
+    assert isinstance(exc, FileNotFoundError)
+    assert not isinstance(exc, ObjectNotFoundError)
+
+
+def test_object_not_found_names_the_keys_of_the_message():
+    other = "b" * 64
+    exc = error_for_status(grpc.StatusCode.NOT_FOUND, f"2 objects not found: {KEY}, {other}")
+    assert exc.keys == [KEY, other]
+
+
+def test_storage_full_carries_enospc_and_stays_readable():
+    exc = error_for_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "no space left")
+    assert exc.errno == errno.ENOSPC
+    assert str(exc) == "no space left"
+
+
+def test_unmapped_codes_are_plain_hoard_errors():
+    exc = error_for_status(grpc.StatusCode.INTERNAL, "internal error (KeyError): 'x'")
+    assert type(exc) is HoardError
+    assert exc.code is grpc.StatusCode.INTERNAL
+    assert "INTERNAL" in str(error_for_status(grpc.StatusCode.INTERNAL, ""))
+
+
+def test_a_real_failed_call_maps_to_unavailable():
+    with grpc.insecure_channel(_closed_port()) as channel:
+        call = channel.unary_unary("/hoard.v1.Objects/Has")
+        with pytest.raises(grpc.RpcError) as caught:
+            call(b"", timeout=5)
+    exc = from_rpc_error(caught.value)
+    assert isinstance(exc, UnavailableError) and isinstance(exc, ConnectionError)
+    assert exc.code is grpc.StatusCode.UNAVAILABLE
+    assert str(exc)
+
+
+# -- AiiDA's byte-stream check ---------------------------------------------------------------
+
+
+class _BinaryModeReader:
+    mode = "rb"
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+
+def test_binary_streams_are_accepted():
+    assert is_readable_byte_stream(io.BytesIO(b"x"))
+    assert is_readable_byte_stream(io.BufferedReader(io.BytesIO(b"x")))
+    assert is_readable_byte_stream(_BinaryModeReader())
+    with io.FileIO(__file__) as raw, open(__file__, "rb") as buffered:
+        assert is_readable_byte_stream(raw) and is_readable_byte_stream(buffered)
+
+
+@pytest.mark.parametrize("handle", [io.StringIO("x"), b"bytes", "text", object()])
+def test_put_rejects_what_is_not_a_byte_stream_before_any_call(offline_repo, handle):
+    with pytest.raises(TypeError, match="handle does not seem to be a byte stream"):
+        offline_repo.put_object_from_filelike(handle)
+
+
+def test_put_rejects_a_text_mode_file(offline_repo, tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("text")
+    with open(path) as handle, pytest.raises(TypeError, match=r"<class '_io.TextIOWrapper'>\.$"):
+        offline_repo.put_object_from_filelike(handle)
+
+
+def test_put_objects_rejects_non_bytes_before_any_call(offline_repo):
+    with pytest.raises(TypeError, match="objects must be bytes"):
+        offline_repo.put_objects(["text"])
+
+
+def test_deleting_nothing_makes_no_call(offline_repo):
+    assert offline_repo.delete_objects([]) == []
+
+
+def test_an_absent_daemon_raises_connection_error(offline_repo):
+    with pytest.raises(ConnectionError):
+        offline_repo.has_object(KEY)
+
+
+# -- the object reader's positioning (no call is made: the port is closed) ---------------------
+
+
+def test_reader_seeks_with_every_whence_without_reading(offline_repo):
+    raw = ObjectStream(offline_repo, KEY, 1000)
+    with io.BufferedReader(raw) as handle:
+        assert handle.seekable() and handle.readable()
+        assert handle.seek(0, io.SEEK_END) == 1000
+        assert handle.seek(-10, io.SEEK_CUR) == 990
+        assert handle.seek(5) == 5
+        assert handle.seek(7, io.SEEK_CUR) == 12
+        assert handle.tell() == 12
+        assert handle.seek(-1000, io.SEEK_END) == 0
+        assert handle.seek(50, io.SEEK_END) == 1050
+        assert handle.read() == b""  # past the end: nothing to fetch
+        assert handle.read(10) == b""
+        with pytest.raises((ValueError, OSError)):
+            handle.seek(-1)
+        assert handle.mode == "rb" and handle.name == KEY
+
+
+def test_reader_of_an_empty_object_reads_nothing_without_a_call(offline_repo):
+    with io.BufferedReader(ObjectStream(offline_repo, KEY, 0)) as handle:
+        assert handle.read() == b""
+        assert handle.read(1) == b""
+        assert handle.readinto(bytearray(4)) == 0
+
+
+def test_closed_reader_refuses_io(offline_repo):
+    raw = ObjectStream(offline_repo, KEY, 10)
+    raw.close()
+    with pytest.raises(ValueError):
+        raw.seek(0)
+    with pytest.raises(ValueError):
+        raw.readinto(bytearray(1))
+
+
+# -- channel set-up ------------------------------------------------------------------------
+
+
+def test_retry_policy_covers_idempotent_methods_only():
+    config = service_config(5)
+    (method_config,) = config["methodConfig"]
+    names = {(n["service"], n["method"]) for n in method_config["name"]}
+    assert ("hoard.v1.Objects", "Delete") not in names
+    assert ("hoard.v1.Repositories", "EraseRepository") not in names
+    assert ("hoard.v1.Objects", "PutBatch") in names
+    assert ("hoard.v1.Repositories", "CreateRepository") in names
+    policy = method_config["retryPolicy"]
+    assert policy["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert 2 <= policy["maxAttempts"] <= 5
+    assert service_config(0) == {"methodConfig": []}
+
+
+def test_channel_options_allow_64_mib_messages_and_retries():
+    options = dict(channel_options(3))
+    assert options["grpc.max_send_message_length"] == 64 << 20
+    assert options["grpc.max_receive_message_length"] == 64 << 20
+    assert options["grpc.enable_retries"] == 1
+    assert json.loads(options["grpc.service_config"]) == service_config(3)
+
+
+def test_target_defaults_to_env_then_loopback(monkeypatch):
+    monkeypatch.delenv("HOARD_TARGET", raising=False)
+    assert resolve_target(None) == "127.0.0.1:50051"
+    monkeypatch.setenv("HOARD_TARGET", "unix:/run/hoard.sock")
+    assert resolve_target(None) == "unix:/run/hoard.sock"
+    assert resolve_target("example:1") == "example:1"
+    assert resolve_target("/tmp/h.sock") == "unix:/tmp/h.sock"
+
+
+def test_repository_handle_needs_no_call():
+    with hoard.connect(_closed_port()) as client:
+        repo = client.repository("lab")
+        assert repo.name == "lab" and repo.key_format == "sha256"
+
+
+# -- CLI plumbing ----------------------------------------------------------------------------
+
+
+def test_cli_serve_without_the_server_package_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "hoard_server", None)  # makes the import fail
+    assert cli.main(["serve", "--listen", "127.0.0.1:0"]) == 2
+    assert "pip install 'hoard[server]'" in capsys.readouterr().err
+
+
+def test_cli_finds_serve_after_global_options():
+    assert cli._serve_split(["--target", "x:1", "serve", "--listen", "y"]) == 2
+    assert cli._serve_split(["-r", "serve", "ls"]) is None  # "serve" is -r's value here
+    assert cli._serve_split(["put", "serve"]) is None
+
+
+def test_cli_reports_an_absent_daemon_without_a_traceback(capsys):
+    target = _closed_port()
+    assert cli.main(["--target", target, "--timeout", "2", "has", KEY]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"hoard: cannot reach the daemon at {target}")
+    assert "Traceback" not in err
+
+
+def test_cli_parser_knows_every_subcommand():
+    parser = cli.build_parser()
+    for argv in (
+        ["put", "-"],
+        ["get", KEY, "-o", "f", "--offset", "1", "--length", "2"],
+        ["cat", KEY],
+        ["has", KEY, KEY],
+        ["stat", KEY],
+        ["ls", "--limit", "3"],
+        ["rm", KEY],
+        ["info", "--detailed", "--json"],
+        ["maintain", "--dry-run"],
+        ["repo", "create", "x"],
+        ["repo", "ls"],
+        ["repo", "rm", "x"],
+    ):
+        assert callable(parser.parse_args(argv).run)
