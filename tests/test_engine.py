@@ -8,7 +8,13 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from hoard_server.errors import InvalidArgument, ObjectNotFound, OutOfRange, RepositoryNotFound
+from hoard_server.errors import (
+    DataLoss,
+    InvalidArgument,
+    ObjectNotFound,
+    OutOfRange,
+    RepositoryNotFound,
+)
 from hoard_server.storage.codec import FRAME_SIZE, Codec, FrameTable
 from hoard_server.storage.keys import parse_key
 from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, Encoding, RecordHeader
@@ -60,19 +66,31 @@ def test_record_header_round_trip():
 
 
 @given(
-    st.lists(st.tuples(st.integers(1, (1 << 31) - 1), st.booleans()), max_size=50),
+    st.lists(
+        st.tuples(st.integers(1, (1 << 31) - 1), st.booleans(), st.integers(0, 2**32 - 1)),
+        max_size=50,
+    ),
     st.integers(1, 1 << 24),
 )
 def test_frame_table_round_trip(frames, frame_size):
-    table = FrameTable(frame_size, tuple(n for n, _ in frames), tuple(r for _, r in frames))
+    table = FrameTable(
+        frame_size,
+        tuple(n for n, _, _ in frames),
+        tuple(r for _, r, _ in frames),
+        tuple(c for _, _, c in frames),
+    )
     encoded = table.encode()
     n = FrameTable.trailer_length(encoded[-4:])
     assert n == len(encoded) - 4
     assert FrameTable.decode(encoded[:n]) == table
+    damaged = bytearray(encoded[:n])
+    damaged[len(damaged) // 2] ^= 0x01
+    with pytest.raises(DataLoss):
+        FrameTable.decode(bytes(damaged))
 
 
 def test_frames_for_range():
-    t = FrameTable(10, (5, 5, 5), (False, False, True))
+    t = FrameTable(10, (5, 5, 5), (False, False, True), (0, 0, 0))
     assert list(t.frames_for(0, 0)) == []
     assert list(t.frames_for(0, 1)) == [0]
     assert list(t.frames_for(9, 2)) == [0, 1]
@@ -95,6 +113,7 @@ def test_codec_round_trip(size, seed, compressible):
                 body[offsets[i] : offsets[i] + table.stored[i]],
                 table.raw[i],
                 min(FRAME_SIZE, size - i * FRAME_SIZE),
+                table.crc[i],
             )
             for i in range(len(table.stored))
         )

@@ -27,6 +27,8 @@ class Config:
     log_format: str = "text"
     allow_remote: bool = False
     default_repository: str = "default"
+    backup_roots: tuple[str, ...] = ()
+    maintenance_interval: float = 0.0  # seconds between automatic compactions; 0: off
     storage: StorageSettings = field(default_factory=StorageSettings)
 
 
@@ -38,6 +40,8 @@ _SERVER_KEYS = {
     "log_level",
     "log_format",
     "allow_remote",
+    "backup_roots",
+    "maintenance_interval",
 }
 _STORAGE_KEYS = {f.name for f in fields(StorageSettings)} | {"default_repository"}
 _ENV = {
@@ -50,6 +54,8 @@ _ENV = {
     "HOARD_ALLOW_REMOTE": "allow_remote",
     "HOARD_PACK_MAX_BYTES": "pack_max_bytes",
     "HOARD_DEFAULT_REPOSITORY": "default_repository",
+    "HOARD_BACKUP_ROOTS": "backup_roots",
+    "HOARD_MAINTENANCE_INTERVAL": "maintenance_interval",
 }
 
 

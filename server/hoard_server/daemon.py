@@ -74,7 +74,9 @@ class Daemon:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        objects_pb2_grpc.add_ObjectsServicer_to_server(ObjectsServicer(self.registry), self.server)
+        objects_pb2_grpc.add_ObjectsServicer_to_server(
+            ObjectsServicer(self.registry, cfg.backup_roots), self.server
+        )
         repositories_pb2_grpc.add_RepositoriesServicer_to_server(
             RepositoriesServicer(self.registry), self.server
         )
@@ -88,6 +90,7 @@ class Daemon:
             ),
             self.server,
         )
+        self._stopping = threading.Event()
         self.addresses: list[str] = []
         for addr in cfg.listen:
             port = self.server.add_insecure_port(addr)
@@ -100,8 +103,23 @@ class Daemon:
             else:
                 self.addresses.append(f"{addr.rsplit(':', 1)[0]}:{port}")
 
+    def _maintenance_loop(self) -> None:
+        """Compact every repository every ``maintenance_interval`` seconds."""
+        while not self._stopping.wait(self.cfg.maintenance_interval):
+            for name in self.registry.names():
+                try:
+                    last = {"message": "nothing done"}
+                    for last in self.registry.get(name).maintain():  # noqa: B007
+                        if self._stopping.is_set():
+                            break
+                    log.info("scheduled maintenance of %s: %s", name, last["message"])
+                except Exception as exc:  # a busy or erased repository: next round
+                    log.warning("scheduled maintenance of %s skipped: %s", name, exc)
+
     def start(self) -> None:
         self.server.start()
+        if self.cfg.maintenance_interval > 0:
+            threading.Thread(target=self._maintenance_loop, name="maintenance", daemon=True).start()
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -114,6 +132,7 @@ class Daemon:
     def stop(self) -> None:
         """Refuse new RPCs, let in-flight ones finish within the grace period, commit, close."""
         log.info("shutting down: in-flight requests get %.0fs to finish", self.cfg.grace_period)
+        self._stopping.set()
         self.health.enter_graceful_shutdown()
         self.server.stop(self.cfg.grace_period).wait()
         self.registry.close()
@@ -141,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow listening on non-loopback addresses (no auth yet: trusted networks only)",
     )
     p.add_argument("--pack-max-bytes", type=int, help="roll packs over at this size")
+    p.add_argument(
+        "--backup-root",
+        action="append",
+        metavar="DIR",
+        help="a directory under which backups may be written (repeatable)",
+    )
+    p.add_argument(
+        "--maintenance-interval",
+        type=float,
+        metavar="SECONDS",
+        help="compact every repository this often (default 0: only on request)",
+    )
     p.add_argument("--version", action="version", version=f"hoard {__version__}")
     return p
 
@@ -156,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         "log_format": args.log_format,
         "allow_remote": args.allow_remote,
         "pack_max_bytes": args.pack_max_bytes,
+        "backup_roots": tuple(args.backup_root) if args.backup_root else None,
+        "maintenance_interval": args.maintenance_interval,
     }
     try:
         cfg = load_config(args.config, overrides)

@@ -44,6 +44,10 @@ class FailedPrecondition(HoardError):
     """The request is well formed but the system is not in a state to honour it."""
 
 
+class PermissionDenied(HoardError):
+    """The request reaches for something the daemon's configuration does not allow."""
+
+
 class StorageFull(HoardError):
     """The disk (or the index's map) is full; nothing was stored."""
 

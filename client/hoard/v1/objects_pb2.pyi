@@ -195,7 +195,7 @@ class PackInfo(_message.Message):
     def __init__(self, pack_id: _Optional[int] = ..., size: _Optional[int] = ..., live_bytes: _Optional[int] = ..., dead_bytes: _Optional[int] = ..., single_object: _Optional[bool] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("repository", "uuid", "key_format", "object_count", "raw_bytes", "stored_bytes", "on_disk_bytes", "pack_count", "reclaimable_bytes", "has_dictionary", "packs")
+    __slots__ = ("repository", "uuid", "key_format", "object_count", "raw_bytes", "stored_bytes", "on_disk_bytes", "pack_count", "reclaimable_bytes", "has_dictionary", "packs", "compression_ratio", "last_maintenance", "last_verification", "last_verification_errors")
     REPOSITORY_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     KEY_FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +207,10 @@ class InfoResponse(_message.Message):
     RECLAIMABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
     HAS_DICTIONARY_FIELD_NUMBER: _ClassVar[int]
     PACKS_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    LAST_MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_VERIFICATION_FIELD_NUMBER: _ClassVar[int]
+    LAST_VERIFICATION_ERRORS_FIELD_NUMBER: _ClassVar[int]
     repository: str
     uuid: str
     key_format: str
@@ -218,30 +222,108 @@ class InfoResponse(_message.Message):
     reclaimable_bytes: int
     has_dictionary: bool
     packs: _containers.RepeatedCompositeFieldContainer[PackInfo]
-    def __init__(self, repository: _Optional[str] = ..., uuid: _Optional[str] = ..., key_format: _Optional[str] = ..., object_count: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., on_disk_bytes: _Optional[int] = ..., pack_count: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., has_dictionary: _Optional[bool] = ..., packs: _Optional[_Iterable[_Union[PackInfo, _Mapping]]] = ...) -> None: ...
+    compression_ratio: float
+    last_maintenance: float
+    last_verification: float
+    last_verification_errors: int
+    def __init__(self, repository: _Optional[str] = ..., uuid: _Optional[str] = ..., key_format: _Optional[str] = ..., object_count: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., on_disk_bytes: _Optional[int] = ..., pack_count: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., has_dictionary: _Optional[bool] = ..., packs: _Optional[_Iterable[_Union[PackInfo, _Mapping]]] = ..., compression_ratio: _Optional[float] = ..., last_maintenance: _Optional[float] = ..., last_verification: _Optional[float] = ..., last_verification_errors: _Optional[int] = ...) -> None: ...
 
 class MaintainRequest(_message.Message):
-    __slots__ = ("repository", "dry_run", "live")
+    __slots__ = ("repository", "dry_run", "live", "dead_fraction", "max_packs")
     REPOSITORY_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
+    DEAD_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_PACKS_FIELD_NUMBER: _ClassVar[int]
     repository: str
     dry_run: bool
     live: bool
-    def __init__(self, repository: _Optional[str] = ..., dry_run: _Optional[bool] = ..., live: _Optional[bool] = ...) -> None: ...
+    dead_fraction: float
+    max_packs: int
+    def __init__(self, repository: _Optional[str] = ..., dry_run: _Optional[bool] = ..., live: _Optional[bool] = ..., dead_fraction: _Optional[float] = ..., max_packs: _Optional[int] = ...) -> None: ...
 
 class MaintainProgress(_message.Message):
-    __slots__ = ("stage", "message", "done", "total", "reclaimable_bytes", "reclaimed_bytes")
+    __slots__ = ("stage", "message", "done", "total", "reclaimable_bytes", "reclaimed_bytes", "moved_bytes", "moved_objects", "dry_run")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     RECLAIMABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
     RECLAIMED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MOVED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MOVED_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     stage: str
     message: str
     done: int
     total: int
     reclaimable_bytes: int
     reclaimed_bytes: int
-    def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., reclaimed_bytes: _Optional[int] = ...) -> None: ...
+    moved_bytes: int
+    moved_objects: int
+    dry_run: bool
+    def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., reclaimed_bytes: _Optional[int] = ..., moved_bytes: _Optional[int] = ..., moved_objects: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("repository", "pack_id", "sample")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    PACK_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    pack_id: int
+    sample: float
+    def __init__(self, repository: _Optional[str] = ..., pack_id: _Optional[int] = ..., sample: _Optional[float] = ...) -> None: ...
+
+class Problem(_message.Message):
+    __slots__ = ("key", "pack_id", "problem")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PACK_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    pack_id: int
+    problem: str
+    def __init__(self, key: _Optional[str] = ..., pack_id: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...
+
+class VerifyProgress(_message.Message):
+    __slots__ = ("checked_objects", "total_objects", "checked_bytes", "problems", "done", "problem_count")
+    CHECKED_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_COUNT_FIELD_NUMBER: _ClassVar[int]
+    checked_objects: int
+    total_objects: int
+    checked_bytes: int
+    problems: _containers.RepeatedCompositeFieldContainer[Problem]
+    done: bool
+    problem_count: int
+    def __init__(self, checked_objects: _Optional[int] = ..., total_objects: _Optional[int] = ..., checked_bytes: _Optional[int] = ..., problems: _Optional[_Iterable[_Union[Problem, _Mapping]]] = ..., done: _Optional[bool] = ..., problem_count: _Optional[int] = ...) -> None: ...
+
+class BackupRequest(_message.Message):
+    __slots__ = ("repository", "destination")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    destination: str
+    def __init__(self, repository: _Optional[str] = ..., destination: _Optional[str] = ...) -> None: ...
+
+class BackupProgress(_message.Message):
+    __slots__ = ("stage", "message", "packs_total", "packs_copied", "packs_unchanged", "bytes_copied", "bytes_total", "objects")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PACKS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PACKS_COPIED_FIELD_NUMBER: _ClassVar[int]
+    PACKS_UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_COPIED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    message: str
+    packs_total: int
+    packs_copied: int
+    packs_unchanged: int
+    bytes_copied: int
+    bytes_total: int
+    objects: int
+    def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ..., packs_total: _Optional[int] = ..., packs_copied: _Optional[int] = ..., packs_unchanged: _Optional[int] = ..., bytes_copied: _Optional[int] = ..., bytes_total: _Optional[int] = ..., objects: _Optional[int] = ...) -> None: ...

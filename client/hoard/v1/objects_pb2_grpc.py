@@ -84,6 +84,16 @@ class ObjectsStub:
                 request_serializer=hoard_dot_v1_dot_objects__pb2.MaintainRequest.SerializeToString,
                 response_deserializer=hoard_dot_v1_dot_objects__pb2.MaintainProgress.FromString,
                 _registered_method=True)
+        self.Verify = channel.unary_stream(
+                '/hoard.v1.Objects/Verify',
+                request_serializer=hoard_dot_v1_dot_objects__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=hoard_dot_v1_dot_objects__pb2.VerifyProgress.FromString,
+                _registered_method=True)
+        self.Backup = channel.unary_stream(
+                '/hoard.v1.Objects/Backup',
+                request_serializer=hoard_dot_v1_dot_objects__pb2.BackupRequest.SerializeToString,
+                response_deserializer=hoard_dot_v1_dot_objects__pb2.BackupProgress.FromString,
+                _registered_method=True)
 
 
 class ObjectsServicer:
@@ -153,7 +163,28 @@ class ObjectsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Maintain(self, request, context):
-        """Housekeeping, with progress reports. dry_run reports and changes nothing.
+        """Live compaction, with progress reports: packs whose dead fraction passes
+        the threshold have their live objects moved to new packs while clients keep
+        reading and writing. dry_run reports what would happen and changes nothing.
+        Cancelling the call stops after the current batch; a later call resumes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Verify(self, request, context):
+        """Re-read and re-hash objects (all, one pack, or a sample), check the index
+        against the packs, report every damaged or missing object by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Backup(self, request, context):
+        """Write a consistent snapshot of the repository to a directory on the
+        daemon's host (under one of its configured backup roots) while it serves
+        traffic. Repeated backups to the same directory copy only what is new; an
+        interrupted backup resumes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,6 +242,16 @@ def add_ObjectsServicer_to_server(servicer, server):
                     servicer.Maintain,
                     request_deserializer=hoard_dot_v1_dot_objects__pb2.MaintainRequest.FromString,
                     response_serializer=hoard_dot_v1_dot_objects__pb2.MaintainProgress.SerializeToString,
+            ),
+            'Verify': grpc.unary_stream_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=hoard_dot_v1_dot_objects__pb2.VerifyRequest.FromString,
+                    response_serializer=hoard_dot_v1_dot_objects__pb2.VerifyProgress.SerializeToString,
+            ),
+            'Backup': grpc.unary_stream_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=hoard_dot_v1_dot_objects__pb2.BackupRequest.FromString,
+                    response_serializer=hoard_dot_v1_dot_objects__pb2.BackupProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -483,6 +524,60 @@ class Objects:
             '/hoard.v1.Objects/Maintain',
             hoard_dot_v1_dot_objects__pb2.MaintainRequest.SerializeToString,
             hoard_dot_v1_dot_objects__pb2.MaintainProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hoard.v1.Objects/Verify',
+            hoard_dot_v1_dot_objects__pb2.VerifyRequest.SerializeToString,
+            hoard_dot_v1_dot_objects__pb2.VerifyProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hoard.v1.Objects/Backup',
+            hoard_dot_v1_dot_objects__pb2.BackupRequest.SerializeToString,
+            hoard_dot_v1_dot_objects__pb2.BackupProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,6 +8,7 @@ import grpc
 from hoard.v1 import objects_pb2 as pb
 from hoard.v1 import objects_pb2_grpc
 
+from hoard_server.backup import backup, check_destination
 from hoard_server.errors import InvalidArgument
 from hoard_server.services.status import grpc_errors
 from hoard_server.storage.registry import RepositoryRegistry, check_repository_name
@@ -19,8 +20,9 @@ _LIST_CHUNK = 10_000
 
 
 class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
-    def __init__(self, registry: RepositoryRegistry) -> None:
+    def __init__(self, registry: RepositoryRegistry, backup_roots: tuple[str, ...] = ()) -> None:
         self._registry = registry
+        self._backup_roots = backup_roots
 
     def _repo(self, name: str) -> Repository:
         return self._registry.get(check_repository_name(name))
@@ -144,10 +146,44 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
             pack_count=info["pack_count"],
             reclaimable_bytes=info["reclaimable_bytes"],
             has_dictionary=info["has_dictionary"],
+            compression_ratio=info["compression_ratio"],
+            last_maintenance=info["last_maintenance"],
+            last_verification=info["last_verification"],
+            last_verification_errors=info["last_verification_errors"],
             packs=[pb.PackInfo(**p) for p in info["packs"]] if request.detailed else [],
         )
 
     @grpc_errors
     def Maintain(self, request: pb.MaintainRequest, context: grpc.ServicerContext):
-        for progress in self._repo(request.repository).maintain(dry_run=request.dry_run):
-            yield pb.MaintainProgress(**progress)
+        if not 0 <= request.dead_fraction <= 1:
+            raise InvalidArgument(f"dead_fraction must lie in [0, 1], not {request.dead_fraction}")
+        progress = self._repo(request.repository).maintain(
+            dry_run=request.dry_run,
+            dead_fraction=request.dead_fraction,
+            max_packs=request.max_packs,
+        )
+        for p in progress:
+            yield pb.MaintainProgress(**p)
+            if not context.is_active():  # cancelled: stop after this pack, state is whole
+                progress.close()
+                return
+
+    @grpc_errors
+    def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext):
+        if not 0 <= request.sample <= 1:
+            raise InvalidArgument(f"sample must lie in [0, 1], not {request.sample}")
+        for p in self._repo(request.repository).verify(request.pack_id, request.sample):
+            yield pb.VerifyProgress(
+                checked_objects=p["checked_objects"],
+                total_objects=p["total_objects"],
+                checked_bytes=p["checked_bytes"],
+                problems=[pb.Problem(**x) for x in p["problems"]],
+                done=p["done"],
+                problem_count=p["problem_count"],
+            )
+
+    @grpc_errors
+    def Backup(self, request: pb.BackupRequest, context: grpc.ServicerContext):
+        destination = check_destination(request.destination, self._backup_roots)
+        for p in backup(self._repo(request.repository), destination):
+            yield pb.BackupProgress(**p)

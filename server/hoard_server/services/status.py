@@ -22,6 +22,7 @@ from hoard_server.errors import (
     InvalidArgument,
     NotFound,
     OutOfRange,
+    PermissionDenied,
     StorageFull,
 )
 
@@ -32,6 +33,7 @@ _CODES: list[tuple[type[HoardError], grpc.StatusCode]] = [
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (OutOfRange, grpc.StatusCode.OUT_OF_RANGE),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DataLoss, grpc.StatusCode.DATA_LOSS),
 ]

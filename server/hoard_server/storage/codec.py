@@ -13,8 +13,10 @@ bytes.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import threading
+import zlib
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -33,25 +35,32 @@ DICT_MAX_OBJECT = 16 * 1024  # objects up to this size use the trained dictionar
 _RAW_FLAG = 0x8000_0000
 _TABLE_HEAD = struct.Struct("<II")  # frame_size, frame_count
 _TABLE_TAIL = struct.Struct("<I")  # table length, last 4 bytes of the body
+_CRC = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
 class FrameTable:
-    """Where each frame of a FRAMES body lies and whether it is raw."""
+    """Where each frame of a FRAMES body lies, whether it is raw, and its check value.
+
+    Layout: frame_size:u32 count:u32, count x stored:u32 (top bit: raw), count x crc32:u32
+    (of a raw frame's bytes; compressed frames carry zstd's own checksum and store 0),
+    crc32 of all that, then the table's length:u32 as the body's last 4 bytes.
+    """
 
     frame_size: int
     stored: tuple[int, ...]  # stored length of each frame
     raw: tuple[bool, ...]
+    crc: tuple[int, ...]
 
     @property
     def offsets(self) -> list[int]:
         return [0, *accumulate(self.stored)]
 
     def encode(self) -> bytes:
-        words = [n | (_RAW_FLAG if r else 0) for n, r in zip(self.stored, self.raw, strict=True)]
-        table = _TABLE_HEAD.pack(self.frame_size, len(words)) + struct.pack(
-            f"<{len(words)}I", *words
-        )
+        n = len(self.stored)
+        words = [w | (_RAW_FLAG if r else 0) for w, r in zip(self.stored, self.raw, strict=True)]
+        table = _TABLE_HEAD.pack(self.frame_size, n) + struct.pack(f"<{2 * n}I", *words, *self.crc)
+        table += _CRC.pack(zlib.crc32(table))
         return table + _TABLE_TAIL.pack(len(table))
 
     @staticmethod
@@ -64,13 +73,18 @@ class FrameTable:
     def decode(cls, table: bytes) -> FrameTable:
         try:
             frame_size, count = _TABLE_HEAD.unpack_from(table)
-            words = struct.unpack_from(f"<{count}I", table, _TABLE_HEAD.size)
+            values = struct.unpack_from(f"<{2 * count}I", table, _TABLE_HEAD.size)
+            (check,) = _CRC.unpack_from(table, _TABLE_HEAD.size + 8 * count)
         except struct.error as exc:
             raise DataLoss("frame table is damaged") from exc
+        if zlib.crc32(table[: _TABLE_HEAD.size + 8 * count]) != check:
+            raise DataLoss("frame table is damaged (check value mismatch)")
+        words = values[:count]
         return cls(
             frame_size,
             tuple(w & ~_RAW_FLAG for w in words),
             tuple(bool(w & _RAW_FLAG) for w in words),
+            tuple(values[count:]),
         )
 
     def frames_for(self, offset: int, length: int) -> range:
@@ -158,13 +172,14 @@ class Codec:
             return Encoding.RAW, data
         return enc, body
 
-    def encode_frame(self, frame: bytes | memoryview) -> tuple[bool, bytes]:
-        """(is_raw, stored bytes) for one frame of a large object."""
+    def encode_frame(self, frame: bytes | memoryview) -> tuple[bool, bytes, int]:
+        """(is_raw, stored bytes, crc32 for a raw frame) for one frame of a large object."""
         if self._pays(frame):
             body = self._compressor(self.frame_level).compress(frame)
             if len(body) < len(frame) * KEEP_RATIO:
-                return False, body
-        return True, bytes(frame)
+                return False, body, 0
+        body = bytes(frame)
+        return True, body, zlib.crc32(body)
 
     def encode(self, data: bytes) -> tuple[Encoding, list[bytes]]:
         """Body parts for a whole object held in memory."""
@@ -172,13 +187,14 @@ class Codec:
             enc, body = self.encode_small(data)
             return enc, [body]
         view = memoryview(data)
-        parts, stored, raw = [], [], []
+        parts, stored, raw, crc = [], [], [], []
         for i in range(0, len(data), FRAME_SIZE):
-            is_raw, body = self.encode_frame(view[i : i + FRAME_SIZE])
+            is_raw, body, check = self.encode_frame(view[i : i + FRAME_SIZE])
             parts.append(body)
             stored.append(len(body))
             raw.append(is_raw)
-        parts.append(FrameTable(FRAME_SIZE, tuple(stored), tuple(raw)).encode())
+            crc.append(check)
+        parts.append(FrameTable(FRAME_SIZE, tuple(stored), tuple(raw), tuple(crc)).encode())
         return Encoding.FRAMES, parts
 
     def encode_batch(self, objects: list[bytes]) -> list[tuple[Encoding, list[bytes]]]:
@@ -221,9 +237,15 @@ class Codec:
         return out  # type: ignore[return-value]
 
     # -- decoding -----------------------------------------------------------------------
-    def decode_small(self, encoding: Encoding, body: bytes, raw_size: int) -> bytes:
+    def decode_small(
+        self, encoding: Encoding, body: bytes, raw_size: int, digest: bytes | None = None
+    ) -> bytes:
+        """Decode a small body. Damage never passes silently: zstd bodies carry a checksum,
+        raw ones are checked against their digest (the key) when it is given."""
         if encoding == Encoding.RAW:
             out = body
+            if digest is not None and hashlib.sha256(body).digest() != digest:
+                raise DataLoss("stored object does not hash to its key (damaged on disk)")
         else:
             try:
                 dict_id = 0
@@ -236,25 +258,27 @@ class Codec:
             raise DataLoss(f"stored object decodes to {len(out)} bytes, expected {raw_size}")
         return out
 
-    def decode_frame(self, body: bytes, is_raw: bool, raw_size: int) -> bytes:
+    def decode_frame(self, body: bytes, is_raw: bool, raw_size: int, crc: int) -> bytes:
+        if is_raw and zlib.crc32(body) != crc:
+            raise DataLoss("a raw frame of a stored object fails its check value (damaged on disk)")
         return self.decode_small(Encoding.RAW if is_raw else Encoding.ZSTD, body, raw_size)
 
-    def decode_batch(self, items: list[tuple[Encoding, bytes | memoryview, int]]) -> list[bytes]:
+    def decode_batch(
+        self, items: list[tuple[Encoding, bytes | memoryview, int, bytes]]
+    ) -> list[bytes]:
         """Decode many small bodies; zstd ones in one multi-threaded C call per dictionary."""
         out: list[bytes | None] = [None] * len(items)
         groups: dict[int, list[int]] = {}
         single_dict = len(self._dicts) <= 1
-        for i, (enc, body, raw_size) in enumerate(items):
+        for i, (enc, body, raw_size, digest) in enumerate(items):
             if enc == Encoding.RAW:
-                if len(body) != raw_size:
-                    raise DataLoss(f"stored object has {len(body)} bytes, expected {raw_size}")
-                out[i] = bytes(body)
+                out[i] = self.decode_small(enc, bytes(body), raw_size, digest)
             elif enc == Encoding.ZSTD:
                 groups.setdefault(0, []).append(i)
             elif single_dict and self._dicts:
                 groups.setdefault(next(iter(self._dicts)), []).append(i)
             else:
-                out[i] = self.decode_small(enc, body, raw_size)
+                out[i] = self.decode_small(enc, body, raw_size, digest)
         for dict_id, idx in groups.items():
             decoded = None
             if len(idx) >= 16:
@@ -266,7 +290,7 @@ class Codec:
                 except zstandard.ZstdError:
                     decoded = None  # find the damaged one below
             for j, i in enumerate(idx):
-                enc, body, raw_size = items[i]
+                enc, body, raw_size, _digest = items[i]
                 if decoded is not None and len(decoded[j]) == raw_size:
                     out[i] = decoded[j]
                 else:

@@ -158,9 +158,23 @@ class ObjectIndex:
             last = batch[-1]
 
     def iter_locations(self) -> Iterator[tuple[bytes, Location]]:
-        with self.read() as txn:
-            for k, v in txn.cursor(db=self._objects):
+        """Every entry in key order, read in batches so no read transaction stays open long."""
+        last: bytes | None = None
+        while True:
+            batch: list[tuple[bytes, bytes]] = []
+            with self.read() as txn:
+                cur = txn.cursor(db=self._objects)
+                found = cur.set_range(last) if last is not None else cur.first()
+                if found and last is not None and cur.key() == last:
+                    found = cur.next()
+                while found and len(batch) < 10_000:
+                    batch.append((cur.key(), cur.value()))
+                    found = cur.next()
+            for k, v in batch:
                 yield k, Location.decode(v)
+            if len(batch) < 10_000:
+                return
+            last = batch[-1][0]
 
     # -- packs -----------------------------------------------------------------------
     def packs(self, txn: lmdb.Transaction | None = None) -> dict[int, PackState]:

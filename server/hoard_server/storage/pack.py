@@ -21,6 +21,7 @@ import errno
 import os
 import struct
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -179,3 +180,28 @@ class PackReader:
             fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
+
+
+def scan_records(
+    read: Callable[[int, int], bytes], end: int, window: int = 8 << 20
+) -> Iterator[tuple[int, RecordHeader]]:
+    """Walk a pack's records from the start to ``end`` (its committed size).
+
+    ``read(offset, length)`` reads the pack. Headers are parsed from large sequential reads,
+    so a pack of a million small records costs a few hundred reads, not two million.
+    Yields (record offset, header); DataLoss when a header does not parse.
+    """
+    offset = len(PACK_MAGIC)
+    buf, buf_start = b"", offset
+    while offset < end:
+        rel = offset - buf_start
+        if rel + HEADER_SIZE > len(buf):
+            buf_start, buf = offset, read(offset, min(window, end - offset))
+            rel = 0
+            if len(buf) < HEADER_SIZE:
+                raise DataLoss(f"pack ends inside a record header at offset {offset}")
+        header = RecordHeader.decode(buf[rel : rel + HEADER_SIZE])
+        yield offset, header
+        offset += HEADER_SIZE + header.body_size
+    if offset != end:
+        raise DataLoss(f"last record runs past the committed end ({offset} > {end})")

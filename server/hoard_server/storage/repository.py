@@ -72,33 +72,60 @@ class ObjectStat:
     pack_id: int = 0
 
 
-class _InUse:
-    """Counts operations in progress so that close() can wait for them to finish."""
+class _Activity:
+    """Operations in progress, so that shutdown and pack retirement can wait for them.
+
+    Readers are counted per epoch. Retiring a pack (compaction) first switches the index,
+    then calls ``wait_for_readers`` which opens a new epoch and waits until every reader that
+    began before it has finished: only those can still hold a location in the old pack.
+    Readers that begin later look the object up again and find its new place.
+    """
 
     def __init__(self, name: str) -> None:
         self._name = name
         self._cond = threading.Condition()
-        self._active = 0
+        self._readers: dict[int, int] = {}
+        self._others = 0
+        self._epoch = 0
         self._closing = False
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self, reader: bool = True) -> Iterator[None]:
         with self._cond:
             if self._closing:
                 raise RepositoryNotFound(self._name)
-            self._active += 1
+            epoch = self._epoch
+            if reader:
+                self._readers[epoch] = self._readers.get(epoch, 0) + 1
+            else:
+                self._others += 1
         try:
             yield
         finally:
             with self._cond:
-                self._active -= 1
-                if not self._active:
-                    self._cond.notify_all()
+                if reader:
+                    self._readers[epoch] -= 1
+                    if not self._readers[epoch]:
+                        del self._readers[epoch]
+                else:
+                    self._others -= 1
+                self._cond.notify_all()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def wait_for_readers(self) -> None:
+        with self._cond:
+            epoch = self._epoch
+            self._epoch += 1
+            while any(e <= epoch for e in self._readers):
+                self._cond.wait()
 
     def close(self) -> None:
         with self._cond:
             self._closing = True
-            while self._active:
+            while self._readers or self._others:
                 self._cond.wait()
 
 
@@ -124,16 +151,17 @@ class Repository:
         for i, (_, data) in enumerate(sorted(dicts.items())):
             self.codec.add_dictionary(data, use_for_writes=i == len(dicts) - 1)
         current, next_id = self._recover()
-        self.reader = PackReader(self._pack_path)
+        self.reader = PackReader(self.pack_path)
         self.writer = PackWriter(
             self.index, self._packs_dir, settings.pack_max_bytes, current, next_id
         )
-        self._in_use = _InUse(name)
+        self.activity = _Activity(name)
         self._tables: OrderedDict[tuple[int, int], FrameTable] = OrderedDict()
         self._tables_lock = threading.Lock()
         self._samples: list[bytes] = []
         self._samples_lock = threading.Lock()
         self._training = False
+        self._maintenance = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -151,8 +179,14 @@ class Repository:
         os.rename(tmp, path)  # the repository appears whole or not at all
         return cls(name, path, settings, pool)
 
-    def _pack_path(self, pack_id: int) -> str:
+    def pack_path(self, pack_id: int) -> str:
         return os.path.join(self._packs_dir, f"{pack_id:08d}.pack")
+
+    def forget_pack(self, pack_id: int) -> None:
+        """Drop cached state of a pack that no longer exists."""
+        with self._tables_lock:
+            for k in [k for k in self._tables if k[0] == pack_id]:
+                del self._tables[k]
 
     def _recover(self) -> tuple[tuple[int, int] | None, int]:
         packs = self.index.packs()
@@ -164,7 +198,7 @@ class Repository:
                 )
                 os.unlink(os.path.join(self._packs_dir, entry))
         for pid, state in packs.items():
-            path = self._pack_path(pid)
+            path = self.pack_path(pid)
             try:
                 size = os.path.getsize(path)
             except FileNotFoundError:
@@ -188,11 +222,13 @@ class Repository:
             if not st.single and st.end < self.settings.pack_max_bytes
         ]
         current = max(open_packs) if open_packs else None
-        return current, max(packs, default=0) + 1
+        # never reuse a pack id, even of a pack compacted away: backups rely on it
+        next_id = int(self.index.get_meta("next_pack_id") or b"1")
+        return current, max(next_id, max(packs, default=0) + 1)
 
     def close(self) -> None:
         """Wait for operations in progress, commit what is queued, release files."""
-        self._in_use.close()
+        self.activity.close()
         self.writer.close()
         self.reader.close()
         self.index.close()
@@ -200,7 +236,7 @@ class Repository:
     # -- writes -------------------------------------------------------------------------
     def put_many(self, objects: list[bytes]) -> list[tuple[str, bool]]:
         """Store many objects; return (key, created) for each, once all are durable."""
-        with self._in_use.hold():
+        with self.activity.hold():
             digests = [hashlib.sha256(o).digest() for o in objects]
             present = self.index.has_many(digests)
             slots = [i for i, p in enumerate(present) if not p]
@@ -222,7 +258,7 @@ class Repository:
         self, chunks: Iterable[bytes], expected_key: str = "", size: int | None = None
     ) -> tuple[str, int, bool]:
         """Store one object arriving in chunks; return (key, raw size, created)."""
-        with self._in_use.hold():
+        with self.activity.hold():
             expected = parse_key(expected_key) if expected_key else None
             buf = bytearray()
             staged: StagedUpload | None = None
@@ -333,11 +369,11 @@ class Repository:
                 self._tables.popitem(last=False)
         return t
 
-    def _decode_whole(self, loc: Location) -> bytes:
+    def _decode_whole(self, loc: Location, digest: bytes) -> bytes:
         if loc.encoding == Encoding.FRAMES:
             return b"".join(self._iter_frames(loc, 0, loc.raw_size, prefetch=False))
         body = self.reader.read(loc.pack_id, loc.body_offset, loc.body_size)
-        return self.codec.decode_small(loc.encoding, body, loc.raw_size)
+        return self.codec.decode_small(loc.encoding, body, loc.raw_size, digest)
 
     def _iter_frames(
         self, loc: Location, offset: int, length: int, prefetch: bool
@@ -350,7 +386,7 @@ class Repository:
             start = i * table.frame_size
             n = min(table.frame_size, loc.raw_size - start)
             body = self.reader.read(loc.pack_id, loc.body_offset + offsets[i], table.stored[i])
-            data = self.codec.decode_frame(body, table.raw[i], n)
+            data = self.codec.decode_frame(body, table.raw[i], n, table.crc[i])
             lo, hi = max(offset, start) - start, min(end, start + n) - start
             return data if lo == 0 and hi == n else data[lo:hi]
 
@@ -381,23 +417,25 @@ class Repository:
         """(object size, chunks of the range). A range past the end is cut short."""
         if offset < 0 or (length is not None and length < 0):
             raise InvalidArgument("offset and length must not be negative")
-        with self._in_use.hold():
+        with self.activity.hold():
             loc = self._locate(key)
         if offset > loc.raw_size:
             raise OutOfRange(
                 f"offset {offset} is past the end of object {key} ({loc.raw_size} bytes)"
             )
         n = loc.raw_size - offset if length is None else min(length, loc.raw_size - offset)
-        return loc.raw_size, self._read_chunks(loc, offset, n)
+        return loc.raw_size, self._read_chunks(key, offset, n)
 
-    def _read_chunks(self, loc: Location, offset: int, length: int) -> Iterator[bytes]:
-        with self._in_use.hold():
+    def _read_chunks(self, key: str, offset: int, length: int) -> Iterator[bytes]:
+        # Look the object up again under this hold: compaction may have moved it since.
+        with self.activity.hold():
             if length == 0:
                 return
+            loc = self._locate(key)
             if loc.encoding == Encoding.FRAMES:
                 yield from self._iter_frames(loc, offset, length, prefetch=True)
             else:
-                data = self._decode_whole(loc)
+                data = self._decode_whole(loc, parse_key(key))
                 yield (
                     data
                     if (offset == 0 and length == len(data))
@@ -408,18 +446,23 @@ class Repository:
         self, keys: list[str], inline_limit: int = READ_MANY_INLINE
     ) -> Iterator[tuple[str, int, bytes | None]]:
         """(key, size, content or None when larger than inline_limit), in storage order."""
-        with self._in_use.hold():
+        with self.activity.hold():
             digests = parse_keys(keys)
             locs = self.index.get_many(digests)
             missing = [k for k, loc in zip(keys, locs, strict=True) if loc is None]
         if missing:
             raise ObjectNotFound(missing)
-        return self._read_many(keys, locs, inline_limit)  # type: ignore[arg-type]
+        return self._read_many(keys, digests, inline_limit)
 
     def _read_many(
-        self, keys: list[str], locs: list[Location], inline_limit: int
+        self, keys: list[str], digests: list[bytes], inline_limit: int
     ) -> Iterator[tuple[str, int, bytes | None]]:
-        with self._in_use.hold():
+        with self.activity.hold():
+            found = self.index.get_many(digests)  # again, under this hold (see _read_chunks)
+            missing = [k for k, loc in zip(keys, found, strict=True) if loc is None]
+            if missing:
+                raise ObjectNotFound(missing)
+            locs: list[Location] = found  # type: ignore[assignment]
             order = sorted(range(len(keys)), key=lambda i: (locs[i].pack_id, locs[i].offset))
             run: list[int] = []
 
@@ -434,7 +477,9 @@ class Repository:
                 for i in run:
                     loc = locs[i]
                     lo = loc.body_offset - start
-                    items.append((loc.encoding, view[lo : lo + loc.body_size], loc.raw_size))
+                    items.append(
+                        (loc.encoding, view[lo : lo + loc.body_size], loc.raw_size, digests[i])
+                    )
                 for i, data in zip(run, self.codec.decode_batch(items), strict=True):
                     yield keys[i], locs[i].raw_size, data
 
@@ -445,7 +490,7 @@ class Repository:
                         yield from flush_run()
                         run = []
                     if loc.raw_size <= inline_limit:
-                        yield keys[i], loc.raw_size, self._decode_whole(loc)
+                        yield keys[i], loc.raw_size, self._decode_whole(loc, digests[i])
                     else:
                         yield keys[i], loc.raw_size, None
                     continue
@@ -464,11 +509,11 @@ class Repository:
                 yield from flush_run()
 
     def has_many(self, keys: list[str]) -> list[bool]:
-        with self._in_use.hold():
+        with self.activity.hold():
             return self.index.has_many(parse_keys(keys))
 
     def stat_many(self, keys: list[str]) -> list[ObjectStat]:
-        with self._in_use.hold():
+        with self.activity.hold():
             locs = self.index.get_many(parse_keys(keys))
         return [
             ObjectStat(k, False)
@@ -491,7 +536,7 @@ class Repository:
         return self._list(after, limit)
 
     def _list(self, after: bytes | None, limit: int | None) -> Iterator[str]:
-        with self._in_use.hold():
+        with self.activity.hold():
             for n, d in enumerate(self.index.iter_digests(after)):
                 if limit is not None and n >= limit:
                     return
@@ -502,7 +547,7 @@ class Repository:
         self, keys: list[str], require_all: bool = False
     ) -> tuple[list[str], list[str]]:
         """Logically delete; return (deleted, missing). Space comes back via compaction."""
-        with self._in_use.hold():
+        with self.activity.hold():
             unique = list(dict.fromkeys(keys))
             digests = parse_keys(unique)
             index = self.index
@@ -533,7 +578,7 @@ class Repository:
 
     # -- reporting ----------------------------------------------------------------------
     def info(self) -> dict:
-        with self._in_use.hold():
+        with self.activity.hold():
             totals = self.index.totals()
             packs = self.index.packs()
             on_disk = 0
@@ -553,6 +598,14 @@ class Repository:
                 "pack_count": len(packs),
                 "reclaimable_bytes": sum(s.dead_bytes for s in packs.values()),
                 "has_dictionary": self.codec.has_dictionary,
+                "compression_ratio": (
+                    totals.raw_bytes / totals.stored_bytes if totals.stored_bytes else 1.0
+                ),
+                "last_maintenance": float(self.index.get_meta("last_maintenance") or 0),
+                "last_verification": float(self.index.get_meta("last_verification") or 0),
+                "last_verification_errors": int(
+                    self.index.get_meta("last_verification_errors") or 0
+                ),
                 "packs": [
                     {
                         "pack_id": pid,
@@ -565,21 +618,29 @@ class Repository:
                 ],
             }
 
-    def maintain(self, dry_run: bool = False) -> Iterator[dict]:
-        """Report what maintenance would reclaim. Compaction itself lands with live
-        compaction (issue 3); until then this only reports, whatever ``dry_run`` says."""
-        info = self.info()
-        yield {
-            "stage": "report",
-            "message": (
-                f"{info['reclaimable_bytes']} bytes in {info['pack_count']} packs are reclaimable; "
-                "compaction is not available in this version, nothing was changed"
-            ),
-            "done": 1,
-            "total": 1,
-            "reclaimable_bytes": info["reclaimable_bytes"],
-            "reclaimed_bytes": 0,
-        }
+    def maintain(
+        self, dry_run: bool = False, dead_fraction: float = 0.0, max_packs: int = 0
+    ) -> Iterator[dict]:
+        """Live compaction with progress reports (see ``compactor.py``)."""
+        from hoard_server.storage.compactor import Compactor
+
+        with self.activity.hold(reader=False):
+            if not self._maintenance.acquire(blocking=False):
+                raise FailedPrecondition(
+                    f"maintenance of repository {self.name!r} is already running; "
+                    "wait for it or cancel it"
+                )
+            try:
+                yield from Compactor(self).run(dry_run, dead_fraction, max_packs)
+            finally:
+                self._maintenance.release()
+
+    def verify(self, pack_id: int = 0, sample: float = 0.0) -> Iterator[dict]:
+        """Re-read and re-hash objects; report every problem (see ``verify.py``)."""
+        from hoard_server.storage.verify import Verifier
+
+        with self.activity.hold(reader=False):
+            yield from Verifier(self).run(pack_id, sample)
 
 
 __all__ = ["FRAME_SIZE", "ObjectStat", "Repository", "StorageSettings"]

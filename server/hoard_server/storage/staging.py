@@ -33,6 +33,7 @@ class StagedUpload:
         self._in_flight: deque[Future] = deque()
         self._stored: list[int] = []
         self._raw: list[bool] = []
+        self._crc: list[int] = []
         self.raw_size = 0
         self._body_size = 0
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -63,9 +64,10 @@ class StagedUpload:
             self._drain_one()
 
     def _drain_one(self) -> None:
-        is_raw, body = self._in_flight.popleft().result()
+        is_raw, body, crc = self._in_flight.popleft().result()
         self._stored.append(len(body))
         self._raw.append(is_raw)
+        self._crc.append(crc)
         self._body_size += len(body)
         self._write(body)
 
@@ -76,7 +78,9 @@ class StagedUpload:
             self._pending = bytearray()
         while self._in_flight:
             self._drain_one()
-        table = FrameTable(FRAME_SIZE, tuple(self._stored), tuple(self._raw)).encode()
+        table = FrameTable(
+            FRAME_SIZE, tuple(self._stored), tuple(self._raw), tuple(self._crc)
+        ).encode()
         self._write(table)
         self._body_size += len(table)
         digest = self._hash.digest()

@@ -74,8 +74,25 @@ class StagedRecord:
 
 
 @dataclass(slots=True)
+class RelocatedRecord:
+    """A live record copied out of a pack being compacted.
+
+    It is committed only if the index still points at ``old_location`` (the encoded
+    Location it was read from): an object deleted or moved meanwhile is skipped.
+    """
+
+    digest: bytes
+    raw_size: int
+    encoding: Encoding
+    parts: list[bytes]
+    body_size: int
+    old_location: bytes
+    old_pack_id: int
+
+
+@dataclass(slots=True)
 class _Submission:
-    records: list[NewRecord | StagedRecord]
+    records: list[NewRecord | StagedRecord | RelocatedRecord]
     future: Future = field(default_factory=Future)
 
 
@@ -108,10 +125,15 @@ class PackWriter:
         )
         self._thread.start()
 
+    @property
+    def current_pack_id(self) -> int | None:
+        """The pack new records are appended to (never a compaction candidate)."""
+        return self._current_id
+
     def pack_path(self, pack_id: int) -> str:
         return os.path.join(self._packs_dir, f"{pack_id:08d}.pack")
 
-    def submit(self, records: list[NewRecord | StagedRecord]) -> Future:
+    def submit(self, records: list[NewRecord | StagedRecord | RelocatedRecord]) -> Future:
         """Queue records; the future resolves to a list of "created" flags once durable."""
         if self._closed:
             raise RuntimeError("the repository is closed")
@@ -176,7 +198,7 @@ class PackWriter:
         self._index.put_pack(txn, pack_id, PackState(end=len(PACK_MAGIC)))
         return pack_id, PackAppender(path, len(PACK_MAGIC))
 
-    def _commit(self, records: list[NewRecord | StagedRecord]) -> list[bool]:
+    def _commit(self, records: list[NewRecord | StagedRecord | RelocatedRecord]) -> list[bool]:
         index = self._index
         results = [False] * len(records)
         seen: set[bytes] = set()
@@ -195,18 +217,26 @@ class PackWriter:
             totals = index.totals(txn)
             exists = txn.cursor(db=index.objects_db).set_key
             slot: list | None = None  # touched entry of the current pack
+            first_new_id = self._next_id
+            moved_out: dict[int, int] = {}
+            get_location = txn.get
             for i, rec in enumerate(records):
                 d = rec.digest
-                if d in seen or exists(d):
-                    if isinstance(rec, StagedRecord):
-                        staged_dups.append(rec.path)
-                    continue
+                size = HEADER_SIZE + rec.body_size
+                if isinstance(rec, RelocatedRecord):
+                    if d in seen or get_location(d, db=index.objects_db) != rec.old_location:
+                        continue  # deleted or moved since it was read: nothing to keep
+                    moved_out[rec.old_pack_id] = moved_out.get(rec.old_pack_id, 0) + size
+                else:
+                    if d in seen or exists(d):
+                        if isinstance(rec, StagedRecord):
+                            staged_dups.append(rec.path)
+                        continue
+                    totals.objects += 1
+                    totals.raw_bytes += rec.raw_size
+                    totals.stored_bytes += size
                 seen.add(d)
                 results[i] = True
-                size = HEADER_SIZE + rec.body_size
-                totals.objects += 1
-                totals.raw_bytes += rec.raw_size
-                totals.stored_bytes += size
                 if isinstance(rec, StagedRecord):
                     pack_id = self._next_id
                     self._next_id += 1
@@ -267,6 +297,13 @@ class PackWriter:
             if renamed:
                 fsync_dir(self._packs_dir)
             # (3): the index, in key order (a sorted putmulti touches each page once)
+            for pid, n in moved_out.items():
+                state = index.get_pack(txn, pid)
+                if state is not None:
+                    state.dead_bytes += n
+                    index.put_pack(txn, pid, state)
+            if self._next_id != first_new_id:
+                index.put_meta(txn, "next_pack_id", str(self._next_id).encode())
             entries.sort()
             txn.cursor(db=index.objects_db).putmulti(entries)
             index.put_totals(txn, totals)

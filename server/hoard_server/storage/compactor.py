@@ -1,0 +1,178 @@
+"""Live compaction: reclaim the space of deleted objects while clients keep working.
+
+A pack qualifies when its dead bytes reach a fraction of its payload. Packs are compacted
+one at a time, so the extra disk in use never exceeds one pack's live data:
+
+1. scan the pack's record headers; a record is live if the index still points at it;
+2. copy live records (bytes as stored: nothing is recompressed) through the pack writer,
+   which appends them to its current pack and switches each index entry only if it still
+   points at the old place (an object deleted meanwhile is simply dropped);
+3. drop the pack from the index, wait until every reader that might still hold a location
+   in it has finished, then delete the file.
+
+A crash at any point leaves every object readable: entries point either at the old pack
+(still registered, still on disk) or at the new copy (committed). A later run resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from hoard_server.errors import DataLoss
+from hoard_server.storage.index import Location
+from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, scan_records
+from hoard_server.storage.writer import RelocatedRecord
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DEAD_FRACTION = 0.25
+_MOVE_BATCH_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class PackPlan:
+    pack_id: int
+    size: int
+    dead_bytes: int
+    single: bool
+
+
+class Compactor:
+    def __init__(self, repo) -> None:  # repo: hoard_server.storage.repository.Repository
+        self.repo = repo
+
+    def plan(self, dead_fraction: float = DEFAULT_DEAD_FRACTION) -> list[PackPlan]:
+        """Packs worth compacting, most dead bytes first."""
+        current = self.repo.writer.current_pack_id
+        plans = []
+        for pid, st in self.repo.index.packs().items():
+            if pid == current:
+                continue
+            payload = st.end - len(PACK_MAGIC)
+            if payload <= 0 or (st.dead_bytes > 0 and st.dead_bytes >= dead_fraction * payload):
+                plans.append(PackPlan(pid, st.end, st.dead_bytes, st.single))
+        return sorted(plans, key=lambda p: -p.dead_bytes)
+
+    def run(
+        self, dry_run: bool = False, dead_fraction: float = 0.0, max_packs: int = 0
+    ) -> Iterator[dict]:
+        repo = self.repo
+        fraction = dead_fraction if dead_fraction > 0 else DEFAULT_DEAD_FRACTION
+        plan = self.plan(fraction)
+        if max_packs:
+            plan = plan[:max_packs]
+        reclaimable = sum(p.dead_bytes for p in plan)
+        progress = {
+            "stage": "plan",
+            "dry_run": dry_run,
+            "done": 0,
+            "total": len(plan),
+            "reclaimable_bytes": reclaimable,
+            "reclaimed_bytes": 0,
+            "moved_bytes": 0,
+            "moved_objects": 0,
+            "message": (
+                f"{len(plan)} pack(s) with at least {fraction:.0%} dead bytes; "
+                f"{reclaimable} bytes reclaimable"
+                + ("; dry run, nothing changed" if dry_run else "")
+            ),
+        }
+        yield dict(progress)
+        if dry_run:
+            yield {**progress, "stage": "done"}
+            return
+        for p in plan:
+            if repo.activity.closing:
+                progress["message"] = "stopped: the daemon is shutting down"
+                break
+            moved_bytes, moved_objects = self._compact(p)
+            progress["done"] += 1
+            progress["moved_bytes"] += moved_bytes
+            progress["moved_objects"] += moved_objects
+            progress["reclaimed_bytes"] += p.size - moved_bytes
+            progress["stage"] = "compact"
+            progress["message"] = (
+                f"pack {p.pack_id}: moved {moved_objects} live objects ({moved_bytes} bytes), "
+                f"freed {p.size} bytes"
+            )
+            yield dict(progress)
+        with repo.index.write() as txn:
+            repo.index.put_meta(txn, "last_maintenance", repr(time.time()).encode())
+        progress["stage"] = "done"
+        progress["message"] = (
+            f"compacted {progress['done']} of {len(plan)} pack(s); "
+            f"reclaimed {progress['reclaimed_bytes']} bytes"
+        )
+        yield progress
+
+    def _compact(self, plan: PackPlan) -> tuple[int, int]:
+        repo = self.repo
+        pid = plan.pack_id
+        moved_bytes = moved_objects = 0
+        batch: list[RelocatedRecord] = []
+        batch_bytes = 0
+
+        def flush() -> None:
+            nonlocal batch, batch_bytes, moved_bytes, moved_objects
+            if batch:
+                done = repo.writer.submit(batch).result()
+                for rec, ok in zip(batch, done, strict=True):
+                    if ok:
+                        moved_bytes += HEADER_SIZE + rec.body_size
+                        moved_objects += 1
+            batch, batch_bytes = [], 0
+
+        with repo.activity.hold():
+            objects_db = repo.index.objects_db
+            try:
+                records = list(
+                    scan_records(lambda off, n: repo.reader.read(pid, off, n), plan.size)
+                )
+            except DataLoss as exc:
+                log.error("repository %s: not compacting pack %d: %s", repo.name, pid, exc)
+                return 0, 0
+            live = []
+            with repo.index.read() as txn:
+                for offset, header in records:
+                    current = txn.get(header.digest, db=objects_db)
+                    if current is None:
+                        continue
+                    loc = Location.decode(current)
+                    if loc.pack_id == pid and loc.offset == offset:
+                        live.append((offset, header, current))
+            for offset, header, current in live:
+                body = repo.reader.read(pid, offset + HEADER_SIZE, header.body_size)
+                batch.append(
+                    RelocatedRecord(
+                        header.digest,
+                        header.raw_size,
+                        header.encoding,
+                        [body],
+                        header.body_size,
+                        current,
+                        pid,
+                    )
+                )
+                batch_bytes += header.body_size
+                if batch_bytes >= _MOVE_BATCH_BYTES:
+                    flush()
+            flush()
+        self._retire(pid)
+        return moved_bytes, moved_objects
+
+    def _retire(self, pid: int) -> None:
+        """Forget a pack whose live objects have all moved, then delete it once unused."""
+        repo = self.repo
+        with repo.index.write() as txn:
+            repo.index.delete_pack(txn, pid)
+        repo.activity.wait_for_readers()
+        repo.reader.forget(pid)
+        repo.forget_pack(pid)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(repo.pack_path(pid))
+        log.info("repository %s: pack %d compacted away", repo.name, pid)
