@@ -50,7 +50,7 @@ _COALESCE_SPAN = 4 << 20  # read neighbouring records in one pread up to this sp
 _COALESCE_GAP = 64 << 10
 _DICT_SAMPLES = 2000
 _DICT_SIZE = 64 << 10
-_PREFETCH = 4  # frames decoded ahead of the one being sent
+_PREFETCH = 8  # frames decoded ahead of the one being sent
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class StorageSettings:
     pack_max_bytes: int = 4 << 30
     compression_level: int = 3
     frame_compression_level: int = 1
+    frame_size: int = FRAME_SIZE
     index_map_size: int = 1 << 40
     train_dictionary: bool = True
 
@@ -146,7 +147,9 @@ class Repository:
             raise FailedPrecondition(f"repository {name!r} at {path} was never initialised")
         self.uuid = raw_uuid.decode()
         self.created_at = float(self.index.get_meta("created_at") or b"0")
-        self.codec = Codec(settings.compression_level, settings.frame_compression_level)
+        self.codec = Codec(
+            settings.compression_level, settings.frame_compression_level, settings.frame_size
+        )
         dicts = self.index.dictionaries()
         for i, (_, data) in enumerate(sorted(dicts.items())):
             self.codec.add_dictionary(data, use_for_writes=i == len(dicts) - 1)

@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from concurrent.futures import Executor, Future
 
-from hoard_server.storage.codec import FRAME_SIZE, Codec, FrameTable
+from hoard_server.storage.codec import Codec, FrameTable
 from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, Encoding, RecordHeader, raise_if_full
 from hoard_server.storage.writer import StagedRecord
 
@@ -53,9 +53,10 @@ class StagedUpload:
         self._hash.update(chunk)  # hashlib drops the GIL: compression runs beside it
         self.raw_size += len(chunk)
         self._pending += chunk
-        while len(self._pending) >= FRAME_SIZE:
-            frame = bytes(self._pending[:FRAME_SIZE])
-            del self._pending[:FRAME_SIZE]
+        fs = self._codec.frame_size
+        while len(self._pending) >= fs:
+            frame = bytes(self._pending[:fs])
+            del self._pending[:fs]
             self._queue_frame(frame)
 
     def _queue_frame(self, frame: bytes) -> None:
@@ -79,7 +80,7 @@ class StagedUpload:
         while self._in_flight:
             self._drain_one()
         table = FrameTable(
-            FRAME_SIZE, tuple(self._stored), tuple(self._raw), tuple(self._crc)
+            self._codec.frame_size, tuple(self._stored), tuple(self._raw), tuple(self._crc)
         ).encode()
         self._write(table)
         self._body_size += len(table)
