@@ -163,3 +163,93 @@ def test_disk_full_is_resource_exhausted_and_damages_nothing(daemon_factory, sma
     with hoard.connect(daemon.target) as client:
         repo = client.repository()
         assert all(repo.has_objects(list(stored)))
+
+
+def _pack_bytes(data_dir: str, repository: str = "default") -> int:
+    d = Path(data_dir, "repositories", repository, "packs")
+    return sum(f.stat().st_size for f in d.iterdir())
+
+
+def test_kill_9_during_compaction_loses_nothing_and_leaks_at_most_a_pack(daemon_factory):
+    import grpc
+
+    from hoard.v1 import objects_pb2 as pb
+    from hoard.v1 import objects_pb2_grpc
+
+    pack_max = 1 << 20
+    daemon = daemon_factory(None, "--pack-max-bytes", str(pack_max))
+    objs = [content(i, 3000 + i % 5000) for i in range(3000)]
+    with hoard.connect(daemon.target) as client:
+        repo = client.repository()
+        keys = repo.put_objects(objs)
+        repo.delete_objects(keys[::2])
+    live = dict(zip(keys[1::2], objs[1::2], strict=True))
+    before = _pack_bytes(daemon.data_dir)
+
+    channel = grpc.insecure_channel(daemon.target)
+    stub = objects_pb2_grpc.ObjectsStub(channel)
+    stream = stub.Maintain(pb.MaintainRequest(repository="default", dead_fraction=1e-9))
+    plan = next(stream)
+    assert plan.total >= 3
+    next(stream)  # the first pack is done: kill in the middle of the run
+    daemon.kill()
+    channel.close()
+
+    daemon.start()
+    assert _pack_bytes(daemon.data_dir) <= before + pack_max
+    with hoard.connect(daemon.target) as client:
+        repo = client.repository()
+        assert not any(repo.has_objects(keys[::2]))
+        for key, data in repo.get_objects_content(list(live)).items():
+            assert data == live[key]
+        assert repo.get_info()["reclaimable_bytes"] > 0, "the kill should have cut the run short"
+        # a second run finishes the job
+        repo.maintain()
+        info = repo.get_info()
+        assert info["objects"] == len(live)
+        assert info["reclaimable_bytes"] < pack_max
+        assert _pack_bytes(daemon.data_dir) < before * 0.75
+        for key, data in repo.get_objects_content(list(live)).items():
+            assert data == live[key]
+
+
+def test_pack_removed_or_damaged_under_the_daemon(daemon_factory):
+    import grpc
+
+    from hoard.v1 import objects_pb2 as pb
+    from hoard.v1 import objects_pb2_grpc
+
+    daemon = daemon_factory(None, "--pack-max-bytes", str(1 << 20))
+    objs = [os.urandom(50_000) for _ in range(60)]  # incompressible: ~3 packs
+    with hoard.connect(daemon.target) as client:
+        repo = client.repository()
+        keys = repo.put_objects(objs)
+        stats = {k: repo.stat(k) for k in keys}
+    packs = sorted({s.pack_id for s in stats.values()})
+    assert len(packs) >= 3
+    removed, truncated = packs[0], packs[1]
+    pack_dir = Path(daemon.data_dir, "repositories", "default", "packs")
+    (pack_dir / f"{removed:08d}.pack").unlink()
+    t = pack_dir / f"{truncated:08d}.pack"
+    os.truncate(t, t.stat().st_size // 2)
+
+    channel = grpc.insecure_channel(daemon.target)
+    stub = objects_pb2_grpc.ObjectsStub(channel)
+    reports = list(stub.Verify(pb.VerifyRequest(repository="default")))
+    problems = [p for r in reports for p in r.problems]
+    assert reports[-1].done and reports[-1].problem_count == len(problems)
+    bad = {p.key for p in problems if p.key}
+    assert {k for k, s in stats.items() if s.pack_id == removed} <= bad
+    assert any(stats[k].pack_id == truncated for k in bad)
+    assert {p.pack_id for p in problems if not p.key} == {removed, truncated}
+    with hoard.connect(daemon.target) as client:
+        repo = client.repository()
+        for key, data in zip(keys, objs, strict=True):
+            if key in bad:
+                with pytest.raises(hoard.DataCorruptionError):
+                    repo.get_object_content(key)
+            else:
+                assert repo.get_object_content(key) == data
+        assert repo.get_info()["last_verification_errors"] == len(problems)
+        repo.put_object(b"still writable")
+    channel.close()
