@@ -172,7 +172,6 @@ def _pack_bytes(data_dir: str, repository: str = "default") -> int:
 
 def test_kill_9_during_compaction_loses_nothing_and_leaks_at_most_a_pack(daemon_factory):
     import grpc
-
     from hoard.v1 import objects_pb2 as pb
     from hoard.v1 import objects_pb2_grpc
 
@@ -215,7 +214,6 @@ def test_kill_9_during_compaction_loses_nothing_and_leaks_at_most_a_pack(daemon_
 
 def test_pack_removed_or_damaged_under_the_daemon(daemon_factory):
     import grpc
-
     from hoard.v1 import objects_pb2 as pb
     from hoard.v1 import objects_pb2_grpc
 

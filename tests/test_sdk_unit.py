@@ -9,6 +9,7 @@ import io
 import json
 import socket
 import sys
+import time
 
 import grpc
 import hoard
@@ -31,7 +32,12 @@ from hoard.errors import (
     error_for_status,
     from_rpc_error,
 )
-from hoard.repository import ObjectStream, is_readable_byte_stream
+from hoard.repository import (
+    ObjectStream,
+    backup_destination,
+    is_local_target,
+    is_readable_byte_stream,
+)
 
 KEY = "a" * 64
 
@@ -151,6 +157,68 @@ def test_deleting_nothing_makes_no_call(offline_repo):
     assert offline_repo.delete_objects([]) == []
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r: r.maintain(dead_fraction=0), "dead_fraction"),
+        (lambda r: r.maintain(dead_fraction=1.5), "dead_fraction"),
+        (lambda r: r.maintain(max_packs=-1), "max_packs"),
+        (lambda r: r.verify(sample=0), "sample"),
+        (lambda r: r.verify(sample=1.01), "sample"),
+        (lambda r: r.verify(pack_id=0), "pack_id"),
+        (lambda r: r.backup(""), "destination"),
+    ],
+)
+def test_maintenance_arguments_are_checked_before_any_call(offline_repo, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(offline_repo)
+
+
+def test_maintain_accepts_aiida_switches_it_ignores(offline_repo):
+    # The arguments pass; only the absent daemon stops the call.
+    with pytest.raises(ConnectionError):
+        offline_repo.maintain(
+            dry_run=True, live=True, compress=True, do_repack=True, clean_storage=True
+        )
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "127.0.0.1:50051",
+        "127.0.0.2:1",
+        "localhost:50051",
+        "[::1]:50051",
+        "ipv4:127.0.0.1:1",
+        "ipv6:[::1]:1",
+        "dns:///localhost:50051",
+        "dns:localhost:1",
+        "unix:/run/hoard.sock",
+        "unix:///run/hoard.sock",
+        "unix-abstract:hoard",
+    ],
+)
+def test_loopback_and_unix_targets_are_local(target):
+    assert is_local_target(target)
+
+
+@pytest.mark.parametrize(
+    "target", ["10.0.0.5:50051", "hoard.example.org:443", "[2001:db8::1]:1", "dns:///db:1"]
+)
+def test_other_targets_are_remote(target):
+    assert not is_local_target(target)
+
+
+def test_backup_destination_is_made_absolute_only_for_a_local_daemon(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert backup_destination("127.0.0.1:1", "b") == str(tmp_path / "b")
+    assert backup_destination("unix:/s", tmp_path / "x" / ".." / "y") == str(tmp_path / "y")
+    assert backup_destination("remote.example:1", "b") == "b"
+    assert backup_destination("remote.example:1", "/srv/backups/b") == "/srv/backups/b"
+    with pytest.raises(TypeError):
+        backup_destination("127.0.0.1:1", b"bytes")
+
+
 def test_an_absent_daemon_raises_connection_error(offline_repo):
     with pytest.raises(ConnectionError):
         offline_repo.has_object(KEY)
@@ -242,6 +310,57 @@ def test_cli_serve_without_the_server_package_says_what_to_install(monkeypatch, 
     assert "pip install 'hoard[server]'" in capsys.readouterr().err
 
 
+def test_cli_restore_without_the_server_package_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "hoard_server", None)
+    target = _closed_port()  # restore is offline: it must not need a daemon
+    assert cli.main(["--target", target, "restore", "b", "--data-dir", "d"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'hoard[server]'" in err and "cannot reach" not in err
+
+
+def test_cli_restore_has_its_own_repository_option():
+    args = cli.build_parser().parse_args(["-r", "lab", "restore", "b", "--data-dir", "d"])
+    assert args.restore_as is None and args.repository == "lab"
+    args = cli.build_parser().parse_args(["restore", "b", "--data-dir", "d", "--repository", "x"])
+    assert args.restore_as == "x" and args.backup_dir == "b" and args.data_dir == "d"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["maintain", "--dead-fraction", "0"],
+        ["maintain", "--dead-fraction", "2"],
+        ["maintain", "--max-packs", "0"],
+        ["verify", "--sample", "x"],
+        ["verify", "--pack", "-1"],
+        ["restore", "b"],  # --data-dir is required
+    ],
+)
+def test_cli_rejects_bad_maintenance_options(argv, capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.build_parser().parse_args(argv)
+    assert caught.value.code == 2
+
+
+def test_cli_dates_are_readable():
+    assert cli._when(None) == "never"
+    assert cli._when(0.0) == "never"
+    text = cli._when(time.time() - 90)
+    assert text.startswith(time.strftime("%Y-")) and text.endswith("(90 s ago)")
+    assert cli._when(time.time() - 3 * 86400).endswith("(3 days ago)")
+
+
+def test_cli_progress_without_a_terminal_prints_lines(capsys):
+    with cli._Progress("obj", min_interval=3600) as bar:
+        bar.update("verify", 1, 10, "", "first")
+        bar.update("verify", 2, 10, "", "throttled")
+        bar.write("KEY  pack 1: bad")
+        bar.update("verify", 10, 10, "", "last", final=True)
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == ["first", "last"]
+    assert captured.out == "KEY  pack 1: bad\n"
+
+
 def test_cli_finds_serve_after_global_options():
     assert cli._serve_split(["--target", "x:1", "serve", "--listen", "y"]) == 2
     assert cli._serve_split(["-r", "serve", "ls"]) is None  # "serve" is -r's value here
@@ -268,6 +387,11 @@ def test_cli_parser_knows_every_subcommand():
         ["rm", KEY],
         ["info", "--detailed", "--json"],
         ["maintain", "--dry-run"],
+        ["maintain", "--dead-fraction", "0.5", "--max-packs", "3"],
+        ["verify"],
+        ["verify", "--pack", "2", "--sample", "0.1"],
+        ["backup", "/srv/backups/x"],
+        ["restore", "/srv/backups/x", "--data-dir", "d", "--repository", "y"],
         ["repo", "create", "x"],
         ["repo", "ls"],
         ["repo", "rm", "x"],

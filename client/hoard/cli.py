@@ -1,22 +1,25 @@
 """``hoard``: the command line. ``hoard serve`` runs the daemon; the rest talk to one.
 
 Errors are reported as ``hoard: <message>`` on stderr with exit code 1, never a traceback;
-``has`` and ``rm`` exit 1 when a key is missing.
+``has`` and ``rm`` exit 1 when a key is missing, ``verify`` when it finds a problem.
+``restore`` works offline, on the daemon's host with the daemon stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
 from hoard.client import DEFAULT_TARGET, Client, connect
 from hoard.errors import HoardError, UnavailableError
-from hoard.repository import ProgressCallback, Repository
+from hoard.repository import ProgressCallback, Repository, backup_destination
 
 PROGRESS_THRESHOLD = 4 << 20  # transfers above this get a progress bar (on a terminal)
 
@@ -32,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args_list[split + 1 :])
     args = build_parser().parse_args(args_list)
     try:
+        if getattr(args, "offline", False):  # runs here, without a daemon
+            return args.run(None, args)
         with connect(args.target, timeout=args.timeout) as client:
             return args.run(client, args)
     except UnavailableError as exc:
@@ -107,9 +112,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=_info)
 
-    p = sub.add_parser("maintain", help="pack, compact and reclaim space (live)")
+    p = sub.add_parser("maintain", help="compact packs and reclaim space (live)")
     p.add_argument("--dry-run", action="store_true", help="only report what would be done")
+    p.add_argument(
+        "--dead-fraction",
+        type=_fraction,
+        default=None,
+        metavar="F",
+        help="compact packs with at least this fraction of dead bytes (daemon default 0.25)",
+    )
+    p.add_argument(
+        "--max-packs",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="stop after N packs; run again to continue",
+    )
     p.set_defaults(run=_maintain)
+
+    p = sub.add_parser(
+        "verify", help="re-read and re-hash stored objects; exit 1 if any is damaged or missing"
+    )
+    p.add_argument("--pack", type=_positive, default=None, metavar="N", help="only pack N")
+    p.add_argument(
+        "--sample",
+        type=_fraction,
+        default=None,
+        metavar="F",
+        help="check a random fraction F of the objects",
+    )
+    p.set_defaults(run=_verify)
+
+    p = sub.add_parser(
+        "backup",
+        help="snapshot the repository into a directory on the daemon's host (live, incremental)",
+    )
+    p.add_argument(
+        "destination", metavar="DEST", help="directory on the daemon's host, under a backup root"
+    )
+    p.set_defaults(run=_backup)
+
+    p = sub.add_parser(
+        "restore",
+        help="restore a backup into a data directory (offline: on the daemon's host, daemon "
+        "stopped)",
+    )
+    p.add_argument("backup_dir", metavar="BACKUP_DIR", help="a directory written by hoard backup")
+    p.add_argument("--data-dir", required=True, metavar="DIR", help="the daemon's data directory")
+    p.add_argument(
+        "--repository",
+        dest="restore_as",
+        default=None,
+        metavar="NAME",
+        help="restore under this repository name (default: the backed-up one)",
+    )
+    p.set_defaults(run=_restore, offline=True)
 
     p = sub.add_parser("repo", help="create, list or erase repositories")
     repo_sub = p.add_subparsers(dest="repo_command", required=True, metavar="ACTION")
@@ -141,11 +198,14 @@ def _serve_split(argv: list[str]) -> int | None:
     return None
 
 
+SERVER_MISSING = "the daemon needs the server extra: pip install 'hoard[server]'"
+
+
 def _serve(argv: list[str]) -> int:
     try:
         from hoard_server import daemon
     except ImportError:
-        print("the daemon needs the server extra: pip install 'hoard[server]'", file=sys.stderr)
+        print(SERVER_MISSING, file=sys.stderr)
         return 2
     return daemon.main(argv) or 0
 
@@ -234,7 +294,9 @@ def _info(client: Client, args: argparse.Namespace) -> int:
             value = f"{value} ({_human(value)})"
         elif name == "compression_ratio":
             value = f"{value:.2f}"
-        print(f"{name.replace('_', ' ') + ':':<20}{value}")
+        elif name in ("last_maintenance", "last_verification"):
+            value = _when(value)
+        print(f"{name.replace('_', ' ') + ':':<26}{value}")
     for pack in info.get("pack_details", []):
         kind = " single-object" if pack["single_object"] else ""
         print(
@@ -245,16 +307,124 @@ def _info(client: Client, args: argparse.Namespace) -> int:
 
 
 def _maintain(client: Client, args: argparse.Namespace) -> int:
-    def report(step: dict[str, Any]) -> None:
-        total = f"/{step['total']}" if step["total"] else ""
-        print(f"{step['stage']}: {step['message']} [{step['done']}{total}]", file=sys.stderr)
+    with _Progress("pack") as bar:
 
-    last = _repository(client, args).maintain(dry_run=args.dry_run, progress=report)
+        def report(step: dict[str, Any]) -> None:
+            count = f" [{step['done']}/{step['total']} packs]" if step["total"] else ""
+            bar.update(
+                step["stage"],
+                step["done"],
+                step["total"],
+                f"{_human(step['reclaimed_bytes'])} reclaimed",
+                f"{step['stage']}: {step['message']}{count}",
+            )
+
+        last = _repository(client, args).maintain(
+            dry_run=args.dry_run,
+            dead_fraction=args.dead_fraction,
+            max_packs=args.max_packs,
+            progress=report,
+        )
+    if not last:
+        print("nothing reported")
+    elif last.get("dry_run") or args.dry_run:
+        print(
+            f"dry run: {last['total']} packs would be compacted, "
+            f"{_human(last['reclaimable_bytes'])} reclaimable; nothing was changed"
+        )
+    else:
+        left = last["total"] - last["done"]
+        print(
+            f"packs compacted: {last['done']} of {last['total']}, "
+            f"bytes reclaimed: {last['reclaimed_bytes']} ({_human(last['reclaimed_bytes'])}), "
+            f"moved: {last['moved_objects']} objects ({_human(last['moved_bytes'])})"
+            + (f"; {left} packs left, run again to continue" if left > 0 else "")
+        )
+    return 0
+
+
+def _verify(client: Client, args: argparse.Namespace) -> int:
+    with _Progress("obj", min_interval=2.0) as bar:
+
+        def report(step: dict[str, Any]) -> None:
+            for problem in step["problems"]:
+                bar.write(_problem_line(problem))
+            total = step["total_objects"]
+            bar.update(
+                "verify",
+                step["checked_objects"],
+                total,
+                f"{step['problem_count']} problems",
+                f"verify: {step['checked_objects']}/{total} objects, "
+                f"{_human(step['checked_bytes'])}, {step['problem_count']} problems",
+                final=bool(step["done"]),
+            )
+
+        result = _repository(client, args).verify(
+            pack_id=args.pack, sample=args.sample, progress=report
+        )
+    count = result["problem_count"]
+    print(
+        f"checked {result['checked_objects']} of {result['total_objects']} objects "
+        f"({_human(result['checked_bytes'])}): "
+        + ("no problems" if not count else f"{count} problem{'s' if count != 1 else ''}")
+    )
+    return 0 if result["ok"] else 1
+
+
+def _problem_line(problem: dict[str, Any]) -> str:
+    return f"{problem['key'] or '-'}  pack {problem['pack_id']}: {problem['problem']}"
+
+
+def _backup(client: Client, args: argparse.Namespace) -> int:
+    repo = _repository(client, args)
+    with _Progress("pack") as bar:
+
+        def report(step: dict[str, Any]) -> None:
+            done = step["packs_copied"] + step["packs_unchanged"]
+            bar.update(
+                step["stage"],
+                done,
+                step["packs_total"],
+                _human(step["bytes_copied"]),
+                f"{step['stage']}: {step['message']} [{done}/{step['packs_total']} packs, "
+                f"{_human(step['bytes_copied'])} copied]",
+            )
+
+        last = repo.backup(args.destination, progress=report)
+    destination = backup_destination(client.target, args.destination)
     if last:
         print(
-            f"reclaimable: {_human(last['reclaimable_bytes'])}, "
-            f"reclaimed: {_human(last['reclaimed_bytes'])}"
+            f"backed up {last['objects']} objects to {destination}: "
+            f"{last['packs_copied']} packs copied ({_human(last['bytes_copied'])}), "
+            f"{last['packs_unchanged']} unchanged"
         )
+    else:
+        print(f"backed up to {destination}")
+    return 0
+
+
+def _restore(client: Client | None, args: argparse.Namespace) -> int:
+    try:
+        import hoard_server
+    except ImportError:
+        print(SERVER_MISSING, file=sys.stderr)
+        return 2
+    try:
+        from hoard_server import backup, errors
+    except ImportError as exc:
+        version = getattr(hoard_server, "__version__", "?")
+        print(f"hoard: this hoard server ({version}) cannot restore: {exc}", file=sys.stderr)
+        return 1
+    try:
+        result = backup.restore(args.backup_dir, args.data_dir, args.restore_as)
+    except errors.HoardError as exc:
+        print(f"hoard: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"restored repository {result['repository']!r} into {args.data_dir}: "
+        f"{result['objects']} objects, {result['packs']} packs ({_human(result['bytes'])})"
+    )
     return 0
 
 
@@ -290,6 +460,42 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text}")
     return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1]: {text}")
+    return value
+
+
+def _when(timestamp: float | None) -> str:
+    """A local date and how long ago, for seconds since the epoch; "never" for None."""
+    if not timestamp:
+        return "never"
+    moment = datetime.datetime.fromtimestamp(timestamp).astimezone()
+    age = time.time() - timestamp
+    if age < 0:
+        ago = "in the future"
+    elif age < 120:
+        ago = f"{age:.0f} s ago"
+    elif age < 7200:
+        ago = f"{age / 60:.0f} min ago"
+    elif age < 2 * 86400:
+        ago = f"{age / 3600:.0f} h ago"
+    else:
+        ago = f"{age / 86400:.0f} days ago"
+    return f"{moment:%Y-%m-%d %H:%M:%S %Z} ({ago})"
 
 
 def _stream_size(handle: BinaryIO) -> int | None:
@@ -338,6 +544,61 @@ def _progress_bar(total: int | None, label: str) -> Iterator[ProgressCallback | 
     finally:
         if bar is not None:
             bar.close()
+
+
+class _Progress:
+    """Progress of a long operation on stderr: a tqdm bar on a terminal, else one line per
+    report (at most one per ``min_interval`` seconds, and always the final one)."""
+
+    def __init__(self, unit: str, *, min_interval: float = 0.0) -> None:
+        self._unit = unit
+        self._min_interval = min_interval
+        self._bar: Any = None
+        self._tqdm: Any = None
+        self._last_line = 0.0
+        self._stage = ""
+        if sys.stderr.isatty():
+            with contextlib.suppress(ImportError):
+                from tqdm import tqdm
+
+                self._tqdm = tqdm
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def update(
+        self, stage: str, done: int, total: int, postfix: str, line: str, *, final: bool = False
+    ) -> None:
+        if self._tqdm is None:
+            now = time.monotonic()
+            if final or stage != self._stage or now - self._last_line >= self._min_interval:
+                print(line, file=sys.stderr, flush=True)
+                self._last_line = now
+            self._stage = stage
+            return
+        if self._bar is None:
+            self._bar = self._tqdm(
+                total=total or None, unit=self._unit, leave=False, file=sys.stderr
+            )
+        bar = self._bar
+        if (total or None) != bar.total:
+            bar.total = total or None
+        bar.n = done
+        bar.set_description(stage, refresh=False)
+        bar.set_postfix_str(postfix, refresh=False)
+        bar.refresh()
+
+    def write(self, text: str) -> None:
+        """A line on stdout that does not break the bar."""
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stdout)
+        else:
+            print(text, flush=True)
 
 
 def _version() -> str:

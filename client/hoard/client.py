@@ -36,6 +36,8 @@ _IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
         "List",
         "Info",
         "Maintain",
+        "Verify",  # read-only
+        "Backup",  # resumes where an interrupted run stopped
     ),
     "hoard.v1.Repositories": ("CreateRepository", "GetRepository", "ListRepositories"),
 }

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import hashlib
 import io
+import ipaddress
 import os
 import stat as stat_module
 import time
@@ -34,7 +35,13 @@ from hoard.v1 import repositories_pb2 as repo_pb
 if TYPE_CHECKING:
     from hoard.client import Client
 
-__all__ = ["ObjectStat", "Repository", "is_readable_byte_stream"]
+__all__ = [
+    "ObjectStat",
+    "Repository",
+    "backup_destination",
+    "is_local_target",
+    "is_readable_byte_stream",
+]
 
 CHUNK_BYTES = 1 << 20  # Put/Read chunk: the daemon's sweet spot
 BATCH_BYTES = 4 << 20  # a PutBatch call carries at most this much ...
@@ -517,12 +524,17 @@ class Repository:
     def get_info(self, detailed: bool = False, **kwargs: Any) -> dict[str, Any]:
         """Counts and sizes: objects, raw/stored/on-disk bytes, packs, reclaimable bytes.
 
-        ``compression_ratio`` is raw bytes over stored bytes (2.0: half the space). With
-        ``detailed``, ``pack_details`` lists every pack.
+        ``compression_ratio`` is raw bytes over stored bytes (2.0: half the space).
+        ``last_maintenance`` and ``last_verification`` are seconds since the epoch (None when
+        never); ``last_verification_errors`` counts the damaged or missing objects the last
+        verification found. With ``detailed``, ``pack_details`` lists every pack.
         """
         request = pb.InfoRequest(repository=self.name, detailed=detailed)
         with translate_rpc_errors():
             reply = self._objects.Info(request, timeout=self.client.timeout)
+        ratio = reply.compression_ratio
+        if not ratio:  # a daemon that does not send it yet
+            ratio = reply.raw_bytes / reply.stored_bytes if reply.stored_bytes else 1.0
         info: dict[str, Any] = {
             "repository": reply.repository or self.name,
             "uuid": reply.uuid,
@@ -533,10 +545,11 @@ class Repository:
             "on_disk_bytes": reply.on_disk_bytes,
             "packs": reply.pack_count,
             "reclaimable_bytes": reply.reclaimable_bytes,
-            "compression_ratio": (
-                reply.raw_bytes / reply.stored_bytes if reply.stored_bytes else 1.0
-            ),
+            "compression_ratio": ratio,
             "has_dictionary": reply.has_dictionary,
+            "last_maintenance": reply.last_maintenance or None,
+            "last_verification": reply.last_verification or None,
+            "last_verification_errors": reply.last_verification_errors,
         }
         if detailed:
             info["pack_details"] = [
@@ -556,35 +569,177 @@ class Repository:
         dry_run: bool = False,
         live: bool = True,
         *,
+        dead_fraction: float | None = None,
+        max_packs: int | None = None,
         progress: Callable[[dict[str, Any]], None] | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Pack, compact and reclaim space; return the final progress report as a dict.
+        """Compact packs and reclaim the space of deleted objects; return the final report.
 
-        The daemon runs every operation live, so ``live=True`` is never refused. With
-        ``dry_run`` it only reports. ``progress`` receives each report (keys: stage, message,
-        done, total, reclaimable_bytes, reclaimed_bytes). Other keyword arguments (AiiDA's
-        fine-grained switches) are accepted and ignored.
+        Packs whose dead bytes are at least ``dead_fraction`` of the pack (daemon default
+        0.25; a tiny value such as 1e-9 compacts every pack with dead bytes) have their live
+        objects moved to new packs while clients keep reading and writing. ``max_packs``
+        stops after that many packs; a later call continues. With ``dry_run`` the daemon
+        only reports what it would do and changes nothing.
+
+        The daemon runs everything live, so ``live=True`` is never refused (unlike AiiDA's
+        disk-objectstore backend); ``live`` is passed on as given. Other keyword arguments
+        (AiiDA's ``compress``, ``do_repack``, ``clean_storage``, ``do_vacuum``, ...) are
+        accepted and ignored: the daemon decides how to store objects.
+
+        ``progress`` receives every report as a dict and the last one is returned (empty if
+        the daemon sent none): ``stage`` ("plan", "compact", "done"), ``message``, ``done``
+        and ``total`` (packs), ``reclaimable_bytes``, ``reclaimed_bytes``, ``moved_bytes``,
+        ``moved_objects``, ``dry_run``. Interrupting the call (an exception in ``progress``,
+        Ctrl-C) cancels it; the daemon stops after its current batch.
         """
         request = pb.MaintainRequest(repository=self.name, dry_run=dry_run, live=live)
-        call = self._objects.Maintain(request, timeout=self.client.stream_timeout)
+        if dead_fraction is not None:
+            if not 0 < dead_fraction <= 1:
+                raise ValueError(f"dead_fraction must be in (0, 1], not {dead_fraction!r}")
+            request.dead_fraction = dead_fraction
+        if max_packs is not None:
+            if max_packs < 0:
+                raise ValueError(f"max_packs must not be negative, not {max_packs!r}")
+            request.max_packs = max_packs
         last: dict[str, Any] = {}
+        for message in self._stream(self._objects.Maintain, request):
+            last = _fields(message)
+            if progress is not None:
+                progress(dict(last))
+        return last
+
+    def verify(
+        self,
+        *,
+        pack_id: int | None = None,
+        sample: float | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Re-read and re-hash stored objects and check the index against the packs.
+
+        Everything by default; only pack ``pack_id``, or a random ``sample`` (a fraction in
+        (0, 1]) of the objects. Returns ``checked_objects``, ``total_objects``,
+        ``checked_bytes``, ``problem_count``, ``problems`` (every problem found, as dicts
+        with ``key`` -- empty for a problem with a pack -- ``pack_id`` and ``problem``) and
+        ``ok`` (no problem found). ``progress`` receives every report as a dict; its
+        ``problems`` are those new since the previous report.
+        """
+        request = pb.VerifyRequest(repository=self.name)
+        if pack_id is not None:
+            if pack_id <= 0:
+                raise ValueError(f"pack_id must be positive, not {pack_id!r}")
+            request.pack_id = pack_id
+        if sample is not None:
+            if not 0 < sample <= 1:
+                raise ValueError(f"sample must be a fraction in (0, 1], not {sample!r}")
+            request.sample = sample
+        problems: list[dict[str, Any]] = []
+        last = pb.VerifyProgress()
+        for message in self._stream(self._objects.Verify, request):
+            last = message
+            new = [
+                {"key": p.key, "pack_id": p.pack_id, "problem": p.problem} for p in message.problems
+            ]
+            problems.extend(new)
+            if progress is not None:
+                report = _fields(message)
+                report["problems"] = new
+                progress(report)
+        problem_count = max(last.problem_count, len(problems))
+        return {
+            "checked_objects": last.checked_objects,
+            "total_objects": last.total_objects,
+            "checked_bytes": last.checked_bytes,
+            "problem_count": problem_count,
+            "problems": problems,
+            "ok": problem_count == 0,
+        }
+
+    def backup(
+        self,
+        destination: str | os.PathLike[str],
+        *,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Write a consistent snapshot of the repository to ``destination``, a directory on
+        the daemon's host under one of its backup roots (``hoard serve --backup-root``),
+        while the daemon keeps serving. A repeated backup to the same directory copies only
+        what is new; an interrupted one resumes. Restore with ``hoard restore``.
+
+        A relative ``destination`` is made absolute here only when the daemon runs on this
+        machine (a loopback or unix-socket target); otherwise it is sent as given and the
+        daemon refuses it. Outside the backup roots: PermissionDeniedError; no root
+        configured: FailedPreconditionError.
+
+        ``progress`` receives every report as a dict; the last one is returned: ``stage``
+        ("snapshot", "packs", "done"), ``message``, ``packs_total``, ``packs_copied``,
+        ``packs_unchanged``, ``bytes_copied``, ``bytes_total``, ``objects``.
+        """
+        request = pb.BackupRequest(
+            repository=self.name, destination=backup_destination(self.client.target, destination)
+        )
+        last: dict[str, Any] = {}
+        for message in self._stream(self._objects.Backup, request):
+            last = _fields(message)
+            if progress is not None:
+                progress(dict(last))
+        return last
+
+    def _stream(self, method: Any, request: Any) -> Iterator[Any]:
+        """The messages of a server-streaming call, with errors translated; the call is
+        cancelled if the consumer stops early."""
+        call = method(request, timeout=self.client.stream_timeout)
         try:
             with translate_rpc_errors():
-                for message in call:
-                    last = {
-                        "stage": message.stage,
-                        "message": message.message,
-                        "done": message.done,
-                        "total": message.total,
-                        "reclaimable_bytes": message.reclaimable_bytes,
-                        "reclaimed_bytes": message.reclaimed_bytes,
-                    }
-                    if progress is not None:
-                        progress(last)
+                yield from call
         finally:
             call.cancel()
-        return last
+
+
+def _fields(message: Any) -> dict[str, Any]:
+    """Every scalar field of a progress message, by its proto name."""
+    return {field.name: getattr(message, field.name) for field in message.DESCRIPTOR.fields}
+
+
+def is_local_target(target: str) -> bool:
+    """Whether a gRPC target reaches a daemon on this machine: a unix socket or a loopback
+    address ("127.0.0.1:50051", "localhost:1", "[::1]:2", "ipv4:127.0.0.1:3", ...)."""
+    if target.startswith(("unix:", "unix-abstract:", "/")):
+        return True
+    rest = target
+    for scheme in ("dns:", "ipv4:", "ipv6:"):
+        if rest.startswith(scheme):
+            rest = rest[len(scheme) :]
+            break
+    if rest.startswith("//"):  # dns://authority/host:port
+        rest = rest[2:].partition("/")[2]
+    rest = rest.split(",")[0]  # ipv4:a:1,b:2 -- judge the first address
+    if rest.startswith("["):
+        host = rest[1:].partition("]")[0]
+    elif rest.count(":") > 1:  # a bare IPv6 address without a port
+        host = rest
+    else:
+        host = rest.partition(":")[0]
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def backup_destination(target: str, destination: str | os.PathLike[str]) -> str:
+    """``destination`` as sent to the daemon at ``target``: made absolute (``~`` expanded)
+    when the daemon is on this machine, else as given."""
+    path = os.fspath(destination)
+    if not isinstance(path, str):
+        raise TypeError(f"destination must be a str path, not {type(path).__name__}")
+    if not path:
+        raise ValueError("destination must not be empty")
+    if is_local_target(target):
+        return os.path.abspath(os.path.expanduser(path))
+    return path
 
 
 class ObjectStream(io.RawIOBase):

@@ -20,7 +20,7 @@ from hoard_server.storage.codec import Codec, FrameTable
 from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, Encoding, RecordHeader, raise_if_full
 from hoard_server.storage.writer import StagedRecord
 
-_IN_FLIGHT = 4  # frames being compressed at once, per upload
+_IN_FLIGHT = 8  # frames being compressed at once, per upload
 
 
 class StagedUpload:
@@ -52,14 +52,22 @@ class StagedUpload:
     def write(self, chunk: bytes) -> None:
         self._hash.update(chunk)  # hashlib drops the GIL: compression runs beside it
         self.raw_size += len(chunk)
-        self._pending += chunk
         fs = self._codec.frame_size
-        while len(self._pending) >= fs:
-            frame = bytes(self._pending[:fs])
-            del self._pending[:fs]
-            self._queue_frame(frame)
+        view = memoryview(chunk)
+        if self._pending:  # complete the partial frame first
+            need = fs - len(self._pending)
+            self._pending += view[:need]
+            view = view[need:]
+            if len(self._pending) < fs:
+                return
+            self._queue_frame(bytes(self._pending))
+            self._pending = bytearray()
+        while len(view) >= fs:  # whole frames straight from the message, no copy
+            self._queue_frame(view[:fs])
+            view = view[fs:]
+        self._pending += view
 
-    def _queue_frame(self, frame: bytes) -> None:
+    def _queue_frame(self, frame: bytes | memoryview) -> None:
         self._in_flight.append(self._pool.submit(self._codec.encode_frame, frame))
         while len(self._in_flight) >= _IN_FLIGHT:
             self._drain_one()
