@@ -50,11 +50,9 @@ BATCHES_IN_FLIGHT = 3  # PutBatch calls outstanding while the next one is serial
 KEYS_PER_CALL = 10_000  # Has / Stat / ReadMany keys per call
 
 # The C BufferedReader fills its buffer with one raw read of this size, so a small read after a
-# seek costs one RPC of this many bytes. Sequential reads are served by the raw stream's own
-# read-ahead (below), which grows to READ_AHEAD_MAX.
+# seek costs one RPC of this many bytes. Sequential reads are served by one streaming Read that
+# the raw stream keeps open while reads continue where the previous one ended.
 READER_BUFFER_BYTES = io.DEFAULT_BUFFER_SIZE
-READ_AHEAD_MIN = 64 << 10
-READ_AHEAD_MAX = 4 << 20
 
 ProgressCallback = Callable[[int, "int | None"], None]
 """Called as ``progress(bytes_done, total_bytes_or_None)`` while a transfer runs."""
@@ -745,9 +743,10 @@ def backup_destination(target: str, destination: str | os.PathLike[str]) -> str:
 class ObjectStream(io.RawIOBase):
     """A read-only, seekable raw stream over one stored object; reads are ranged Read calls.
 
-    Seeking only moves a position. A read after a seek fetches exactly the bytes asked for;
-    reads that continue where the last fetch ended are read ahead (64 KiB doubling up to
-    4 MiB) and served from that window. ``readall`` streams the rest in one Read call.
+    Seeking only moves a position. A read after a seek fetches exactly the bytes asked for
+    (one small call: random access costs no download). When reads continue where the last
+    one ended, the stream opens one streaming Read from there to the end and serves the
+    following reads from it, as fast as ``iter_chunks``; a seek elsewhere cancels it.
     Wrap it in an ``io.BufferedReader`` (``Repository.open`` does).
     """
 
@@ -757,10 +756,11 @@ class ObjectStream(io.RawIOBase):
         self._key = key
         self._size = size
         self._pos = 0
-        self._window = b""  # read-ahead bytes, starting at _window_start
+        self._window: bytes | memoryview = b""  # fetched bytes not yet read, at _window_start
         self._window_start = 0
         self._fetch_end = -1  # where the last fetch ended: a read starting here is sequential
-        self._read_ahead = 0
+        self._stream: Iterator[bytes] | None = None  # open streaming Read, while sequential
+        self._stream_pos = 0  # the offset of the next byte _stream yields
 
     @property
     def name(self) -> str:
@@ -812,25 +812,30 @@ class ObjectStream(io.RawIOBase):
             view[:n] = self._window[start : start + n]
             self._pos += n
             return n
-        fetch = want
-        if self._pos == self._fetch_end:
-            self._read_ahead = min(max(2 * self._read_ahead, READ_AHEAD_MIN), READ_AHEAD_MAX)
-            fetch = max(want, self._read_ahead)
-        else:
-            self._read_ahead = 0
-        fetch = min(fetch, self._size - self._pos)
-        filled = 0
-        extra: list[bytes] = []
-        for chunk in self._repository.iter_chunks(self._key, self._pos, fetch):
-            take = min(len(chunk), want - filled)
-            if take:
-                view[filled : filled + take] = memoryview(chunk)[:take]
-                filled += take
-            if take < len(chunk):
-                extra.append(chunk[take:])
-        self._window = b"".join(extra)
-        self._window_start = self._pos + filled
-        self._fetch_end = self._window_start + len(self._window)
+        if self._stream is not None and self._pos != self._stream_pos:
+            self._close_stream()
+        if self._stream is None and self._pos == self._fetch_end:
+            self._stream = self._repository.iter_chunks(self._key, self._pos)
+            self._stream_pos = self._pos
+        if self._stream is not None:
+            chunk = next(self._stream, b"")
+            if not chunk:
+                self._close_stream()
+                return 0
+            self._stream_pos += len(chunk)
+            n = min(want, len(chunk))
+            view[:n] = memoryview(chunk)[:n]
+            self._window = memoryview(chunk)[n:]
+            self._window_start = self._pos + n
+            self._fetch_end = self._stream_pos
+            self._pos += n
+            return n
+        filled = 0  # a read after a seek: exactly what is asked for, one call
+        for chunk in self._repository.iter_chunks(self._key, self._pos, want):
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        self._window = b""
+        self._fetch_end = self._pos + filled
         self._pos += filled
         return filled
 
@@ -839,14 +844,23 @@ class ObjectStream(io.RawIOBase):
         parts: list[bytes] = []
         window_end = self._window_start + len(self._window)
         if self._window_start <= self._pos < window_end:
-            parts.append(self._window[self._pos - self._window_start :])
+            parts.append(bytes(self._window[self._pos - self._window_start :]))
             self._pos = window_end
-        if self._pos < self._size:
+        if self._stream is not None and self._pos == self._stream_pos:
+            parts.extend(self._stream)
+        elif self._pos < self._size:
             parts.extend(self._repository.iter_chunks(self._key, self._pos))
+        self._close_stream()
         self._pos = max(self._pos, self._size)
         return b"".join(parts)
 
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()  # type: ignore[attr-defined]  # cancels the call
+            self._stream = None
+
     def close(self) -> None:
+        self._close_stream()
         self._window = b""
         super().close()
 
