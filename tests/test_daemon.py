@@ -8,9 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import hoard
+import pytest
 from hoard_server.config import ConfigError, is_loopback, load_config
 
 
