@@ -4,8 +4,8 @@
     backend = HoardRepositoryBackend(target="unix:/run/hoard.sock", repository="my-profile")
 
 Every method delegates to :class:`hoard.Repository`, which already follows AiiDA's contract;
-this class only supplies the ABC. Needs aiida-core (``pip install 'hoard[aiida]'``).
-Not exercised by hoard's test suite (aiida-core is not a test dependency).
+this class only supplies the ABC. Needs aiida-core (``pip install 'hoard[aiida]'``);
+``tests/test_aiida.py`` checks it against aiida-core's own ABC.
 """
 
 from __future__ import annotations
