@@ -9,9 +9,8 @@ import pytest
 
 pytest.importorskip("aiida.repository.backend.abstract")
 
-from aiida.repository.backend.abstract import AbstractRepositoryBackend  # noqa: E402
-
-from hoard.aiida import HoardRepositoryBackend  # noqa: E402
+from aiida.repository.backend.abstract import AbstractRepositoryBackend
+from hoard.aiida import HoardRepositoryBackend
 
 
 @pytest.fixture
