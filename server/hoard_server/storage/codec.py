@@ -175,9 +175,14 @@ class Codec:
             return Encoding.RAW, data
         return enc, body
 
-    def encode_frame(self, frame: bytes | memoryview) -> tuple[bool, bytes, int]:
-        """(is_raw, stored bytes, crc32 for a raw frame) for one frame of a large object."""
-        if self._pays(frame):
+    def encode_frame(
+        self, frame: bytes | memoryview, sample: bool = True
+    ) -> tuple[bool, bytes, int]:
+        """(is_raw, stored bytes, crc32 for a raw frame) for one frame of a large object.
+
+        ``sample=False`` skips the sampling test (the caller knows the previous frames of the
+        object compressed well); a frame that then does not compress is still stored raw."""
+        if not sample or self._pays(frame):
             body = self._compressor(self.frame_level).compress(frame)
             if len(body) < len(frame) * KEEP_RATIO:
                 return False, body, 0

@@ -34,6 +34,7 @@ class StagedUpload:
         self._stored: list[int] = []
         self._raw: list[bool] = []
         self._crc: list[int] = []
+        self._compressible: bool | None = None  # did the last finished frame compress?
         self.raw_size = 0
         self._body_size = 0
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -68,7 +69,9 @@ class StagedUpload:
         self._pending += view
 
     def _queue_frame(self, frame: bytes | memoryview) -> None:
-        self._in_flight.append(self._pool.submit(self._codec.encode_frame, frame))
+        # sample-test a frame unless its predecessors compressed well (re-check every 16th)
+        sample = self._compressible is not True or len(self._stored) % 16 == 0
+        self._in_flight.append(self._pool.submit(self._codec.encode_frame, frame, sample))
         while len(self._in_flight) >= _IN_FLIGHT:
             self._drain_one()
 
@@ -77,6 +80,7 @@ class StagedUpload:
         self._stored.append(len(body))
         self._raw.append(is_raw)
         self._crc.append(crc)
+        self._compressible = not is_raw
         self._body_size += len(body)
         self._write(body)
 
