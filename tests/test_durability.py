@@ -251,3 +251,30 @@ def test_pack_removed_or_damaged_under_the_daemon(daemon_factory):
         assert repo.get_info()["last_verification_errors"] == len(problems)
         repo.put_object(b"still writable")
     channel.close()
+
+
+def test_full_disk_recovers_through_delete_and_compaction(daemon_factory, small_filesystem):
+    daemon = daemon_factory(small_filesystem / "data", "--pack-max-bytes", str(4 << 20))
+    big: dict[str, bytes] = {}
+    small: dict[str, bytes] = {}
+    with hoard.connect(daemon.target, timeout=30) as client:
+        repo = client.repository()
+        with pytest.raises(hoard.StorageFullError):
+            for i in range(100):
+                data = os.urandom(9 << 20)  # past the in-memory limit: a pack of its own
+                big[repo.put_object(data)] = data
+                batch = [os.urandom(20_000) for _ in range(20)]
+                small.update(zip(repo.put_objects(batch), batch, strict=True))
+        with pytest.raises(hoard.StorageFullError):  # still full
+            repo.put_object(os.urandom(9 << 20))
+        repo.delete_objects(list(big))  # logical: frees nothing yet
+        with pytest.raises(hoard.StorageFullError):
+            repo.put_object(os.urandom(9 << 20))
+        report = repo.maintain()  # whole dead packs go first and need no room
+        assert report["reclaimed_bytes"] >= 9 << 20
+        data = os.urandom(9 << 20)
+        key = repo.put_object(data)
+        assert repo.get_object_content(key) == data
+        for k, v in small.items():
+            assert repo.get_object_content(k) == v
+        assert repo.verify()["ok"]
