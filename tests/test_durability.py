@@ -260,7 +260,7 @@ def test_full_disk_recovers_through_delete_and_compaction(daemon_factory, small_
     with hoard.connect(daemon.target, timeout=30) as client:
         repo = client.repository()
         with pytest.raises(hoard.StorageFullError):
-            for i in range(100):
+            for _i in range(100):
                 data = os.urandom(9 << 20)  # past the in-memory limit: a pack of its own
                 big[repo.put_object(data)] = data
                 batch = [os.urandom(20_000) for _ in range(20)]

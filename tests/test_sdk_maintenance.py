@@ -141,9 +141,12 @@ def test_dead_fraction_and_max_packs_bound_the_work(mrepo, half_deleted):
 
     first = mrepo.maintain(max_packs=1)
     assert first["done"] == 1
-    assert mrepo.maintain(dry_run=True)["total"] == eligible - 1  # a later call continues
+    # a later call continues (live copies may have diluted the pack being written below the
+    # threshold, so at most eligible - 1 remain)
+    remaining = mrepo.maintain(dry_run=True)["total"]
+    assert 1 <= remaining <= eligible - 1
     rest = mrepo.maintain()
-    assert rest["done"] == eligible - 1
+    assert rest["done"] == remaining
     assert mrepo.maintain(dry_run=True)["total"] == 0
     assert mrepo.get_objects_content(kept) == kept
 

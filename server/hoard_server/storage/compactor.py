@@ -31,7 +31,10 @@ from hoard_server.storage.writer import RelocatedRecord
 log = logging.getLogger(__name__)
 
 DEFAULT_DEAD_FRACTION = 0.25
-_MOVE_BATCH_BYTES = 16 << 20
+_MOVE_BATCH_BYTES = 4 << 20
+_INDEX_SLACK = 2.0  # compact the index file when it is this many times what its trees use
+_INDEX_MIN_BYTES = 4 << 20
+_PAUSE_TIMEOUT = 10.0  # give up swapping the index if operations do not drain by then
 
 
 @dataclass(frozen=True)
@@ -47,16 +50,21 @@ class Compactor:
         self.repo = repo
 
     def plan(self, dead_fraction: float = DEFAULT_DEAD_FRACTION) -> list[PackPlan]:
-        """Packs worth compacting, most dead bytes first."""
-        current = self.repo.writer.current_pack_id
+        """Packs worth compacting, most dead bytes first (whole dead packs need no room)."""
         plans = []
         for pid, st in self.repo.index.packs().items():
-            if pid == current:
-                continue
             payload = st.end - len(PACK_MAGIC)
             if payload <= 0 or (st.dead_bytes > 0 and st.dead_bytes >= dead_fraction * payload):
                 plans.append(PackPlan(pid, st.end, st.dead_bytes, st.single))
         return sorted(plans, key=lambda p: -p.dead_bytes)
+
+    def _back_off(self, worked: float, seen: int) -> int:
+        """Yield to clients: if any operation began since ``seen``, pause as long as we
+        worked, so compaction takes at most half the machine while clients are active."""
+        now = self.repo.activity.started
+        if now != seen and worked > 0:
+            time.sleep(min(worked, 0.5))
+        return self.repo.activity.started
 
     def run(
         self, dry_run: bool = False, dead_fraction: float = 0.0, max_packs: int = 0
@@ -86,6 +94,8 @@ class Compactor:
         if dry_run:
             yield {**progress, "stage": "done"}
             return
+        if any(p.pack_id == repo.writer.current_pack_id for p in plan):
+            repo.writer.seal().result()  # new writes go to a new pack; this one can go
         for p in plan:
             if repo.activity.closing:
                 progress["message"] = "stopped: the daemon is shutting down"
@@ -100,6 +110,12 @@ class Compactor:
                 f"pack {p.pack_id}: moved {moved_objects} live objects ({moved_bytes} bytes), "
                 f"freed {p.size} bytes"
             )
+            yield dict(progress)
+        freed = self._compact_index()
+        if freed:
+            progress["reclaimed_bytes"] += freed
+            progress["stage"] = "index"
+            progress["message"] = f"index compacted: {freed} bytes freed"
             yield dict(progress)
         with repo.index.write() as txn:
             repo.index.put_meta(txn, "last_maintenance", repr(time.time()).encode())
@@ -117,8 +133,11 @@ class Compactor:
         batch: list[RelocatedRecord] = []
         batch_bytes = 0
 
+        seen = repo.activity.started
+        started = time.monotonic()
+
         def flush() -> None:
-            nonlocal batch, batch_bytes, moved_bytes, moved_objects
+            nonlocal batch, batch_bytes, moved_bytes, moved_objects, seen, started
             if batch:
                 done = repo.writer.submit(batch).result()
                 for rec, ok in zip(batch, done, strict=True):
@@ -126,6 +145,8 @@ class Compactor:
                         moved_bytes += HEADER_SIZE + rec.body_size
                         moved_objects += 1
             batch, batch_bytes = [], 0
+            seen = self._back_off(time.monotonic() - started, seen + 1)
+            started = time.monotonic()
 
         with repo.activity.hold():
             objects_db = repo.index.objects_db
@@ -164,6 +185,26 @@ class Compactor:
             flush()
         self._retire(pid)
         return moved_bytes, moved_objects
+
+    def _compact_index(self) -> int:
+        """Give the index file's free pages back to the disk; bytes freed.
+
+        LMDB reuses free pages but never shrinks its file. Swapping in a compacted copy needs
+        a moment with no other operation running: new ones wait (typically well under a
+        second) and the swap is skipped if running ones do not finish in time.
+        """
+        repo = self.repo
+        size, used = repo.index.usage()
+        if size < _INDEX_MIN_BYTES or size < _INDEX_SLACK * used:
+            return 0
+        with repo.activity.exclusive(own_others=1, timeout=_PAUSE_TIMEOUT) as drained:
+            if not drained:
+                log.info("repository %s: index compaction skipped: clients busy", repo.name)
+                return 0
+            repo.index.replace_with_compacted_copy()
+        after, _ = repo.index.usage()
+        log.info("repository %s: index compacted from %d to %d bytes", repo.name, size, after)
+        return max(0, size - after)
 
     def _retire(self, pid: int) -> None:
         """Forget a pack whose live objects have all moved, then delete it once unused."""

@@ -16,6 +16,8 @@ exists after ``commit`` survives a crash.
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import lmdb
 
 from hoard_server.errors import StorageFull
-from hoard_server.storage.pack import HEADER_SIZE, Encoding
+from hoard_server.storage.pack import HEADER_SIZE, Encoding, fsync_dir
 
 LOCATION = struct.Struct("<IQQQB")
 _PACK_STATE = struct.Struct("<QQB")
@@ -80,14 +82,32 @@ class Totals:
     stored_bytes: int = 0
 
 
+def recover_swap(path: str) -> None:
+    """Finish or undo an index swap that a crash interrupted."""
+    compact, old = path + ".compact", path + ".old"
+    if not os.path.exists(path) and os.path.exists(compact) and os.path.exists(old):
+        os.rename(compact, path)  # the copy was complete: the first rename had happened
+    shutil.rmtree(compact, ignore_errors=True)
+    if os.path.exists(path):
+        shutil.rmtree(old, ignore_errors=True)
+    elif os.path.exists(old):
+        os.rename(old, path)
+
+
 class ObjectIndex:
     """Typed access to a repository's LMDB environment."""
 
     def __init__(self, path: str, map_size: int = 1 << 40) -> None:
+        self.path = path
+        self.map_size = map_size
+        recover_swap(path)
+        self._open()
+
+    def _open(self) -> None:
         try:
             self.env = lmdb.open(
-                path,
-                map_size=map_size,
+                self.path,
+                map_size=self.map_size,
                 max_dbs=8,
                 subdir=True,
                 sync=True,
@@ -97,11 +117,37 @@ class ObjectIndex:
                 lock=True,
             )
         except lmdb.Error as exc:
-            raise StorageFull(f"cannot open the object index at {path}: {exc}") from exc
+            raise StorageFull(f"cannot open the object index at {self.path}: {exc}") from exc
         self.objects_db = self._objects = self.env.open_db(b"objects")
         self._packs = self.env.open_db(b"packs")
         self._meta = self.env.open_db(b"meta")
         self._dicts = self.env.open_db(b"dicts")
+
+    def usage(self) -> tuple[int, int]:
+        """(bytes of the index file, bytes its trees use): LMDB reuses free pages but never
+        gives them back, so a large difference is worth a compaction."""
+        psize = self.env.stat()["psize"]
+        used = 4  # meta pages and the main tree, roughly
+        with self.env.begin() as txn:
+            for db in (self._objects, self._packs, self._meta, self._dicts):
+                st = txn.stat(db)
+                used += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+        return (self.env.info()["last_pgno"] + 1) * psize, used * psize
+
+    def replace_with_compacted_copy(self) -> None:
+        """Swap the index file for a compacted copy. The caller guarantees that nothing
+        else uses the index meanwhile (Repository holds every operation back)."""
+        tmp = self.path + ".compact"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        self.env.copy(tmp, compact=True)  # complete and synced before anything moves
+        self.env.close()
+        old = self.path + ".old"
+        os.rename(self.path, old)
+        os.rename(tmp, self.path)  # a crash between the renames: recover_swap finishes it
+        fsync_dir(os.path.dirname(self.path))
+        shutil.rmtree(old, ignore_errors=True)
+        self._open()
 
     def close(self) -> None:
         self.env.close()

@@ -80,6 +80,9 @@ class _Activity:
     then calls ``wait_for_readers`` which opens a new epoch and waits until every reader that
     began before it has finished: only those can still hold a location in the old pack.
     Readers that begin later look the object up again and find its new place.
+
+    ``exclusive`` holds new operations back and waits for running ones to finish, for the
+    brief moment the index file is swapped for a compacted copy.
     """
 
     def __init__(self, name: str) -> None:
@@ -89,10 +92,14 @@ class _Activity:
         self._others = 0
         self._epoch = 0
         self._closing = False
+        self._paused = False
+        self.started = 0  # operations begun so far: compaction backs off while this moves
 
     @contextlib.contextmanager
     def hold(self, reader: bool = True) -> Iterator[None]:
         with self._cond:
+            while self._paused and not self._closing:
+                self._cond.wait()
             if self._closing:
                 raise RepositoryNotFound(self._name)
             epoch = self._epoch
@@ -100,6 +107,7 @@ class _Activity:
                 self._readers[epoch] = self._readers.get(epoch, 0) + 1
             else:
                 self._others += 1
+            self.started += 1
         try:
             yield
         finally:
@@ -123,9 +131,26 @@ class _Activity:
             while any(e <= epoch for e in self._readers):
                 self._cond.wait()
 
+    @contextlib.contextmanager
+    def exclusive(self, own_others: int, timeout: float) -> Iterator[bool]:
+        """Hold new operations back until the block ends; yields whether everything else
+        finished within ``timeout`` (if not, the caller should skip its work)."""
+        with self._cond:
+            self._paused = True
+            drained = self._cond.wait_for(
+                lambda: not self._readers and self._others <= own_others, timeout
+            )
+        try:
+            yield drained
+        finally:
+            with self._cond:
+                self._paused = False
+                self._cond.notify_all()
+
     def close(self) -> None:
         with self._cond:
             self._closing = True
+            self._cond.notify_all()
             while self._readers or self._others:
                 self._cond.wait()
 
@@ -337,17 +362,19 @@ class Repository:
 
     def _train(self, samples: list[bytes]) -> None:
         try:
-            d = zstandard.train_dictionary(
-                _DICT_SIZE, samples, level=self.settings.compression_level
-            )
-            data = d.as_bytes()
-            self.index.put_dictionary(d.dict_id(), data)  # durable before any object uses it
-            self.codec.add_dictionary(data)
-            log.info("repository %s: trained a %d-byte zstd dictionary", self.name, len(data))
+            with self.activity.hold(reader=False):
+                self._store_dictionary(samples)
         except Exception as exc:  # training is an optimisation; never fatal
             log.warning("repository %s: dictionary training failed: %s", self.name, exc)
         finally:
             self._training = False
+
+    def _store_dictionary(self, samples: list[bytes]) -> None:
+        d = zstandard.train_dictionary(_DICT_SIZE, samples, level=self.settings.compression_level)
+        data = d.as_bytes()
+        self.index.put_dictionary(d.dict_id(), data)  # durable before any object uses it
+        self.codec.add_dictionary(data)
+        log.info("repository %s: trained a %d-byte zstd dictionary", self.name, len(data))
 
     # -- reads --------------------------------------------------------------------------
     def _locate(self, key: str) -> Location:

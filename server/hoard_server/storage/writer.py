@@ -94,6 +94,7 @@ class RelocatedRecord:
 class _Submission:
     records: list[NewRecord | StagedRecord | RelocatedRecord]
     future: Future = field(default_factory=Future)
+    seal: bool = False  # after this group, start a new pack
 
 
 class PackWriter:
@@ -141,6 +142,13 @@ class PackWriter:
         self._queue.put(sub)
         return sub.future
 
+    def seal(self) -> Future:
+        """Finish the current pack: everything queued before goes in it, later records go
+        to a new one. Lets compaction reclaim space in the pack being written."""
+        sub = _Submission([], seal=True)
+        self._queue.put(sub)
+        return sub.future
+
     def close(self) -> None:
         """Commit everything queued, then stop the thread."""
         if self._closed:
@@ -172,7 +180,11 @@ class PackWriter:
                 group.append(nxt)
                 size += sum(getattr(r, "body_size", 0) for r in nxt.records)
             try:
-                results = self._commit([r for s in group for r in s.records])
+                records = [r for s in group for r in s.records]
+                results = self._commit(records) if records else []
+                if any(s.seal for s in group) and self._appender is not None:
+                    self._appender.close()
+                    self._current_id, self._appender = None, None
             except BaseException as exc:  # the group failed as a whole; callers retry
                 if not isinstance(exc, StorageFull):
                     log.exception("group commit failed")
