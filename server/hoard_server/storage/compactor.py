@@ -31,7 +31,7 @@ from hoard_server.storage.writer import RelocatedRecord
 log = logging.getLogger(__name__)
 
 DEFAULT_DEAD_FRACTION = 0.25
-_MOVE_BATCH_BYTES = 4 << 20
+_MOVE_BATCH_BYTES = 2 << 20
 _INDEX_SLACK = 2.0  # compact the index file when it is this many times what its trees use
 _INDEX_MIN_BYTES = 4 << 20
 _PAUSE_TIMEOUT = 10.0  # give up swapping the index if operations do not drain by then
@@ -133,7 +133,7 @@ class Compactor:
         batch: list[RelocatedRecord] = []
         batch_bytes = 0
 
-        seen = repo.activity.started
+        seen = 0
         started = time.monotonic()
 
         def flush() -> None:
@@ -145,43 +145,45 @@ class Compactor:
                         moved_bytes += HEADER_SIZE + rec.body_size
                         moved_objects += 1
             batch, batch_bytes = [], 0
-            seen = self._back_off(time.monotonic() - started, seen + 1)
+            seen = self._back_off(time.monotonic() - started, seen)
             started = time.monotonic()
 
         with repo.activity.hold():
+            seen = repo.activity.started  # our own hold included: only others count
             objects_db = repo.index.objects_db
+            records = scan_records(lambda off, n: repo.reader.read(pid, off, n), plan.size)
             try:
-                records = list(
-                    scan_records(lambda off, n: repo.reader.read(pid, off, n), plan.size)
-                )
-            except DataLoss as exc:
-                log.error("repository %s: not compacting pack %d: %s", repo.name, pid, exc)
-                return 0, 0
-            live = []
-            with repo.index.read() as txn:
-                for offset, header in records:
-                    current = txn.get(header.digest, db=objects_db)
+                for offset, header, window_body in records:
+                    with repo.index.read() as txn:
+                        current = txn.get(header.digest, db=objects_db)
                     if current is None:
                         continue
                     loc = Location.decode(current)
-                    if loc.pack_id == pid and loc.offset == offset:
-                        live.append((offset, header, current))
-            for offset, header, current in live:
-                body = repo.reader.read(pid, offset + HEADER_SIZE, header.body_size)
-                batch.append(
-                    RelocatedRecord(
-                        header.digest,
-                        header.raw_size,
-                        header.encoding,
-                        [body],
-                        header.body_size,
-                        current,
-                        pid,
+                    if loc.pack_id != pid or loc.offset != offset:
+                        continue  # a deleted object's record, or one moved already
+                    body = (
+                        bytes(window_body)
+                        if window_body is not None
+                        else repo.reader.read(pid, offset + HEADER_SIZE, header.body_size)
                     )
-                )
-                batch_bytes += header.body_size
-                if batch_bytes >= _MOVE_BATCH_BYTES:
-                    flush()
+                    batch.append(
+                        RelocatedRecord(
+                            header.digest,
+                            header.raw_size,
+                            header.encoding,
+                            [body],
+                            header.body_size,
+                            current,
+                            pid,
+                        )
+                    )
+                    batch_bytes += header.body_size
+                    if batch_bytes >= _MOVE_BATCH_BYTES:
+                        flush()
+            except DataLoss as exc:  # keep the pack: verify reports it, reads still work
+                flush()
+                log.error("repository %s: not retiring damaged pack %d: %s", repo.name, pid, exc)
+                return moved_bytes, moved_objects
             flush()
         self._retire(pid)
         return moved_bytes, moved_objects

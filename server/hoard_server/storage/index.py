@@ -21,11 +21,12 @@ import shutil
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import lmdb
 
 from hoard_server.errors import StorageFull
-from hoard_server.storage.pack import HEADER_SIZE, Encoding, fsync_dir
+from hoard_server.storage.pack import _ENCODINGS, HEADER_SIZE, Encoding, fsync_dir
 
 LOCATION = struct.Struct("<IQQQB")
 _PACK_STATE = struct.Struct("<QQB")
@@ -33,8 +34,7 @@ _PACK_ID = struct.Struct(">I")
 _TOTALS = struct.Struct("<QQQ")  # object count, raw bytes, stored bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
+class Location(NamedTuple):  # a tuple: made for every object a read touches
     pack_id: int
     offset: int  # of the record header within the pack
     body_size: int
@@ -57,7 +57,7 @@ class Location:
     @classmethod
     def decode(cls, buf: bytes) -> Location:
         p, o, b, r, e = LOCATION.unpack(buf)
-        return cls(p, o, b, r, Encoding(e))
+        return cls(p, o, b, r, _ENCODINGS[e])
 
 
 @dataclass(slots=True)

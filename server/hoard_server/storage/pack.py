@@ -22,8 +22,8 @@ import os
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from hoard_server.errors import DataLoss, StorageFull
 
@@ -44,8 +44,10 @@ class Encoding(IntEnum):
         return {0: "raw", 1: "zstd", 2: "zstd-dict", 3: "zstd-frames"}[self.value]
 
 
-@dataclass(frozen=True, slots=True)
-class RecordHeader:
+_ENCODINGS = {int(e): e for e in Encoding}
+
+
+class RecordHeader(NamedTuple):  # a tuple: cheap to make in the compactor's hot loop
     encoding: Encoding
     digest: bytes
     raw_size: int
@@ -61,9 +63,10 @@ class RecordHeader:
         if len(buf) < HEADER_SIZE:
             raise DataLoss("pack record header is truncated")
         magic, encoding, digest, raw_size, body_size = RECORD_HEADER.unpack_from(buf)
-        if magic != RECORD_MAGIC or encoding not in Encoding._value2member_map_:
+        member = _ENCODINGS.get(encoding)  # a dict lookup: Encoding(x) is slow in a hot loop
+        if magic != RECORD_MAGIC or member is None:
             raise DataLoss("pack record header is damaged")
-        return cls(Encoding(encoding), digest, raw_size, body_size)
+        return cls(member, digest, raw_size, body_size)
 
 
 def fsync_dir(path: str) -> None:
@@ -184,24 +187,27 @@ class PackReader:
 
 def scan_records(
     read: Callable[[int, int], bytes], end: int, window: int = 8 << 20
-) -> Iterator[tuple[int, RecordHeader]]:
+) -> Iterator[tuple[int, RecordHeader, memoryview | None]]:
     """Walk a pack's records from the start to ``end`` (its committed size).
 
-    ``read(offset, length)`` reads the pack. Headers are parsed from large sequential reads,
+    ``read(offset, length)`` reads the pack. Records are parsed from large sequential reads,
     so a pack of a million small records costs a few hundred reads, not two million.
-    Yields (record offset, header); DataLoss when a header does not parse.
+    Yields (record offset, header, body if it lay inside the read window else None);
+    DataLoss when a header does not parse.
     """
     offset = len(PACK_MAGIC)
-    buf, buf_start = b"", offset
+    buf, buf_start = memoryview(b""), offset
     while offset < end:
         rel = offset - buf_start
         if rel + HEADER_SIZE > len(buf):
-            buf_start, buf = offset, read(offset, min(window, end - offset))
+            buf_start, buf = offset, memoryview(read(offset, min(window, end - offset)))
             rel = 0
             if len(buf) < HEADER_SIZE:
                 raise DataLoss(f"pack ends inside a record header at offset {offset}")
         header = RecordHeader.decode(buf[rel : rel + HEADER_SIZE])
-        yield offset, header
+        body_start = rel + HEADER_SIZE
+        body_end = body_start + header.body_size
+        yield offset, header, buf[body_start:body_end] if body_end <= len(buf) else None
         offset += HEADER_SIZE + header.body_size
     if offset != end:
         raise DataLoss(f"last record runs past the committed end ({offset} > {end})")
