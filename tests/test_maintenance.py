@@ -442,3 +442,22 @@ def test_interrupted_index_swap_is_recovered(tmp_path, state):
     idx = ObjectIndex(path)
     assert idx.get_meta("marker") == b"kept"
     idx.close()
+
+
+def test_a_pack_written_after_planning_loses_nothing(registry, monkeypatch):
+    """Regression: the pack being written is planned, then written to, then compacted."""
+    from hoard_server.storage.compactor import Compactor
+
+    repo = registry.create("late")[0]
+    first = [blob(i, 1000) for i in range(300)]
+    keys = [k for k, _ in repo.put_many(first)]
+    repo.delete_many(keys[::2])
+    stale_plan = Compactor(repo).plan(1e-9)
+    assert repo.writer.current_pack_id in {p.pack_id for p in stale_plan}
+    late = [blob(10_000 + i, 1000) for i in range(200)]  # lands in the planned pack
+    late_keys = [k for k, _ in repo.put_many(late)]
+    monkeypatch.setattr(Compactor, "plan", lambda self, fraction=0.25: stale_plan)
+    list(repo.maintain(dead_fraction=1e-9))
+    for k, o in [*zip(keys[1::2], first[1::2], strict=True), *zip(late_keys, late, strict=True)]:
+        assert read_all(repo, k) == o
+    assert list(repo.verify())[-1]["problem_count"] == 0

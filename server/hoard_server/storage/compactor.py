@@ -100,6 +100,8 @@ class Compactor:
             if repo.activity.closing:
                 progress["message"] = "stopped: the daemon is shutting down"
                 break
+            if p.pack_id == repo.writer.current_pack_id:  # never move records into their own pack
+                repo.writer.seal().result()
             moved_bytes, moved_objects = self._compact(p)
             progress["done"] += 1
             progress["moved_bytes"] += moved_bytes
@@ -151,35 +153,44 @@ class Compactor:
         with repo.activity.hold():
             seen = repo.activity.started  # our own hold included: only others count
             objects_db = repo.index.objects_db
-            records = scan_records(lambda off, n: repo.reader.read(pid, off, n), plan.size)
+            scanned = 0
             try:
-                for offset, header, window_body in records:
-                    with repo.index.read() as txn:
-                        current = txn.get(header.digest, db=objects_db)
-                    if current is None:
-                        continue
-                    loc = Location.decode(current)
-                    if loc.pack_id != pid or loc.offset != offset:
-                        continue  # a deleted object's record, or one moved already
-                    body = (
-                        bytes(window_body)
-                        if window_body is not None
-                        else repo.reader.read(pid, offset + HEADER_SIZE, header.body_size)
+                # Scan to the pack's committed end as the index has it now (the plan's size
+                # may be stale: a pack being written was sealed only after planning), and
+                # again from there should it still have grown: every live record must move
+                # before the pack may go.
+                while (end := self._committed_end(pid)) > scanned:
+                    records = scan_records(
+                        lambda off, n: repo.reader.read(pid, off, n), end, start=scanned
                     )
-                    batch.append(
-                        RelocatedRecord(
-                            header.digest,
-                            header.raw_size,
-                            header.encoding,
-                            [body],
-                            header.body_size,
-                            current,
-                            pid,
+                    for offset, header, window_body in records:
+                        with repo.index.read() as txn:
+                            current = txn.get(header.digest, db=objects_db)
+                        if current is None:
+                            continue
+                        loc = Location.decode(current)
+                        if loc.pack_id != pid or loc.offset != offset:
+                            continue  # a deleted object's record, or one moved already
+                        body = (
+                            bytes(window_body)
+                            if window_body is not None
+                            else repo.reader.read(pid, offset + HEADER_SIZE, header.body_size)
                         )
-                    )
-                    batch_bytes += header.body_size
-                    if batch_bytes >= _MOVE_BATCH_BYTES:
-                        flush()
+                        batch.append(
+                            RelocatedRecord(
+                                header.digest,
+                                header.raw_size,
+                                header.encoding,
+                                [body],
+                                header.body_size,
+                                current,
+                                pid,
+                            )
+                        )
+                        batch_bytes += header.body_size
+                        if batch_bytes >= _MOVE_BATCH_BYTES:
+                            flush()
+                    scanned = end
             except DataLoss as exc:  # keep the pack: verify reports it, reads still work
                 flush()
                 log.error("repository %s: not retiring damaged pack %d: %s", repo.name, pid, exc)
@@ -187,6 +198,11 @@ class Compactor:
             flush()
         self._retire(pid)
         return moved_bytes, moved_objects
+
+    def _committed_end(self, pid: int) -> int:
+        with self.repo.index.read() as txn:
+            state = self.repo.index.get_pack(txn, pid)
+        return state.end if state is not None else 0
 
     def _compact_index(self) -> int:
         """Give the index file's free pages back to the disk; bytes freed.

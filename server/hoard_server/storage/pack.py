@@ -186,16 +186,17 @@ class PackReader:
 
 
 def scan_records(
-    read: Callable[[int, int], bytes], end: int, window: int = 8 << 20
+    read: Callable[[int, int], bytes], end: int, window: int = 8 << 20, start: int = 0
 ) -> Iterator[tuple[int, RecordHeader, memoryview | None]]:
-    """Walk a pack's records from the start to ``end`` (its committed size).
+    """Walk a pack's records from ``start`` (a record boundary; 0: the first record) to
+    ``end`` (its committed size).
 
     ``read(offset, length)`` reads the pack. Records are parsed from large sequential reads,
     so a pack of a million small records costs a few hundred reads, not two million.
     Yields (record offset, header, body if it lay inside the read window else None);
     DataLoss when a header does not parse.
     """
-    offset = len(PACK_MAGIC)
+    offset = start or len(PACK_MAGIC)
     buf, buf_start = memoryview(b""), offset
     while offset < end:
         rel = offset - buf_start
