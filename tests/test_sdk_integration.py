@@ -206,8 +206,8 @@ def test_reader_fetches_about_what_is_read(logged):
         handle.seek(9_000_001)
         assert log.take() == []  # seeking downloads nothing
         assert handle.read(4096) == data[9_000_001:9_004_097]
-        (call,) = log.take()  # a random 4 KiB read is one ranged Read ...
-        assert call[0] == "Read" and call[1].offset == 9_000_001
+        (call,) = log.take()  # a random 4 KiB read is one unary ranged read ...
+        assert call[0] == "ReadRange" and call[1].offset == 9_000_001
         assert call[1].length <= 8192  # ... of about the size asked for
         handle.seek(0)
         assert handle.read() == data

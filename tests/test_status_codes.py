@@ -170,3 +170,27 @@ def test_health_and_reflection_are_served(hoard_daemon):
     names = {s.name for s in replies[0].list_services_response.service}
     assert {"hoard.v1.Objects", "hoard.v1.Repositories", "grpc.health.v1.Health"} <= names
     channel.close()
+
+
+def test_read_range_limits(stubs):
+    objects, _ = stubs
+
+    def rr(**kw):
+        return lambda: objects.ReadRange(pb.ReadRequest(repository="default", key=GOOD_KEY, **kw))
+
+    assert (
+        objects.ReadRange(
+            pb.ReadRequest(repository="default", key=GOOD_KEY, offset=5, length=6)
+        ).data
+        == GOOD[5:11]
+    )
+    code, message = code_of(rr(offset=0))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "needs a length" in message
+    code, message = code_of(rr(offset=0, length=(16 << 20) + 1))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "use Read" in message
+    code, _ = code_of(rr(offset=len(GOOD) + 1, length=1))
+    assert code == grpc.StatusCode.OUT_OF_RANGE
+    code, _ = code_of(
+        lambda: objects.ReadRange(pb.ReadRequest(repository="default", key=ABSENT_KEY, length=1))
+    )
+    assert code == grpc.StatusCode.NOT_FOUND

@@ -30,6 +30,7 @@ _IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
         "Put",
         "PutBatch",
         "Read",
+        "ReadRange",
         "ReadMany",
         "Has",
         "Stat",

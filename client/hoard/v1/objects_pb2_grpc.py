@@ -49,6 +49,11 @@ class ObjectsStub:
                 request_serializer=hoard_dot_v1_dot_objects__pb2.ReadRequest.SerializeToString,
                 response_deserializer=hoard_dot_v1_dot_objects__pb2.ReadResponse.FromString,
                 _registered_method=True)
+        self.ReadRange = channel.unary_unary(
+                '/hoard.v1.Objects/ReadRange',
+                request_serializer=hoard_dot_v1_dot_objects__pb2.ReadRequest.SerializeToString,
+                response_deserializer=hoard_dot_v1_dot_objects__pb2.ReadResponse.FromString,
+                _registered_method=True)
         self.ReadMany = channel.unary_stream(
                 '/hoard.v1.Objects/ReadMany',
                 request_serializer=hoard_dot_v1_dot_objects__pb2.ReadManyRequest.SerializeToString,
@@ -116,6 +121,14 @@ class ObjectsServicer:
 
     def Read(self, request, context):
         """Read an object or a byte range of it, as a stream of chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadRange(self, request, context):
+        """Read a byte range of at most 16 MiB in one reply: the cheap path for small
+        random reads (a seek then a read). Same rules as Read for offsets and ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +218,11 @@ def add_ObjectsServicer_to_server(servicer, server):
             ),
             'Read': grpc.unary_stream_rpc_method_handler(
                     servicer.Read,
+                    request_deserializer=hoard_dot_v1_dot_objects__pb2.ReadRequest.FromString,
+                    response_serializer=hoard_dot_v1_dot_objects__pb2.ReadResponse.SerializeToString,
+            ),
+            'ReadRange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadRange,
                     request_deserializer=hoard_dot_v1_dot_objects__pb2.ReadRequest.FromString,
                     response_serializer=hoard_dot_v1_dot_objects__pb2.ReadResponse.SerializeToString,
             ),
@@ -333,6 +351,33 @@ class Objects:
             request,
             target,
             '/hoard.v1.Objects/Read',
+            hoard_dot_v1_dot_objects__pb2.ReadRequest.SerializeToString,
+            hoard_dot_v1_dot_objects__pb2.ReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadRange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hoard.v1.Objects/ReadRange',
             hoard_dot_v1_dot_objects__pb2.ReadRequest.SerializeToString,
             hoard_dot_v1_dot_objects__pb2.ReadResponse.FromString,
             options,

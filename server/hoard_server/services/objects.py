@@ -17,6 +17,7 @@ from hoard_server.storage.repository import Repository
 _MESSAGE_BYTES = 1 << 20  # gather small objects into stream messages of about this size
 _MAX_INLINE = 32 << 20  # a ReadMany message stays well under the 64 MiB message limit
 _LIST_CHUNK = 10_000
+_MAX_RANGE = 16 << 20
 
 
 class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
@@ -66,6 +67,17 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
                 first, pending, pending_bytes = False, [], 0
         if pending or first:  # an empty range still tells the size
             yield pb.ReadResponse(data=b"".join(pending), object_size=size if first else 0)
+
+    @grpc_errors
+    def ReadRange(self, request: pb.ReadRequest, context: grpc.ServicerContext):
+        length = request.length if request.HasField("length") else None
+        if length is None or length > _MAX_RANGE:
+            raise InvalidArgument(
+                f"ReadRange reads at most {_MAX_RANGE} bytes and needs a length; "
+                "use Read to stream larger ranges"
+            )
+        size, chunks = self._repo(request.repository).read(request.key, request.offset, length)
+        return pb.ReadResponse(data=b"".join(chunks), object_size=size)
 
     @grpc_errors
     def ReadMany(self, request: pb.ReadManyRequest, context: grpc.ServicerContext):
