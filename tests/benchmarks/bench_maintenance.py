@@ -589,8 +589,10 @@ def build_rows(cfg: Settings, h: Side, p: Side, facts: dict[str, Any]) -> list[R
 NOTES = """\
 hoard compacts live through its daemon (`repo.maintain(dry_run=False, live=True,
 dead_fraction=1e-9)`: every pack holding dead bytes has its live records copied, as stored,
-into the pack being written, then is deleted; the pack being written is never a candidate),
-while a reader thread with its own connection reads random live small objects one at a time.
+into the pack being written, then is deleted; a pack still being written is sealed first; the
+index file is then swapped for a compacted copy when it is mostly free pages; compaction backs
+off while clients are active), while a reader thread with its own connection reads random live
+small objects one at a time.
 disk-objectstore reclaims with `Container.repack()`, its offline operation: every pack is
 rewritten without its deleted objects into a temporary pack that replaces it, then the SQLite
 index is VACUUMed; nothing else may use the container meanwhile. Ratios: for times, how many
