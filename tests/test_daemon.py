@@ -126,3 +126,24 @@ def test_large_upload_keeps_daemon_memory_bounded(hoard_daemon, size_mib):
     assert peak - before < 256, (before, peak)
     staging = Path(hoard_daemon.data_dir, "repositories", "default", "staging")
     assert os.listdir(staging) == []
+
+
+def test_the_daemon_compacts_on_its_own_schedule(daemon_factory):
+    daemon = daemon_factory(
+        None, "--pack-max-bytes", str(256 << 10), "--maintenance-interval", "0.5"
+    )
+    with hoard.connect(daemon.target) as client:
+        repo = client.repository()
+        objs = [os.urandom(3000) for _ in range(400)]
+        keys = repo.put_objects(objs)
+        repo.delete_objects(keys[::2])
+        assert repo.get_info()["reclaimable_bytes"] > 0
+        deadline = time.monotonic() + 60
+        while repo.get_info()["last_maintenance"] is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        info = repo.get_info()
+        assert info["last_maintenance"] is not None
+        assert info["reclaimable_bytes"] < 256 << 10  # all but what landed since
+        for key, data in zip(keys[1::2], objs[1::2], strict=True):
+            assert repo.get_object_content(key) == data
+    assert "scheduled maintenance of default" in "".join(daemon.log)
