@@ -22,10 +22,8 @@ import hashlib
 import inspect
 import os
 import random
-import shlex
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,13 +39,12 @@ from tests.benchmarks.bench_objects import (
     Row,
     disk_usage,
     disk_usage_by_entry,
-    filesystem_of,
     fmt_bytes,
     fmt_ms,
     fmt_rate,
-    machine_info,
     make_objects,
     percentiles,
+    prepare_run,
     table_markdown,
     table_text,
     timed,
@@ -698,25 +695,10 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.objects < 4 or cfg.large_count < 0 or cfg.large_mib < 1 or cfg.pack_mib < 1:
         print("need at least 4 objects, 1 MiB large objects and 1 MiB packs", file=sys.stderr)
         return 2
-    try:
-        import disk_objectstore  # noqa: F401
-    except ImportError:
-        print("disk-objectstore is missing: pip install -e '.[bench]'", file=sys.stderr)
+    prepared = prepare_run(args, argv, "tests.benchmarks.bench_maintenance")
+    if prepared is None:
         return 2
-
-    made_root = not os.path.exists(args.work_dir)
-    os.makedirs(args.work_dir, exist_ok=True)
-    mount, fstype = filesystem_of(args.work_dir)
-    if fstype in ("tmpfs", "ramfs") and not args.allow_tmpfs:
-        print(
-            f"{args.work_dir} is on {fstype} ({mount}): use --work-dir on a real disk",
-            file=sys.stderr,
-        )
-        return 2
-    work = tempfile.mkdtemp(prefix="run-", dir=args.work_dir)
-    command = shlex.join(["python", "-m", "tests.benchmarks.bench_maintenance", *argv])
-    info = machine_info(work)
-    print(f"{command}\nwork dir {work} ({info['disk']})", flush=True)
+    work, made_root, command, info = prepared
 
     def log(message: str) -> None:
         print(message, flush=True)

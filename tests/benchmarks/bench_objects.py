@@ -989,6 +989,33 @@ def update_markdown(path: str, section: str) -> None:
         fh.write(new.rstrip("\n") + "\n")
 
 
+def prepare_run(
+    args: argparse.Namespace, argv: list[str], module: str
+) -> tuple[str, bool, str, dict[str, str]] | None:
+    """Check the peer is installed and the work dir is on a real disk; make this run's
+    folder. Returns (run folder, whether the work dir was created, command, machine info),
+    or None after printing why not."""
+    try:
+        import disk_objectstore  # noqa: F401
+    except ImportError:
+        print("disk-objectstore is missing: pip install -e '.[bench]'", file=sys.stderr)
+        return None
+    made_root = not os.path.exists(args.work_dir)
+    os.makedirs(args.work_dir, exist_ok=True)
+    mount, fstype = filesystem_of(args.work_dir)
+    if fstype in ("tmpfs", "ramfs") and not args.allow_tmpfs:
+        print(
+            f"{args.work_dir} is on {fstype} ({mount}): use --work-dir on a real disk",
+            file=sys.stderr,
+        )
+        return None
+    work = tempfile.mkdtemp(prefix="run-", dir=args.work_dir)
+    command = shlex.join(["python", "-m", module, *argv])
+    info = machine_info(work)
+    print(f"{command}\nwork dir {work} ({info['disk']})", flush=True)
+    return work, made_root, command, info
+
+
 # -- command line ---------------------------------------------------------------------------------
 
 
@@ -1050,25 +1077,10 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.objects < 2 or cfg.large_mib < 1:
         print("need at least 2 objects and 1 MiB", file=sys.stderr)
         return 2
-    try:
-        import disk_objectstore  # noqa: F401
-    except ImportError:
-        print("disk-objectstore is missing: pip install -e '.[bench]'", file=sys.stderr)
+    prepared = prepare_run(args, argv, "tests.benchmarks.bench_objects")
+    if prepared is None:
         return 2
-
-    made_root = not os.path.exists(args.work_dir)
-    os.makedirs(args.work_dir, exist_ok=True)
-    mount, fstype = filesystem_of(args.work_dir)
-    if fstype in ("tmpfs", "ramfs") and not args.allow_tmpfs:
-        print(
-            f"{args.work_dir} is on {fstype} ({mount}): use --work-dir on a real disk",
-            file=sys.stderr,
-        )
-        return 2
-    work = tempfile.mkdtemp(prefix="run-", dir=args.work_dir)
-    command = shlex.join(["python", "-m", "tests.benchmarks.bench_objects", *argv])
-    info = machine_info(work)
-    print(f"{command}\nwork dir {work} ({info['disk']})", flush=True)
+    work, made_root, command, info = prepared
 
     def log(message: str) -> None:
         print(message, flush=True)
