@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("aiida.repository.backend.abstract")
 
 from aiida.repository.backend.abstract import AbstractRepositoryBackend
+
 from hoard.aiida import HoardRepositoryBackend
 
 

@@ -8,8 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-import hoard
 import pytest
+
+import hoard
 from hoard_server.config import ConfigError, is_loopback, load_config
 
 
@@ -117,10 +118,8 @@ def test_large_upload_keeps_daemon_memory_bounded(hoard_daemon, size_mib):
     before = _peak_rss_mib(hoard_daemon.proc.pid)
     with hoard.connect(hoard_daemon.target) as client:
         repo = client.repository()
-        t = time.monotonic()
         key = repo.put_object_from_filelike(io.BufferedReader(_Generated(size_mib << 20)))
         assert repo.stat(key).raw_size == size_mib << 20
-        assert time.monotonic() - t < 1800
     peak = _peak_rss_mib(hoard_daemon.proc.pid)
     # the daemon holds a few frames and messages in flight, never the object
     assert peak - before < 256, (before, peak)

@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import hoard
 import pytest
+
+import hoard
 
 sys.path.insert(0, str(Path(__file__).parent))
 from workers import content, pool_sizes
@@ -172,6 +173,7 @@ def _pack_bytes(data_dir: str, repository: str = "default") -> int:
 
 def test_kill_9_during_compaction_loses_nothing_and_leaks_at_most_a_pack(daemon_factory):
     import grpc
+
     from hoard.v1 import objects_pb2 as pb
     from hoard.v1 import objects_pb2_grpc
 
@@ -214,6 +216,7 @@ def test_kill_9_during_compaction_loses_nothing_and_leaks_at_most_a_pack(daemon_
 
 def test_pack_removed_or_damaged_under_the_daemon(daemon_factory):
     import grpc
+
     from hoard.v1 import objects_pb2 as pb
     from hoard.v1 import objects_pb2_grpc
 
@@ -277,4 +280,39 @@ def test_full_disk_recovers_through_delete_and_compaction(daemon_factory, small_
         assert repo.get_object_content(key) == data
         for k, v in small.items():
             assert repo.get_object_content(k) == v
+        assert repo.verify()["ok"]
+
+
+def test_cancelled_compaction_leaves_a_whole_store_and_resumes(daemon_factory):
+    import grpc
+
+    from hoard.v1 import objects_pb2 as pb
+    from hoard.v1 import objects_pb2_grpc
+
+    daemon = daemon_factory(None, "--pack-max-bytes", str(1 << 20))
+    objs = [content(i, 2000 + i % 3000) for i in range(3000)]
+    with hoard.connect(daemon.target) as client:
+        repo = client.repository()
+        keys = repo.put_objects(objs)
+        repo.delete_objects(keys[::2])
+        channel = grpc.insecure_channel(daemon.target)
+        stream = objects_pb2_grpc.ObjectsStub(channel).Maintain(
+            pb.MaintainRequest(repository="default", dead_fraction=1e-9)
+        )
+        total = next(stream).total
+        next(stream)
+        stream.cancel()  # the client walks away mid-run
+        channel.close()
+        deadline = time.monotonic() + 30  # the daemon notices and lets go of the repository
+        while time.monotonic() < deadline:
+            try:
+                second = repo.maintain(dead_fraction=1e-9)
+                break
+            except hoard.FailedPreconditionError:  # the cancelled run is still finishing a pack
+                time.sleep(0.1)
+        assert 0 < second["done"] < total
+        assert repo.get_info()["reclaimable_bytes"] == 0
+        live = dict(zip(keys[1::2], objs[1::2], strict=True))
+        assert repo.get_objects_content(list(live)) == live
+        assert not any(repo.has_objects(keys[::2]))
         assert repo.verify()["ok"]

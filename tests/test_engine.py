@@ -8,6 +8,9 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from hoard_server.errors import (
     DataLoss,
     InvalidArgument,
@@ -20,8 +23,6 @@ from hoard_server.storage.keys import parse_key
 from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, Encoding, RecordHeader
 from hoard_server.storage.registry import RepositoryRegistry, check_repository_name
 from hoard_server.storage.repository import StorageSettings
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 def make_data(seed: int, size: int, compressible: bool) -> bytes:

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+
 from hoard_server.backup import backup, check_destination, restore
 from hoard_server.errors import DataLoss, FailedPrecondition, InvalidArgument, PermissionDenied
 from hoard_server.storage.registry import RepositoryRegistry

@@ -14,8 +14,9 @@ import threading
 import time
 
 import grpc
-import hoard
 import pytest
+
+import hoard
 from hoard.client import channel_options
 
 MiB = 1 << 20

@@ -11,8 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-import hoard
 import pytest
+
+import hoard
 from hoard import cli
 
 MiB = 1 << 20

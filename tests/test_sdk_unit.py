@@ -12,8 +12,9 @@ import sys
 import time
 
 import grpc
-import hoard
 import pytest
+
+import hoard
 from hoard import cli
 from hoard.client import channel_options, resolve_target, service_config
 from hoard.errors import (

@@ -10,6 +10,7 @@ import hashlib
 
 import grpc
 import pytest
+
 from hoard.v1 import objects_pb2 as pb
 from hoard.v1 import objects_pb2_grpc, repositories_pb2_grpc
 from hoard.v1 import repositories_pb2 as rpb

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from hoard.v1 import objects_pb2, objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
 
+from hoard.v1 import objects_pb2, objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
 from hoard_server import __version__
 from hoard_server.config import Config, ConfigError, load_config
 from hoard_server.services.objects import ObjectsServicer

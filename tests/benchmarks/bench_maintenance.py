@@ -233,8 +233,9 @@ class Side:
 
 
 def run(cfg: Settings, work: str, log: Callable[[str], None]) -> tuple[Side, Side, dict[str, Any]]:
-    import hoard
     from disk_objectstore import Container
+
+    import hoard
 
     facts: dict[str, Any] = {}
     pack_bytes = cfg.pack_mib * MiB

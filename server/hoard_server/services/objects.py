@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
+
 from hoard.v1 import objects_pb2 as pb
 from hoard.v1 import objects_pb2_grpc
-
 from hoard_server.backup import backup, check_destination
 from hoard_server.errors import InvalidArgument
 from hoard_server.services.status import grpc_errors

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import grpc
+
 from hoard.v1 import repositories_pb2 as pb
 from hoard.v1 import repositories_pb2_grpc
-
 from hoard_server.services.status import grpc_errors
 from hoard_server.storage.keys import KEY_FORMAT
 from hoard_server.storage.registry import RepositoryRegistry, check_repository_name
