@@ -274,8 +274,8 @@ class Repository:
                 slots, todo, self.codec.encode_batch(todo), strict=True
             ):
                 records.append(NewRecord(digests[i], len(data), enc, parts))
-                if enc == Encoding.ZSTD and not self.codec.has_dictionary:
-                    self._sample(data, enc)
+                if enc == Encoding.ZSTD:
+                    self._sample(data)
             created = [False] * len(objects)
             if records:
                 for i, c in zip(slots, self.writer.submit(records).result(), strict=True):
@@ -307,7 +307,9 @@ class Repository:
                     )
                 if staged is None:
                     data = bytes(buf)
-                    ((key, created),) = self._put_checked([data], expected)
+                    if expected is not None:
+                        self._check_expected(hashlib.sha256(data).digest(), expected)
+                    ((key, created),) = self.put_many([data])
                     return key, raw_size, created
                 record = staged.finish()
                 staged = None
@@ -327,11 +329,6 @@ class Repository:
                 raise
             return format_key(record.digest), raw_size, created
 
-    def _put_checked(self, objects: list[bytes], expected: bytes | None) -> list[tuple[str, bool]]:
-        if expected is not None:
-            self._check_expected(hashlib.sha256(objects[0]).digest(), expected)
-        return self.put_many(objects)
-
     @staticmethod
     def _check_expected(digest: bytes, expected: bytes | None) -> None:
         if expected is not None and digest != expected:
@@ -340,13 +337,12 @@ class Repository:
                 "nothing was stored"
             )
 
-    def _sample(self, data: bytes, enc: Encoding) -> None:
-        """Collect small objects until a zstd dictionary can be trained for them."""
+    def _sample(self, data: bytes) -> None:
+        """Collect small compressible objects until a zstd dictionary can be trained."""
         if (
             not self.settings.train_dictionary
             or self.codec.has_dictionary
             or self._training
-            or enc not in (Encoding.ZSTD,)
             or not 256 <= len(data) <= 16 << 10
         ):
             return
