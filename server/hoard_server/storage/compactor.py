@@ -163,7 +163,9 @@ class Compactor:
                     records = scan_records(
                         lambda off, n: repo.reader.read(pid, off, n), end, start=scanned
                     )
-                    for offset, header, window_body in records:
+                    for n, (offset, header, window_body) in enumerate(records):
+                        if not n % 128:
+                            time.sleep(0)  # hand the interpreter to waiting requests now
                         with repo.index.read() as txn:
                             current = txn.get(header.digest, db=objects_db)
                         if current is None:

@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -233,6 +234,8 @@ class PackWriter:
             moved_out: dict[int, int] = {}
             get_location = txn.get
             for i, rec in enumerate(records):
+                if i and not i % 512:
+                    time.sleep(0)  # a long group must not starve the threads serving reads
                 d = rec.digest
                 size = HEADER_SIZE + rec.body_size
                 if isinstance(rec, RelocatedRecord):
