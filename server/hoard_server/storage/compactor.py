@@ -59,11 +59,13 @@ class Compactor:
         return sorted(plans, key=lambda p: -p.dead_bytes)
 
     def _back_off(self, worked: float, seen: int) -> int:
-        """Yield to clients: if any operation began since ``seen``, pause as long as we
-        worked, so compaction takes at most half the machine while clients are active."""
+        """Yield to clients: if any operation began since ``seen``, pause so that compaction
+        works only ``maintenance_duty`` of the time while clients are active (full speed
+        when they are not)."""
         now = self.repo.activity.started
-        if now != seen and worked > 0:
-            time.sleep(min(worked, 0.5))
+        duty = self.repo.settings.maintenance_duty
+        if now != seen and worked > 0 and 0 < duty < 1:
+            time.sleep(min(worked * (1 - duty) / duty, 1.0))
         return self.repo.activity.started
 
     def run(

@@ -61,6 +61,8 @@ class StorageSettings:
     frame_size: int = FRAME_SIZE
     index_map_size: int = 1 << 40
     train_dictionary: bool = True
+    # share of the time live compaction works while clients are active (1.0: never yields)
+    maintenance_duty: float = 0.33
 
 
 @dataclass(frozen=True)
