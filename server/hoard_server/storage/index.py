@@ -185,27 +185,11 @@ class ObjectIndex:
     def delete(self, txn: lmdb.Transaction, digest: bytes) -> None:
         txn.delete(digest, db=self._objects)
 
-    def iter_digests(self, after: bytes | None = None) -> Iterator[bytes]:
-        """Digests in key order, strictly after ``after``; a fresh read txn per 10k keys."""
+    def _entries(self, after: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        """(digest, encoded location) in key order, strictly after ``after``; read 10k at a
+        time, each batch in a fresh read transaction, so none stays open for long (an old
+        snapshot would keep LMDB from reusing pages)."""
         last = after
-        while True:
-            batch: list[bytes] = []
-            with self.read() as txn:
-                cur = txn.cursor(db=self._objects)
-                found = cur.set_range(last) if last is not None else cur.first()
-                if found and last is not None and cur.key() == last:
-                    found = cur.next()
-                while found and len(batch) < 10_000:
-                    batch.append(cur.key())
-                    found = cur.next()
-            yield from batch
-            if len(batch) < 10_000:
-                return
-            last = batch[-1]
-
-    def iter_locations(self) -> Iterator[tuple[bytes, Location]]:
-        """Every entry in key order, read in batches so no read transaction stays open long."""
-        last: bytes | None = None
         while True:
             batch: list[tuple[bytes, bytes]] = []
             with self.read() as txn:
@@ -216,11 +200,18 @@ class ObjectIndex:
                 while found and len(batch) < 10_000:
                     batch.append((cur.key(), cur.value()))
                     found = cur.next()
-            for k, v in batch:
-                yield k, Location.decode(v)
+            yield from batch
             if len(batch) < 10_000:
                 return
             last = batch[-1][0]
+
+    def iter_digests(self, after: bytes | None = None) -> Iterator[bytes]:
+        for digest, _ in self._entries(after):
+            yield digest
+
+    def iter_locations(self) -> Iterator[tuple[bytes, Location]]:
+        for digest, value in self._entries(None):
+            yield digest, Location.decode(value)
 
     # -- packs -----------------------------------------------------------------------
     def packs(self, txn: lmdb.Transaction | None = None) -> dict[int, PackState]:
