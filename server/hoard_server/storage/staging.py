@@ -20,7 +20,7 @@ from hoard_server.storage.codec import Codec, FrameTable
 from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, Encoding, RecordHeader, raise_if_full
 from hoard_server.storage.writer import StagedRecord
 
-_IN_FLIGHT = 8  # frames being compressed at once, per upload
+_IN_FLIGHT = 16  # frames being compressed at once, per upload
 
 
 class StagedUpload:
