@@ -146,3 +146,48 @@ def test_the_daemon_compacts_on_its_own_schedule(daemon_factory):
         for key, data in zip(keys[1::2], objs[1::2], strict=True):
             assert repo.get_object_content(key) == data
     assert "scheduled maintenance of default" in "".join(daemon.log)
+
+
+class _Slow(io.RawIOBase):
+    """20 MiB, 1 MiB at a time with a pause: an upload that is in flight for ~1 s."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.sent >= 20:
+            return 0
+        time.sleep(0.05)
+        n = min(len(b), 1 << 20)
+        b[:n] = bytes([self.sent]) * n
+        self.sent += 1
+        return n
+
+
+def test_sigterm_lets_in_flight_uploads_finish(hoard_daemon):
+    import threading
+
+    result: dict[str, object] = {}
+
+    def upload() -> None:
+        with hoard.connect(hoard_daemon.target, retries=0) as client:
+            try:
+                result["key"] = client.repository().put_object_from_filelike(
+                    io.BufferedReader(_Slow(), buffer_size=1 << 20)
+                )
+            except Exception as exc:
+                result["error"] = exc
+
+    t = threading.Thread(target=upload)
+    t.start()
+    time.sleep(0.4)  # the upload is under way
+    assert hoard_daemon.stop() == 0  # SIGTERM: graceful
+    t.join(60)
+    assert "error" not in result, result
+    expected = b"".join(bytes([i]) * (1 << 20) for i in range(20))
+    hoard_daemon.start()
+    with hoard.connect(hoard_daemon.target) as client:
+        assert client.repository().get_object_content(result["key"]) == expected
