@@ -16,13 +16,11 @@ part of the pytest suite.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import hashlib
 import inspect
 import os
 import random
-import shutil
 import sys
 import threading
 import time
@@ -39,6 +37,7 @@ from tests.benchmarks.bench_objects import (
     Row,
     disk_usage,
     disk_usage_by_entry,
+    finish_run,
     fmt_bytes,
     fmt_ms,
     fmt_rate,
@@ -709,13 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         hoard_side, peer_side, facts = run(cfg, work, log)
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-            if made_root:
-                with contextlib.suppress(OSError):
-                    os.rmdir(args.work_dir)
+        finish_run(args, work, made_root)
     rows = build_rows(cfg, hoard_side, peer_side, facts)
     print()
     print(table_text(rows))

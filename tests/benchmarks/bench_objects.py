@@ -1016,6 +1016,17 @@ def prepare_run(
     return work, made_root, command, info
 
 
+def finish_run(args: argparse.Namespace, work: str, made_root: bool) -> None:
+    """Remove this run's folder (and the work dir if the run made it), unless --keep."""
+    if args.keep:
+        print(f"kept {work}")
+        return
+    shutil.rmtree(work, ignore_errors=True)
+    if made_root:
+        with contextlib.suppress(OSError):
+            os.rmdir(args.work_dir)
+
+
 # -- command line ---------------------------------------------------------------------------------
 
 
@@ -1090,13 +1101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows, facts = run(cfg, work, log)
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-            if made_root:
-                with contextlib.suppress(OSError):
-                    os.rmdir(args.work_dir)
+        finish_run(args, work, made_root)
     print()
     print(table_text(rows))
     print()
