@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from hoard_server.storage.modes import GROUP_ACCESS
 from hoard_server.storage.repository import StorageSettings
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -56,6 +57,7 @@ _ENV = {
     "HOARD_DEFAULT_REPOSITORY": "default_repository",
     "HOARD_BACKUP_ROOTS": "backup_roots",
     "HOARD_MAINTENANCE_INTERVAL": "maintenance_interval",
+    "HOARD_GROUP_ACCESS": "group_access",
 }
 
 
@@ -162,5 +164,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("workers must be at least 1")
     if cfg.log_format not in ("text", "json"):
         raise ConfigError(f"log_format must be 'text' or 'json', not {cfg.log_format!r}")
+    if cfg.storage.group_access not in GROUP_ACCESS:
+        raise ConfigError(
+            f"group_access must be one of {', '.join(GROUP_ACCESS)}, "
+            f"not {cfg.storage.group_access!r}"
+        )
     if cfg.storage.pack_max_bytes < 1 << 16:
         raise ConfigError("pack_max_bytes must be at least 65536")

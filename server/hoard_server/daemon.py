@@ -22,6 +22,7 @@ from hoard_server import __version__
 from hoard_server.config import Config, ConfigError, load_config
 from hoard_server.services.objects import ObjectsServicer
 from hoard_server.services.repositories import RepositoriesServicer
+from hoard_server.storage import modes
 from hoard_server.storage.registry import RepositoryRegistry
 
 log = logging.getLogger("hoard")
@@ -63,7 +64,8 @@ class Daemon:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        os.makedirs(cfg.data_dir, exist_ok=True)
+        modes.configure(cfg.storage.group_access)
+        modes.makedirs(cfg.data_dir, exist_ok=True)
         self.registry = RepositoryRegistry(cfg.data_dir, cfg.storage)
         if cfg.default_repository:
             self.registry.create(cfg.default_repository)

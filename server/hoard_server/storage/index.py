@@ -26,6 +26,7 @@ from typing import NamedTuple
 import lmdb
 
 from hoard_server.errors import StorageFull
+from hoard_server.storage import modes
 from hoard_server.storage.pack import _ENCODINGS, HEADER_SIZE, Encoding, fsync_dir
 
 LOCATION = struct.Struct("<IQQQB")
@@ -115,6 +116,7 @@ class ObjectIndex:
                 readahead=False,
                 max_readers=1024,
                 lock=True,
+                mode=modes.dir_mode(),
             )
         except lmdb.Error as exc:
             raise StorageFull(f"cannot open the object index at {self.path}: {exc}") from exc
@@ -139,7 +141,7 @@ class ObjectIndex:
         else uses the index meanwhile (Repository holds every operation back)."""
         tmp = self.path + ".compact"
         shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
+        modes.makedirs(tmp)
         self.env.copy(tmp, compact=True)  # complete and synced before anything moves
         self.env.close()
         old = self.path + ".old"

@@ -26,6 +26,7 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from hoard_server.errors import DataLoss, StorageFull
+from hoard_server.storage import modes
 
 PACK_MAGIC = b"HOARDPK1"
 RECORD_MAGIC = b"HR"
@@ -87,7 +88,7 @@ def raise_if_full(exc: OSError, what: str) -> None:
 
 def create_pack(path: str) -> None:
     """Create an empty pack durably (magic written and synced, directory entry synced)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, modes.file_mode())
     try:
         os.write(fd, PACK_MAGIC)
         os.fsync(fd)

@@ -18,6 +18,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from hoard_server.errors import InvalidArgument, RepositoryNotFound
+from hoard_server.storage import modes
 from hoard_server.storage.repository import Repository, StorageSettings
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class RepositoryRegistry:
         self.data_dir = os.path.abspath(data_dir)
         self.settings = settings or StorageSettings()
         self._root = os.path.join(self.data_dir, "repositories")
-        os.makedirs(self._root, exist_ok=True)
+        modes.makedirs(self._root, exist_ok=True)
         self._lock = threading.RLock()
         self._open: dict[str, Repository] = {}
         self.pool = ThreadPoolExecutor(

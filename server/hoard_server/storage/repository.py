@@ -35,6 +35,7 @@ from hoard_server.errors import (
     OutOfRange,
     RepositoryNotFound,
 )
+from hoard_server.storage import modes
 from hoard_server.storage.codec import FRAME_SIZE, Codec, FrameTable
 from hoard_server.storage.index import Location, ObjectIndex, PackState
 from hoard_server.storage.keys import KEY_FORMAT, format_key, parse_key, parse_keys
@@ -63,6 +64,8 @@ class StorageSettings:
     train_dictionary: bool = True
     # share of the time live compaction works while clients are active (1.0: never yields)
     maintenance_duty: float = 0.33
+    # who besides the daemon's user may read the data: "none", "read" or "write" (its group)
+    group_access: str = "none"
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,8 @@ class Repository:
     def create(cls, name: str, path: str, settings: StorageSettings, pool: Executor) -> Repository:
         """Initialise a repository directory at ``path`` (which must not exist) and open it."""
         tmp = f"{path}.creating-{uuid.uuid4().hex[:8]}"
-        os.makedirs(os.path.join(tmp, "packs"))
-        os.makedirs(os.path.join(tmp, "staging"))
+        modes.makedirs(os.path.join(tmp, "packs"))
+        modes.makedirs(os.path.join(tmp, "staging"))
         index = ObjectIndex(os.path.join(tmp, "index"), settings.index_map_size)
         with index.write() as txn:
             index.put_meta(txn, "uuid", uuid.uuid4().hex.encode())
@@ -245,7 +248,7 @@ class Repository:
             elif size < state.end:
                 log.error("repository %s: pack %d is shorter than committed", self.name, pid)
         shutil.rmtree(self._staging_dir, ignore_errors=True)
-        os.makedirs(self._staging_dir, exist_ok=True)
+        modes.makedirs(self._staging_dir, exist_ok=True)
         open_packs = [
             (pid, st.end)
             for pid, st in packs.items()

@@ -16,6 +16,7 @@ import uuid
 from collections import deque
 from concurrent.futures import Executor, Future
 
+from hoard_server.storage import modes
 from hoard_server.storage.codec import Codec, FrameTable
 from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, Encoding, RecordHeader, raise_if_full
 from hoard_server.storage.writer import StagedRecord
@@ -37,7 +38,7 @@ class StagedUpload:
         self._compressible: bool | None = None  # did the last finished frame compress?
         self.raw_size = 0
         self._body_size = 0
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, modes.file_mode())
         self._write(PACK_MAGIC + bytes(HEADER_SIZE))
 
     def _write(self, data: bytes) -> None:
