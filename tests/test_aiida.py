@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("aiida.repository.backend.abstract")
 
@@ -60,3 +63,60 @@ def test_contract_round_trip(backend, tmp_path):
     assert backend.get_info()["objects"] == 1
     backend.erase()
     assert not backend.is_initialised
+
+
+# AiiDA (and disk-objectstore) treat any string that names no stored object as absent: the
+# raw gRPC API answers INVALID_ARGUMENT for such a key, the AiiDA face must not.
+_NOT_KEYS = st.one_of(
+    st.sampled_from(["non_existant", "", " " * 64, "g" * 64, "0" * 63, "0" * 65]),
+    st.text(max_size=80).filter(lambda s: re.fullmatch(r"[0-9a-f]{64}", s) is None),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(not_key=_NOT_KEYS)
+def test_any_string_that_is_not_a_stored_key_is_absent(backend, not_key):
+    stored = backend.put_object_from_filelike(io.BytesIO(b"kept"))
+    for key in (not_key, stored.upper()):
+        if key == stored:
+            continue
+        assert backend.has_objects([key, stored]) == [False, True]
+        assert backend.has_object(key) is False
+        for call in (
+            lambda k: backend.open(k).__enter__(),
+            backend.get_object_content,
+            backend.get_object_hash,
+            lambda k: list(backend.iter_object_streams([stored, k])),
+            backend.delete_object,
+            lambda k: backend.delete_objects([stored, k]),
+        ):
+            with pytest.raises(FileNotFoundError):
+                call(key)
+        assert backend.has_object(stored)  # delete_objects with a missing key deleted nothing
+
+
+def test_erase_after_the_client_was_closed(hoard_daemon):
+    import hoard
+
+    client = hoard.connect(hoard_daemon.target)
+    backend = HoardRepositoryBackend(client.repository("finalised"))
+    backend.initialise()
+    backend.put_object_from_filelike(io.BytesIO(b"x"))
+    client.close()  # AiiDA's storage finaliser may run after the profile closed its storage
+    backend.erase()
+    assert not backend.is_initialised
+    client.close()
+
+
+def test_a_client_built_on_a_channel_says_it_was_closed(hoard_daemon):
+    import grpc
+
+    import hoard
+
+    client = hoard.Client(grpc.insecure_channel(hoard_daemon.target), target=hoard_daemon.target)
+    assert client.repository("default").is_initialised
+    client.close()
+    with pytest.raises(hoard.HoardError, match="was closed"):
+        client.repository("default").has_object("0" * 64)

@@ -316,3 +316,54 @@ def test_cancelled_compaction_leaves_a_whole_store_and_resumes(daemon_factory):
         assert repo.get_objects_content(list(live)) == live
         assert not any(repo.has_objects(keys[::2]))
         assert repo.verify()["ok"]
+
+
+def _fill(path: Path) -> None:
+    """Write ``path`` until the filesystem has no byte left."""
+    with open(path, "ab", buffering=0) as fh:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * size)
+            except OSError:
+                pass
+
+
+def test_full_disk_in_the_index_is_resource_exhausted_for_puts_and_deletes(
+    daemon_factory, small_filesystem
+):
+    """LMDB reports a full disk as ENOSPC or, after a short page write, EIO: both are
+    RESOURCE_EXHAUSTED for PutBatch and Delete, never INTERNAL, and nothing is lost."""
+    daemon = daemon_factory(small_filesystem / "data")
+    stored: dict[str, bytes] = {}
+    with hoard.connect(daemon.target, timeout=30) as client:
+        repo = client.repository()
+        for i in range(12):  # a large index: a delete has many pages to rewrite
+            batch = [b"%d-%d" % (i, j) + bytes(40) for j in range(2000)]
+            stored.update(zip(repo.put_objects(batch), batch, strict=True))
+        _fill(small_filesystem / "filler")
+        keys = list(stored)
+        codes = []
+        for n in range(6):
+            for call in (
+                lambda n=n: repo.put_objects(
+                    [b"new %d %d" % (n, j) + bytes(60) for j in range(500)]
+                ),
+                lambda n=n: repo.delete_objects(keys[n * 2000 : (n + 1) * 2000]),
+            ):
+                try:
+                    call()
+                    codes.append("OK")
+                except hoard.HoardError as exc:
+                    codes.append(exc.code.name if exc.code else type(exc).__name__)
+                    assert isinstance(exc, hoard.StorageFullError), str(exc)
+                    assert "no space left" in str(exc), str(exc)
+        assert "RESOURCE_EXHAUSTED" in codes
+        (small_filesystem / "filler").unlink()
+        deleted = set(keys) - {k for k, h in zip(keys, repo.has_objects(keys), strict=True) if h}
+        for key, data in stored.items():
+            if key not in deleted:
+                assert repo.get_object_content(key) == data
+        repo.delete_objects(keys[-100:])  # and deletes work again
+        assert not any(repo.has_objects(keys[-100:]))
+    assert not any("Traceback" in line for line in daemon.log), "".join(daemon.log)[-3000:]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import grpc
 
-from hoard.errors import translate_rpc_errors
+from hoard.errors import HoardError, translate_rpc_errors
 from hoard.repository import Repository
 from hoard.v1 import objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
 
@@ -115,9 +116,18 @@ def connect(
     resolved = resolve_target(target)
     merged = dict(channel_options(retries))
     merged.update(dict(options or ()))
-    channel = grpc.insecure_channel(resolved, options=list(merged.items()))
+    channel_options_list = list(merged.items())
+
+    def open_channel() -> grpc.Channel:
+        return grpc.insecure_channel(resolved, options=channel_options_list)
+
     return Client(
-        channel, target=resolved, timeout=timeout, retries=retries, stream_timeout=stream_timeout
+        open_channel(),
+        target=resolved,
+        timeout=timeout,
+        retries=retries,
+        stream_timeout=stream_timeout,
+        reopen=open_channel,
     )
 
 
@@ -126,6 +136,11 @@ class Client:
 
     ``channel`` may be any ``grpc.Channel`` (for example one wrapped by
     ``grpc.intercept_channel``); :func:`connect` builds the usual one.
+
+    ``close()`` releases the connection. A client made by :func:`connect` (or given a
+    ``reopen`` factory) connects again on its next call, so a late call (an AiiDA storage
+    finaliser erasing at exit, say) still works; one given only a channel raises
+    :class:`~hoard.errors.HoardError` saying it was closed.
     """
 
     def __init__(
@@ -136,14 +151,43 @@ class Client:
         timeout: float | None = 30.0,
         retries: int = 5,
         stream_timeout: float | None = None,
+        reopen: Callable[[], grpc.Channel] | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self.retries = retries
-        self._channel = channel
-        self.objects_stub = objects_pb2_grpc.ObjectsStub(channel)
-        self.repositories_stub = repositories_pb2_grpc.RepositoriesStub(channel)
+        self._reopen = reopen
+        self._lock = threading.Lock()
+        self._use(channel)
+
+    def _use(self, channel: grpc.Channel) -> None:
+        self._channel: grpc.Channel | None = channel
+        self._objects_stub = objects_pb2_grpc.ObjectsStub(channel)
+        self._repositories_stub = repositories_pb2_grpc.RepositoriesStub(channel)
+
+    def _ensure_open(self) -> None:
+        if self._channel is not None:
+            return
+        with self._lock:
+            if self._channel is not None:
+                return
+            if self._reopen is None:
+                raise HoardError(
+                    f"this hoard client for {self.target or 'its channel'} was closed; "
+                    "connect again with hoard.connect()"
+                )
+            self._use(self._reopen())
+
+    @property
+    def objects_stub(self) -> objects_pb2_grpc.ObjectsStub:
+        self._ensure_open()
+        return self._objects_stub
+
+    @property
+    def repositories_stub(self) -> repositories_pb2_grpc.RepositoriesStub:
+        self._ensure_open()
+        return self._repositories_stub
 
     def __enter__(self) -> Client:
         return self
@@ -160,8 +204,12 @@ class Client:
         return f"<hoard.Client target={self.target!r}>"
 
     def close(self) -> None:
-        """Close the channel; calls still in flight are cancelled."""
-        self._channel.close()
+        """Close the channel; calls still in flight are cancelled (see the class notes for
+        calls made afterwards)."""
+        with self._lock:
+            channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
 
     def repository(self, name: str = "default") -> Repository:
         """A handle on repository ``name`` (no call is made; it need not exist yet)."""

@@ -14,6 +14,7 @@ import hashlib
 import io
 import ipaddress
 import os
+import re
 import stat as stat_module
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -83,6 +84,20 @@ def _missing(key: str) -> ObjectNotFoundError:
     return ObjectNotFoundError(f"object with key `{key}` does not exist.", keys=[key])
 
 
+_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_key(key: object) -> bool:
+    """Whether ``key`` is spelt as a stored object's key can be (64 lowercase hex digits).
+
+    On the AiiDA face any other string is simply an object that is not stored, as in
+    disk-objectstore: ``False`` from ``has_objects``, FileNotFoundError from reads and
+    deletes. Such keys are never sent (the daemon would answer INVALID_ARGUMENT)."""
+    if not isinstance(key, str):
+        raise TypeError(f"object keys are str, not {type(key).__name__}: {key!r:.80}")
+    return _KEY.fullmatch(key) is not None
+
+
 def _remaining_size(handle: Any) -> int | None:
     """Bytes left in ``handle`` when that is cheap to know (an in-memory or regular file)."""
     try:
@@ -113,8 +128,14 @@ class Repository:
     def __init__(self, client: Client, name: str = "default") -> None:
         self.client = client
         self.name = name
-        self._objects = client.objects_stub
-        self._repositories = client.repositories_stub
+
+    @property
+    def _objects(self) -> Any:
+        return self.client.objects_stub  # looked up per call: the client may have reconnected
+
+    @property
+    def _repositories(self) -> Any:
+        return self.client.repositories_stub
 
     def __repr__(self) -> str:
         return f"<hoard.Repository {self.name!r} at {self.client.target!r}>"
@@ -289,12 +310,18 @@ class Repository:
     # -- existence and metadata -----------------------------------------------------------
 
     def has_objects(self, keys: Iterable[str]) -> list[bool]:
-        """Whether each key is stored, in the order given."""
-        found: list[bool] = []
-        for batch in _batches(list(keys)):
-            request = pb.HasRequest(repository=self.name, keys=batch)
+        """Whether each key is stored, in the order given (False for a string that is not a
+        key at all)."""
+        keys = list(keys)
+        found = [False] * len(keys)
+        asked = [i for i, key in enumerate(keys) if _is_key(key)]
+        for start in range(0, len(asked), KEYS_PER_CALL):
+            slots = asked[start : start + KEYS_PER_CALL]
+            request = pb.HasRequest(repository=self.name, keys=[keys[i] for i in slots])
             with translate_rpc_errors():
-                found.extend(self._objects.Has(request, timeout=self.client.timeout).exists)
+                reply = self._objects.Has(request, timeout=self.client.timeout)
+            for i, exists in zip(slots, reply.exists, strict=True):
+                found[i] = exists
         return found
 
     def has_object(self, key: str) -> bool:
@@ -303,17 +330,17 @@ class Repository:
 
     def stat_many(self, keys: Iterable[str]) -> list[ObjectStat | None]:
         """How each object is stored, in the order given; None for a missing key."""
-        stats: list[ObjectStat | None] = []
-        for batch in _batches(list(keys)):
-            request = pb.StatRequest(repository=self.name, keys=batch)
+        keys = list(keys)
+        stats: list[ObjectStat | None] = [None] * len(keys)
+        asked = [i for i, key in enumerate(keys) if _is_key(key)]
+        for start in range(0, len(asked), KEYS_PER_CALL):
+            slots = asked[start : start + KEYS_PER_CALL]
+            request = pb.StatRequest(repository=self.name, keys=[keys[i] for i in slots])
             with translate_rpc_errors():
                 reply = self._objects.Stat(request, timeout=self.client.timeout)
-            stats.extend(
-                ObjectStat(s.key, s.raw_size, s.stored_size, s.encoding, s.pack_id)
-                if s.exists
-                else None
-                for s in reply.stats
-            )
+            for i, s in zip(slots, reply.stats, strict=True):
+                if s.exists:
+                    stats[i] = ObjectStat(s.key, s.raw_size, s.stored_size, s.encoding, s.pack_id)
         return stats
 
     def stat(self, key: str) -> ObjectStat:
@@ -356,6 +383,8 @@ class Repository:
 
     def _read_range(self, key: str, offset: int, length: int) -> bytes:
         """A small range in one unary ReadRange call (cheaper than a stream)."""
+        if not _is_key(key):
+            raise _missing(key)
         request = pb.ReadRequest(repository=self.name, key=key, offset=offset, length=length)
         try:
             with translate_rpc_errors():
@@ -389,6 +418,8 @@ class Repository:
 
         A missing object raises FileNotFoundError in AiiDA's words, on the first ``next()``.
         """
+        if not _is_key(key):
+            raise _missing(key)
         request = pb.ReadRequest(repository=self.name, key=key, offset=offset)
         if length is not None:
             request.length = length
@@ -459,6 +490,9 @@ class Repository:
     def _read_many(self, keys: Iterable[str]) -> Iterator[tuple[str, int, bytes | None]]:
         """``(key, size, data or None if not inlined)`` per key, via ReadMany in batches."""
         unique = list(dict.fromkeys(keys))
+        absent = [key for key in unique if not _is_key(key)]
+        if absent:
+            raise ObjectNotFoundError(f"Missing objects: {absent}", keys=absent)
         for batch in _batches(unique):
             request = pb.ReadManyRequest(repository=self.name, keys=batch)
             call = self._objects.ReadMany(request, timeout=self.client.stream_timeout)
@@ -515,6 +549,12 @@ class Repository:
         Space comes back through :meth:`maintain`.
         """
         keys = list(keys)
+        absent = [key for key in dict.fromkeys(keys) if not _is_key(key)]
+        keys = [key for key in keys if _is_key(key)]
+        if absent and require_all:
+            stored = self.has_objects(keys)
+            missing = absent + [k for k, found in zip(keys, stored, strict=True) if not found]
+            raise ObjectNotFoundError(f"Missing objects: {missing}", keys=missing)
         if not keys:
             return []
         request = pb.DeleteRequest(repository=self.name, keys=keys, require_all=require_all)

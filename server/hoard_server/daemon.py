@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from hoard.v1 import objects_pb2, objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
 from hoard_server import __version__
 from hoard_server.config import Config, ConfigError, load_config
+from hoard_server.services.decode_guard import DecodeGuard
 from hoard_server.services.objects import ObjectsServicer
 from hoard_server.services.repositories import RepositoriesServicer
 from hoard_server.storage import modes
@@ -71,6 +72,7 @@ class Daemon:
             self.registry.create(cfg.default_repository)
         self.server = grpc.server(
             ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rpc"),
+            interceptors=[DecodeGuard()],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),

@@ -83,6 +83,76 @@ class Totals:
     stored_bytes: int = 0
 
 
+_FULL_MARGIN = 64 << 20  # an index commit failing with less free space than this: a full disk
+
+
+def index_write_error(exc: lmdb.Error, path: str) -> Exception:
+    """What a failed LMDB write means for the user.
+
+    On a full disk LMDB's commit fails with ENOSPC, or with EIO when its page write came
+    up short, and keeps failing so while the disk stays full; both are a full disk to the
+    user (RESOURCE_EXHAUSTED), judged by the free space left. Anything else stays as it is.
+    """
+    if isinstance(exc, lmdb.MapFullError):
+        return StorageFull(
+            f"the object index at {path} reached its map size; raise index_map_size"
+        )
+    try:
+        st = os.statvfs(path)
+        full = st.f_bavail * st.f_frsize < _FULL_MARGIN
+    except OSError:
+        full = False
+    if isinstance(exc, lmdb.DiskError) or full:
+        return StorageFull(
+            f"no space left on the storage device while committing the object index "
+            f"(LMDB: {exc}); free space or delete objects and run maintenance"
+        )
+    return exc
+
+
+class WriteTransaction:
+    """An LMDB write transaction whose commit reports a full disk as StorageFull.
+
+    Everything else is the lmdb transaction's own API. As a context manager it commits on
+    a normal exit (unless already committed or aborted) and aborts on an exception.
+    """
+
+    __slots__ = ("_done", "_path", "_txn")
+
+    def __init__(self, txn: lmdb.Transaction, path: str) -> None:
+        self._txn = txn
+        self._path = path
+        self._done = False
+
+    def __getattr__(self, name: str):
+        return getattr(self._txn, name)
+
+    def commit(self) -> None:
+        self._done = True
+        try:
+            self._txn.commit()
+        except lmdb.Error as exc:
+            raise index_write_error(exc, self._path) from exc
+
+    def abort(self) -> None:
+        self._done = True
+        self._txn.abort()
+
+    def __enter__(self) -> WriteTransaction:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._done:
+            if exc_type is None:
+                self.commit()
+                return
+            self.abort()
+        if isinstance(exc, lmdb.Error):  # e.g. the map filled up during a put
+            translated = index_write_error(exc, self._path)
+            if translated is not exc:
+                raise translated from exc
+
+
 def recover_swap(path: str) -> None:
     """Finish or undo an index swap that a crash interrupted."""
     compact, old = path + ".compact", path + ".old"
@@ -158,8 +228,11 @@ class ObjectIndex:
     def read(self) -> lmdb.Transaction:
         return self.env.begin(buffers=False)
 
-    def write(self) -> lmdb.Transaction:
-        return self.env.begin(write=True)
+    def write(self) -> WriteTransaction:
+        try:
+            return WriteTransaction(self.env.begin(write=True), self.path)
+        except lmdb.Error as exc:
+            raise index_write_error(exc, self.path) from exc
 
     # -- objects ---------------------------------------------------------------------
     def get(self, txn: lmdb.Transaction, digest: bytes) -> Location | None:

@@ -4,7 +4,9 @@
 
 A repository directory appears by an atomic rename once initialised and disappears by a
 rename before it is deleted, so a crash never leaves a half-made or half-erased repository
-that looks real; leftovers of either are removed at start-up.
+that looks real; leftovers of either are removed at start-up. Leftovers are named
+``.creating-<hex>`` / ``.erasing-<hex>``: a leading dot, which no repository name may have,
+so clean-up can never take a repository a user named.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ from hoard_server.storage.repository import Repository, StorageSettings
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_SCRATCH = re.compile(r"\.(creating|erasing)-[0-9a-f]{8,32}")
+# how leftovers were named before: "<name>.creating-<hex>" is also a valid repository name
+_LEGACY_SCRATCH = re.compile(r".+\.(creating|erasing)-[0-9a-z]+")
+
+
+def scratch_path(root: str, kind: str) -> str:
+    """A fresh name in ``root`` for a repository being made ("creating") or removed
+    ("erasing"); start-up removes such leftovers, and no repository name can look like one."""
+    return os.path.join(root, f".{kind}-{uuid.uuid4().hex}")
 
 
 def check_repository_name(name: str) -> str:
@@ -52,9 +63,15 @@ class RepositoryRegistry:
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="codec"
         )
         for entry in os.listdir(self._root):
-            if ".creating-" in entry or ".erasing-" in entry:
+            if _SCRATCH.fullmatch(entry):
                 log.info("removing leftover %s", entry)
                 shutil.rmtree(os.path.join(self._root, entry), ignore_errors=True)
+            elif _LEGACY_SCRATCH.fullmatch(entry):
+                log.warning(
+                    "keeping %s: an older hoard named its leftovers like this, but it is also "
+                    "a valid repository name; if it is a leftover, remove it by hand",
+                    os.path.join(self._root, entry),
+                )
 
     def _path(self, name: str) -> str:
         return os.path.join(self._root, check_repository_name(name))
@@ -88,7 +105,9 @@ class RepositoryRegistry:
         with self._lock:
             if os.path.isdir(path):
                 return self.get(name), False
-            repo = Repository.create(name, path, self.settings, self.pool)
+            repo = Repository.create(
+                name, path, self.settings, self.pool, scratch_path(self._root, "creating")
+            )
             self._open[name] = repo
             log.info("created repository %s (uuid %s)", name, repo.uuid)
             return repo, True
@@ -102,7 +121,7 @@ class RepositoryRegistry:
             repo = self._open.pop(name, None)
             if repo is not None:
                 repo.close()
-            doomed = f"{path}.erasing-{uuid.uuid4().hex[:8]}"
+            doomed = scratch_path(self._root, "erasing")
             os.rename(path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         log.info("erased repository %s", name)

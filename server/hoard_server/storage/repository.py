@@ -198,9 +198,14 @@ class Repository:
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
-    def create(cls, name: str, path: str, settings: StorageSettings, pool: Executor) -> Repository:
-        """Initialise a repository directory at ``path`` (which must not exist) and open it."""
-        tmp = f"{path}.creating-{uuid.uuid4().hex[:8]}"
+    def create(
+        cls, name: str, path: str, settings: StorageSettings, pool: Executor, scratch: str
+    ) -> Repository:
+        """Initialise a repository directory at ``path`` (which must not exist) and open it.
+
+        It is built at ``scratch`` (a name start-up clean-up recognises as a leftover) and
+        renamed into place whole."""
+        tmp = scratch
         modes.makedirs(os.path.join(tmp, "packs"))
         modes.makedirs(os.path.join(tmp, "staging"))
         index = ObjectIndex(os.path.join(tmp, "index"), settings.index_map_size)
