@@ -218,3 +218,39 @@ def test_issue_scenario_second_run_still_keeps_the_object(daemon_factory):
         second = repo.maintain(dead_fraction=1e-9)
         assert_kept_and_reported(daemon, second, victim, pack_of[victim])
         assert repo.get_objects_content(list(objs)) == objs
+
+
+def test_more_live_entries_than_held_at_once_take_several_walks(tmp_path, monkeypatch):
+    """Engine level: with a tiny entry budget, packs are collected over several index
+    walks (whole packs deferred, one pack split by offset) and nothing is lost."""
+    from hoard_server.storage import compactor
+    from hoard_server.storage.registry import RepositoryRegistry
+    from hoard_server.storage.repository import StorageSettings
+
+    walks = []
+    real_collect = compactor.Compactor._collect
+
+    def counting(self, pending):
+        walks.append([r.pid for r in pending])
+        return real_collect(self, pending)
+
+    monkeypatch.setattr(compactor, "_MAX_ENTRIES", 150)
+    monkeypatch.setattr(compactor, "_BUCKET", 32 << 10)
+    monkeypatch.setattr(compactor.Compactor, "_collect", counting)
+    reg = RepositoryRegistry(
+        str(tmp_path / "d"), StorageSettings(pack_max_bytes=1 << 20, train_dictionary=False)
+    )
+    try:
+        repo = reg.create("r")[0]
+        objs = [text(i, 1500) for i in range(2000)]
+        keys = [k for k, _ in repo.put_many(objs)]
+        repo.delete_many(keys[::3])
+        live = {k: o for i, (k, o) in enumerate(zip(keys, objs, strict=True)) if i % 3}
+        steps = list(repo.maintain(dead_fraction=1e-9))
+        assert len(walks) > 2
+        assert steps[-1]["done"] == steps[0]["total"] and steps[-1]["problem_count"] == 0
+        assert repo.info()["reclaimable_bytes"] == 0
+        assert all(b"".join(repo.read(k)[1]) == o for k, o in live.items())
+        assert list(repo.verify())[-1]["problem_count"] == 0
+    finally:
+        reg.close()
