@@ -643,7 +643,10 @@ class Repository:
         ``progress`` receives every report as a dict and the last one is returned (empty if
         the daemon sent none): ``stage`` ("plan", "compact", "done"), ``message``, ``done``
         and ``total`` (packs), ``reclaimable_bytes``, ``reclaimed_bytes``, ``moved_bytes``,
-        ``moved_objects``, ``dry_run``. Interrupting the call (an exception in ``progress``,
+        ``moved_objects``, ``dry_run``, ``problem_count`` and ``problems`` (records that
+        could not be moved safely, as dicts with ``key``, ``pack_id`` and ``problem``; their
+        packs are kept; a report's ``problems`` are those new since the previous one, the
+        returned one has them all). Interrupting the call (an exception in ``progress``,
         Ctrl-C) cancels it; the daemon stops after its current batch.
         """
         request = pb.MaintainRequest(repository=self.name, dry_run=dry_run, live=live)
@@ -656,10 +659,16 @@ class Repository:
                 raise ValueError(f"max_packs must not be negative, not {max_packs!r}")
             request.max_packs = max_packs
         last: dict[str, Any] = {}
+        problems: list[dict[str, Any]] = []
         for message in self._stream(self._objects.Maintain, request):
             last = _fields(message)
+            new = [
+                {"key": p.key, "pack_id": p.pack_id, "problem": p.problem} for p in message.problems
+            ]
+            problems.extend(new)
             if progress is not None:
-                progress(dict(last))
+                progress({**last, "problems": new})
+            last["problems"] = problems
         return last
 
     def verify(

@@ -243,7 +243,7 @@ class MaintainRequest(_message.Message):
     def __init__(self, repository: _Optional[str] = ..., dry_run: _Optional[bool] = ..., live: _Optional[bool] = ..., dead_fraction: _Optional[float] = ..., max_packs: _Optional[int] = ...) -> None: ...
 
 class MaintainProgress(_message.Message):
-    __slots__ = ("stage", "message", "done", "total", "reclaimable_bytes", "reclaimed_bytes", "moved_bytes", "moved_objects", "dry_run")
+    __slots__ = ("stage", "message", "done", "total", "reclaimable_bytes", "reclaimed_bytes", "moved_bytes", "moved_objects", "dry_run", "problems", "problem_count")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +253,8 @@ class MaintainProgress(_message.Message):
     MOVED_BYTES_FIELD_NUMBER: _ClassVar[int]
     MOVED_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_COUNT_FIELD_NUMBER: _ClassVar[int]
     stage: str
     message: str
     done: int
@@ -262,7 +264,9 @@ class MaintainProgress(_message.Message):
     moved_bytes: int
     moved_objects: int
     dry_run: bool
-    def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., reclaimed_bytes: _Optional[int] = ..., moved_bytes: _Optional[int] = ..., moved_objects: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    problems: _containers.RepeatedCompositeFieldContainer[Problem]
+    problem_count: int
+    def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., reclaimed_bytes: _Optional[int] = ..., moved_bytes: _Optional[int] = ..., moved_objects: _Optional[int] = ..., dry_run: _Optional[bool] = ..., problems: _Optional[_Iterable[_Union[Problem, _Mapping]]] = ..., problem_count: _Optional[int] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
     __slots__ = ("repository", "pack_id", "sample")

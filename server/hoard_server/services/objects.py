@@ -181,7 +181,8 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
             max_packs=request.max_packs,
         )
         for p in progress:
-            yield pb.MaintainProgress(**p)
+            problems = [pb.Problem(**x) for x in p.get("problems", ())]
+            yield pb.MaintainProgress(**{**p, "problems": problems})
             if not context.is_active():  # cancelled: stop after this pack, state is whole
                 progress.close()
                 return

@@ -284,6 +284,10 @@ class ObjectIndex:
         for digest, _ in self._entries(after):
             yield digest
 
+    def iter_entries(self) -> Iterator[tuple[bytes, bytes]]:
+        """(digest, encoded Location) for every object, in key order, batched as above."""
+        return self._entries(None)
+
     def iter_locations(self) -> Iterator[tuple[bytes, Location]]:
         for digest, value in self._entries(None):
             yield digest, Location.decode(value)
