@@ -254,3 +254,22 @@ def test_more_live_entries_than_held_at_once_take_several_walks(tmp_path, monkey
         assert list(repo.verify())[-1]["problem_count"] == 0
     finally:
         reg.close()
+
+
+def test_cli_maintain_prints_kept_records_and_exits_1(daemon_factory, capsys):
+    from hoard import cli
+
+    daemon, objs, pack_of = setup_store(daemon_factory)
+    victim, neighbour = victim_and_neighbour(objs, pack_of)
+    path = pack_path(daemon, pack_of[victim])
+    daemon.stop()
+    off, _ = record_offsets(path)[victim]
+    xor_byte(path, off + _FIELD["digest"], 0x01)
+    daemon.start()
+    with hoard.connect(daemon.target) as client:
+        client.repository("default").delete_object(neighbour)
+    code = cli.main(["--target", daemon.target, "maintain", "--dead-fraction", "1e-9"])
+    out = capsys.readouterr()
+    assert code == 1
+    assert victim in out.out + out.err
+    assert "packs were kept" in out.out

@@ -310,6 +310,8 @@ def _maintain(client: Client, args: argparse.Namespace) -> int:
     with _Progress("pack") as bar:
 
         def report(step: dict[str, Any]) -> None:
+            for problem in step.get("problems", ()):
+                bar.write(_problem_line(problem))
             count = f" [{step['done']}/{step['total']} packs]" if step["total"] else ""
             bar.update(
                 step["stage"],
@@ -340,6 +342,13 @@ def _maintain(client: Client, args: argparse.Namespace) -> int:
             f"moved: {last['moved_objects']} objects ({_human(last['moved_bytes'])})"
             + (f"; {left} packs left, run again to continue" if left > 0 else "")
         )
+    problems = last.get("problem_count", 0) if last else 0
+    if problems:
+        print(
+            f"{problems} damaged record(s): their packs were kept, nothing was lost; "
+            "run hoard verify and see docs/operations.md, 'Integrity'"
+        )
+        return 1
     return 0
 
 
