@@ -74,9 +74,10 @@ def test_hash_mismatch_is_invalid_argument_and_stores_nothing(stubs):
         header = pb.PutHeader(repository="default", expected_key=expected)
         if size is not None:
             header.size = size
-        return objects.Put(
-            iter([pb.PutRequest(header=header)] + [pb.PutRequest(chunk=c) for c in chunks])
-        )
+        parts = [pb.PutRequest(header=header)] + [pb.PutRequest(chunk=c) for c in chunks]
+        if size is None:  # an unsized upload is complete only with its PutFinish
+            parts.append(pb.PutRequest(finish=pb.PutFinish(size=sum(map(len, chunks)))))
+        return objects.Put(iter(parts))
 
     code, message = code_of(lambda: put(ABSENT_KEY))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "not the expected key" in message

@@ -295,6 +295,10 @@ class Repository:
                     done += len(chunk)
                     if progress is not None:
                         progress(done, size)
+                if size is None:
+                    # Without a declared size this is how the daemon knows the upload is
+                    # whole: a stream that ends without it (cut off, cancelled) stores nothing.
+                    yield pb.PutRequest(finish=pb.PutFinish(size=done))
             except Exception as exc:
                 failures.append(exc)
                 raise

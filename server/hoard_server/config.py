@@ -30,6 +30,14 @@ class Config:
     default_repository: str = "default"
     backup_roots: tuple[str, ...] = ()
     maintenance_interval: float = 0.0  # seconds between automatic compactions; 0: off
+    # Long streams each kind may run at once (0: 3/8 of workers each, at least 1); the rest
+    # of the workers stay free for health checks and short calls.
+    max_read_streams: int = 0  # Read, ReadMany, List
+    max_upload_streams: int = 0  # Put
+    # Cancel a stream whose client has neither read nor sent for this many seconds (0: never).
+    stream_idle_timeout: float = 60.0
+    # Bytes of response messages being built or in flight, daemon-wide.
+    response_memory_bytes: int = 256 << 20
     storage: StorageSettings = field(default_factory=StorageSettings)
 
 
@@ -43,6 +51,10 @@ _SERVER_KEYS = {
     "allow_remote",
     "backup_roots",
     "maintenance_interval",
+    "max_read_streams",
+    "max_upload_streams",
+    "stream_idle_timeout",
+    "response_memory_bytes",
 }
 _STORAGE_KEYS = {f.name for f in fields(StorageSettings)} | {"default_repository"}
 _ENV = {
@@ -58,6 +70,10 @@ _ENV = {
     "HOARD_BACKUP_ROOTS": "backup_roots",
     "HOARD_MAINTENANCE_INTERVAL": "maintenance_interval",
     "HOARD_GROUP_ACCESS": "group_access",
+    "HOARD_MAX_READ_STREAMS": "max_read_streams",
+    "HOARD_MAX_UPLOAD_STREAMS": "max_upload_streams",
+    "HOARD_STREAM_IDLE_TIMEOUT": "stream_idle_timeout",
+    "HOARD_RESPONSE_MEMORY_BYTES": "response_memory_bytes",
 }
 
 
@@ -135,6 +151,12 @@ def load_config(
     return cfg
 
 
+def stream_slots(cfg: Config) -> tuple[int, int]:
+    """(read streams, upload streams) the daemon admits at once."""
+    auto = max(1, cfg.workers * 3 // 8)
+    return cfg.max_read_streams or auto, cfg.max_upload_streams or auto
+
+
 def is_loopback(address: str) -> bool:
     """True for unix sockets and loopback TCP addresses."""
     if address.startswith("unix:") or address.startswith("unix-abstract:"):
@@ -162,6 +184,19 @@ def validate(cfg: Config) -> None:
             )
     if cfg.workers < 1:
         raise ConfigError("workers must be at least 1")
+    if cfg.max_read_streams < 0 or cfg.max_upload_streams < 0:
+        raise ConfigError("max_read_streams and max_upload_streams must not be negative")
+    reads, uploads = stream_slots(cfg)
+    if (cfg.max_read_streams or cfg.max_upload_streams) and reads + uploads >= cfg.workers:
+        raise ConfigError(
+            f"max_read_streams ({reads}) + max_upload_streams ({uploads}) must leave at least "
+            f"one of the {cfg.workers} workers for short calls and health checks: raise "
+            "workers or lower them"
+        )
+    if cfg.stream_idle_timeout < 0:
+        raise ConfigError("stream_idle_timeout must not be negative (0 turns it off)")
+    if cfg.response_memory_bytes < 1 << 20:
+        raise ConfigError("response_memory_bytes must be at least 1048576 (1 MiB)")
     if cfg.log_format not in ("text", "json"):
         raise ConfigError(f"log_format must be 'text' or 'json', not {cfg.log_format!r}")
     if cfg.storage.group_access not in GROUP_ACCESS:

@@ -19,8 +19,9 @@ from grpc_reflection.v1alpha import reflection
 
 from hoard.v1 import objects_pb2, objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
 from hoard_server import __version__
-from hoard_server.config import Config, ConfigError, load_config
+from hoard_server.config import Config, ConfigError, load_config, stream_slots
 from hoard_server.services.decode_guard import DecodeGuard
+from hoard_server.services.limits import StreamLimits
 from hoard_server.services.objects import ObjectsServicer
 from hoard_server.services.repositories import RepositoriesServicer
 from hoard_server.storage import modes
@@ -29,6 +30,7 @@ from hoard_server.storage.registry import RepositoryRegistry
 log = logging.getLogger("hoard")
 
 MAX_MESSAGE = 64 << 20
+MAX_STREAMS_PER_CONNECTION = 256
 SERVICES = (
     objects_pb2.DESCRIPTOR.services_by_name["Objects"].full_name,
     repositories_pb2.DESCRIPTOR.services_by_name["Repositories"].full_name,
@@ -70,6 +72,18 @@ class Daemon:
         self.registry = RepositoryRegistry(cfg.data_dir, cfg.storage)
         if cfg.default_repository:
             self.registry.create(cfg.default_repository)
+        reads, uploads = stream_slots(cfg)
+        self.limits = StreamLimits(
+            {
+                "read": (reads, "max_read_streams (HOARD_MAX_READ_STREAMS, --max-read-streams)"),
+                "upload": (
+                    uploads,
+                    "max_upload_streams (HOARD_MAX_UPLOAD_STREAMS, --max-upload-streams)",
+                ),
+            },
+            cfg.stream_idle_timeout,
+            cfg.response_memory_bytes,
+        )
         self.server = grpc.server(
             ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rpc"),
             interceptors=[DecodeGuard()],
@@ -77,10 +91,14 @@ class Daemon:
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
                 ("grpc.so_reuseport", 0),
+                # One connection may not open streams without end (each costs the core
+                # memory); further ones wait on the client's side. Worker threads are
+                # guarded by the stream slots of self.limits, not by this.
+                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
             ],
         )
         objects_pb2_grpc.add_ObjectsServicer_to_server(
-            ObjectsServicer(self.registry, cfg.backup_roots), self.server
+            ObjectsServicer(self.registry, cfg.backup_roots, self.limits), self.server
         )
         repositories_pb2_grpc.add_RepositoriesServicer_to_server(
             RepositoriesServicer(self.registry), self.server
@@ -140,6 +158,7 @@ class Daemon:
         self._stopping.set()
         self.health.enter_graceful_shutdown()
         self.server.stop(self.cfg.grace_period).wait()
+        self.limits.close()
         self.registry.close()
         log.info("stopped; everything acknowledged is committed")
 
@@ -177,6 +196,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="compact every repository this often (default 0: only on request)",
     )
+    p.add_argument(
+        "--max-read-streams",
+        type=int,
+        metavar="N",
+        help="Read/ReadMany/List streams served at once (default 3/8 of workers)",
+    )
+    p.add_argument(
+        "--max-upload-streams",
+        type=int,
+        metavar="N",
+        help="Put streams served at once (default 3/8 of workers)",
+    )
+    p.add_argument(
+        "--stream-idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="cancel a stream whose client neither reads nor sends for this long "
+        "(default 60; 0: never)",
+    )
+    p.add_argument(
+        "--response-memory-bytes",
+        type=int,
+        metavar="BYTES",
+        help="memory for response messages in flight, daemon-wide (default 256 MiB)",
+    )
     p.add_argument("--version", action="version", version=f"hoard {__version__}")
     return p
 
@@ -194,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         "pack_max_bytes": args.pack_max_bytes,
         "backup_roots": tuple(args.backup_root) if args.backup_root else None,
         "maintenance_interval": args.maintenance_interval,
+        "max_read_streams": args.max_read_streams,
+        "max_upload_streams": args.max_upload_streams,
+        "stream_idle_timeout": args.stream_idle_timeout,
+        "response_memory_bytes": args.response_memory_bytes,
     }
     try:
         cfg = load_config(args.config, overrides)

@@ -106,7 +106,15 @@ class ObjectsServicer:
 
     def Put(self, request_iterator, context):
         """Stream one object of any size in: first a header, then chunks (up to
-        4 MiB each; 1 MiB is the sweet spot).
+        4 MiB each; 1 MiB is the sweet spot), then a PutFinish when the header
+        declared no size. An upload counts only when the client ends it properly
+        (see PutRequest); one cut short stores nothing.
+
+        Long streams (Read, ReadMany, List, Put) take one of a limited number of
+        slots per kind, so that health checks and short calls always find a worker:
+        over the limit the call fails at once with RESOURCE_EXHAUSTED (retry
+        shortly). A stream whose client neither reads nor sends for the daemon's
+        stream_idle_timeout (default 60 s) is cancelled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

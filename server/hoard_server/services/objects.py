@@ -10,41 +10,88 @@ from hoard.v1 import objects_pb2 as pb
 from hoard.v1 import objects_pb2_grpc
 from hoard_server.backup import backup, check_destination
 from hoard_server.errors import InvalidArgument
+from hoard_server.services.limits import StreamLimits, batch_messages
 from hoard_server.services.status import grpc_errors
 from hoard_server.storage.registry import RepositoryRegistry, check_repository_name
 from hoard_server.storage.repository import Repository
 
 _MESSAGE_BYTES = 1 << 20  # gather small objects into stream messages of about this size
-_MAX_INLINE = 32 << 20  # a ReadMany message stays well under the 64 MiB message limit
+# ReadMany inlines objects up to this size; larger ones the client reads with Read. With
+# _MESSAGE_BYTES this keeps one message under ~5 MiB, whatever inline_limit asks for.
+_MAX_INLINE = 4 << 20
 _LIST_CHUNK = 10_000
 _MAX_RANGE = 16 << 20
 
 
+def _default_limits() -> StreamLimits:
+    return StreamLimits(
+        {"read": (8, "max_read_streams"), "upload": (8, "max_upload_streams")}, 0, 256 << 20
+    )
+
+
 class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
-    def __init__(self, registry: RepositoryRegistry, backup_roots: tuple[str, ...] = ()) -> None:
+    """Long streams (Read, ReadMany, List, Put) run under ``limits``: a stream slot of their
+    kind, the idle watchdog and, for responses, the response budget."""
+
+    def __init__(
+        self,
+        registry: RepositoryRegistry,
+        backup_roots: tuple[str, ...] = (),
+        limits: StreamLimits | None = None,
+    ) -> None:
         self._registry = registry
         self._backup_roots = backup_roots
+        self._limits = limits or _default_limits()
 
     def _repo(self, name: str) -> Repository:
         return self._registry.get(check_repository_name(name))
 
     @grpc_errors
     def Put(self, request_iterator: Iterator[pb.PutRequest], context: grpc.ServicerContext):
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise InvalidArgument("a Put stream must start with a header naming the repository")
-        header = first.header
-        repo = self._repo(header.repository)
+        """An upload counts only if the client ends it properly: with a PutFinish whose size
+        matches what arrived, or, without one, having declared a size that matched. A
+        stream cut short (which grpc's sync server may present as a normal end of the
+        request iterator) stores nothing."""
+        with self._limits.stream("upload", context) as stream:
+            requests = stream.receive(request_iterator)
+            first = next(requests, None)
+            if first is None or first.WhichOneof("part") != "header":
+                raise InvalidArgument("a Put stream must start with a header naming the repository")
+            header = first.header
+            repo = self._repo(header.repository)
+            size = header.size if header.HasField("size") else None
 
-        def chunks() -> Iterator[bytes]:
-            for msg in request_iterator:
-                if msg.WhichOneof("part") != "chunk":
-                    raise InvalidArgument("only the first message of a Put stream may be a header")
-                yield msg.chunk
+            def chunks() -> Iterator[bytes]:
+                received = 0
+                finished = False
+                for msg in requests:
+                    part = msg.WhichOneof("part")
+                    if finished:
+                        raise InvalidArgument("PutFinish must be the last message of a Put stream")
+                    if part == "chunk":
+                        received += len(msg.chunk)
+                        yield msg.chunk
+                    elif part == "finish":
+                        if msg.finish.size != received:
+                            raise InvalidArgument(
+                                f"PutFinish says {msg.finish.size} bytes but {received} arrived; "
+                                "nothing was stored"
+                            )
+                        finished = True
+                    else:
+                        raise InvalidArgument(
+                            "only the first message of a Put stream may be a header"
+                        )
+                if not finished and size is None:
+                    raise InvalidArgument(
+                        f"the upload was incomplete: the stream ended after {received} bytes "
+                        "without a PutFinish message (nor a declared size); nothing was stored"
+                    )
+                if not context.is_active():
+                    raise InvalidArgument("the upload was cancelled; nothing was stored")
 
-        size = header.size if header.HasField("size") else None
-        key, raw_size, created = repo.put_stream(chunks(), header.expected_key, size)
-        return pb.PutResponse(key=key, raw_size=raw_size, created=created)
+            key, raw_size, created = repo.put_stream(chunks(), header.expected_key, size)
+            return pb.PutResponse(key=key, raw_size=raw_size, created=created)
 
     @grpc_errors
     def PutBatch(self, request: pb.PutBatchRequest, context: grpc.ServicerContext):
@@ -53,20 +100,31 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
 
     @grpc_errors
     def Read(self, request: pb.ReadRequest, context: grpc.ServicerContext):
-        length = request.length if request.HasField("length") else None
-        size, chunks = self._repo(request.repository).read(request.key, request.offset, length)
-        first = True
-        pending: list[bytes] = []
-        pending_bytes = 0
-        for chunk in chunks:  # frames are 256 KiB; messages of ~1 MiB move faster
-            pending.append(chunk)
-            pending_bytes += len(chunk)
-            if pending_bytes >= _MESSAGE_BYTES:
+        with self._limits.stream("read", context) as stream:
+            length = request.length if request.HasField("length") else None
+            size, chunks = self._repo(request.repository).read(request.key, request.offset, length)
+            first = True
+
+            def build(pending: list[bytes]) -> pb.ReadResponse:
+                nonlocal first
                 data = pending[0] if len(pending) == 1 else b"".join(pending)
-                yield pb.ReadResponse(data=data, object_size=size if first else 0)
-                first, pending, pending_bytes = False, [], 0
-        if pending or first:  # an empty range still tells the size
-            yield pb.ReadResponse(data=b"".join(pending), object_size=size if first else 0)
+                msg = pb.ReadResponse(data=data, object_size=size if first else 0)
+                first = False
+                return msg
+
+            # frames are 256 KiB; messages of ~1 MiB move faster. An empty range still
+            # tells the size.
+            yield from stream.send(
+                batch_messages(
+                    chunks,
+                    len,
+                    build,
+                    self._limits.budget,
+                    self._limits.budget_wait,
+                    _MESSAGE_BYTES,
+                    send_empty=True,
+                )
+            )
 
     @grpc_errors
     def ReadRange(self, request: pb.ReadRequest, context: grpc.ServicerContext):
@@ -81,28 +139,29 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
 
     @grpc_errors
     def ReadMany(self, request: pb.ReadManyRequest, context: grpc.ServicerContext):
-        limit = min(request.inline_limit or _MAX_INLINE // 4, _MAX_INLINE)
-        keys: list[str] = []
-        sizes: list[int] = []
-        inlined: list[bool] = []
-        data: list[bytes] = []
-        pending = 0
-        for key, size, content in self._repo(request.repository).read_many(
-            list(request.keys), limit
-        ):
-            keys.append(key)
-            sizes.append(size)
-            inlined.append(content is not None)
-            if content is not None:
-                data.append(content)
-                pending += size
-            if pending >= _MESSAGE_BYTES or len(keys) >= 8192:
-                yield pb.ReadManyResponse(
-                    keys=keys, sizes=sizes, inlined=inlined, data=b"".join(data)
+        with self._limits.stream("read", context) as stream:
+            limit = min(request.inline_limit or _MAX_INLINE, _MAX_INLINE)
+            items = self._repo(request.repository).read_many(list(request.keys), limit)
+
+            def build(pending: list[tuple[str, int, bytes | None]]) -> pb.ReadManyResponse:
+                return pb.ReadManyResponse(
+                    keys=[k for k, _, _ in pending],
+                    sizes=[n for _, n, _ in pending],
+                    inlined=[c is not None for _, _, c in pending],
+                    data=b"".join(c for _, _, c in pending if c is not None),
                 )
-                keys, sizes, inlined, data, pending = [], [], [], [], 0
-        if keys:
-            yield pb.ReadManyResponse(keys=keys, sizes=sizes, inlined=inlined, data=b"".join(data))
+
+            yield from stream.send(
+                batch_messages(
+                    items,
+                    lambda item: len(item[2]) if item[2] is not None else 0,
+                    build,
+                    self._limits.budget,
+                    self._limits.budget_wait,
+                    _MESSAGE_BYTES,
+                    max_items=8192,
+                )
+            )
 
     @grpc_errors
     def Has(self, request: pb.HasRequest, context: grpc.ServicerContext):
@@ -127,21 +186,25 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
 
     @grpc_errors
     def List(self, request: pb.ListRequest, context: grpc.ServicerContext):
-        repo = self._repo(request.repository)
-        if request.page_size:
-            keys = list(repo.list_keys(request.page_token, request.page_size + 1))
-            more = len(keys) > request.page_size
-            keys = keys[: request.page_size]
-            yield pb.ListResponse(keys=keys, next_page_token=keys[-1] if more else "")
-            return
-        batch: list[str] = []
-        for key in repo.list_keys(request.page_token):
-            batch.append(key)
-            if len(batch) >= _LIST_CHUNK:
-                yield pb.ListResponse(keys=batch)
-                batch = []
-        if batch:
-            yield pb.ListResponse(keys=batch)
+        with self._limits.stream("read", context) as stream:
+            repo = self._repo(request.repository)
+            if request.page_size:
+                keys = list(repo.list_keys(request.page_token, request.page_size + 1))
+                more = len(keys) > request.page_size
+                keys = keys[: request.page_size]
+                with stream.waiting():
+                    yield pb.ListResponse(keys=keys, next_page_token=keys[-1] if more else "")
+                return
+            batch: list[str] = []
+            for key in repo.list_keys(request.page_token):
+                batch.append(key)
+                if len(batch) >= _LIST_CHUNK:
+                    with stream.waiting():
+                        yield pb.ListResponse(keys=batch)
+                    batch = []
+            if batch:
+                with stream.waiting():
+                    yield pb.ListResponse(keys=batch)
 
     @grpc_errors
     def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext):
@@ -175,34 +238,40 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
     def Maintain(self, request: pb.MaintainRequest, context: grpc.ServicerContext):
         if not 0 <= request.dead_fraction <= 1:
             raise InvalidArgument(f"dead_fraction must lie in [0, 1], not {request.dead_fraction}")
-        progress = self._repo(request.repository).maintain(
-            dry_run=request.dry_run,
-            dead_fraction=request.dead_fraction,
-            max_packs=request.max_packs,
-        )
-        for p in progress:
-            problems = [pb.Problem(**x) for x in p.get("problems", ())]
-            yield pb.MaintainProgress(**{**p, "problems": problems})
-            if not context.is_active():  # cancelled: stop after this pack, state is whole
-                progress.close()
-                return
+        with self._limits.stream(None, context) as stream:
+            progress = self._repo(request.repository).maintain(
+                dry_run=request.dry_run,
+                dead_fraction=request.dead_fraction,
+                max_packs=request.max_packs,
+            )
+            for p in progress:
+                problems = [pb.Problem(**x) for x in p.get("problems", ())]
+                with stream.waiting():
+                    yield pb.MaintainProgress(**{**p, "problems": problems})
+                if not context.is_active():  # cancelled: stop after this pack, state is whole
+                    progress.close()
+                    return
 
     @grpc_errors
     def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext):
         if not 0 <= request.sample <= 1:
             raise InvalidArgument(f"sample must lie in [0, 1], not {request.sample}")
-        for p in self._repo(request.repository).verify(request.pack_id, request.sample):
-            yield pb.VerifyProgress(
-                checked_objects=p["checked_objects"],
-                total_objects=p["total_objects"],
-                checked_bytes=p["checked_bytes"],
-                problems=[pb.Problem(**x) for x in p["problems"]],
-                done=p["done"],
-                problem_count=p["problem_count"],
-            )
+        with self._limits.stream(None, context) as stream:
+            for p in self._repo(request.repository).verify(request.pack_id, request.sample):
+                with stream.waiting():
+                    yield pb.VerifyProgress(
+                        checked_objects=p["checked_objects"],
+                        total_objects=p["total_objects"],
+                        checked_bytes=p["checked_bytes"],
+                        problems=[pb.Problem(**x) for x in p["problems"]],
+                        done=p["done"],
+                        problem_count=p["problem_count"],
+                    )
 
     @grpc_errors
     def Backup(self, request: pb.BackupRequest, context: grpc.ServicerContext):
         destination = check_destination(request.destination, self._backup_roots)
-        for p in backup(self._repo(request.repository), destination):
-            yield pb.BackupProgress(**p)
+        with self._limits.stream(None, context) as stream:
+            for p in backup(self._repo(request.repository), destination):
+                with stream.waiting():
+                    yield pb.BackupProgress(**p)

@@ -28,10 +28,8 @@ A crash at any point leaves every object readable: entries point either at the o
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 import struct
 import time
 from collections.abc import Iterator
@@ -474,9 +472,4 @@ class Compactor:
         repo = self.repo
         with repo.index.write() as txn:
             repo.index.delete_pack(txn, pid)
-        repo.activity.wait_for_readers()
-        repo.reader.forget(pid)
-        repo.forget_pack(pid)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(repo.pack_path(pid))
-        log.info("repository %s: pack %d compacted away", repo.name, pid)
+        repo.drop_pack_file(pid)  # a bounded wait for readers; else the file goes later

@@ -94,9 +94,7 @@ def index_write_error(exc: lmdb.Error, path: str) -> Exception:
     user (RESOURCE_EXHAUSTED), judged by the free space left. Anything else stays as it is.
     """
     if isinstance(exc, lmdb.MapFullError):
-        return StorageFull(
-            f"the object index at {path} reached its map size; raise index_map_size"
-        )
+        return StorageFull(f"the object index at {path} reached its map size; raise index_map_size")
     try:
         st = os.statvfs(path)
         full = st.f_bavail * st.f_frsize < _FULL_MARGIN

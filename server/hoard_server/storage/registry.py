@@ -19,7 +19,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from hoard_server.errors import InvalidArgument, RepositoryNotFound
+from hoard_server.errors import FailedPrecondition, InvalidArgument, RepositoryNotFound
 from hoard_server.storage import modes
 from hoard_server.storage.repository import Repository, StorageSettings
 
@@ -57,8 +57,11 @@ class RepositoryRegistry:
         self.settings = settings or StorageSettings()
         self._root = os.path.join(self.data_dir, "repositories")
         modes.makedirs(self._root, exist_ok=True)
+        # Guards _open and _erasing and makes create/get/erase's checks and renames atomic.
+        # Never held while waiting for a repository's operations (which may be slow).
         self._lock = threading.RLock()
         self._open: dict[str, Repository] = {}
+        self._erasing: set[str] = set()  # names whose repository is being closed for erasure
         self.pool = ThreadPoolExecutor(
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="codec"
         )
@@ -93,7 +96,7 @@ class RepositoryRegistry:
         with self._lock:
             repo = self._open.get(name)
             if repo is None:
-                if not os.path.isdir(path):
+                if name in self._erasing or not os.path.isdir(path):
                     raise RepositoryNotFound(name)
                 repo = Repository(name, path, self.settings, self.pool)
                 self._open[name] = repo
@@ -103,6 +106,10 @@ class RepositoryRegistry:
         """Create (or return) a repository; the flag says whether it was new."""
         path = self._path(name)
         with self._lock:
+            if name in self._erasing:
+                raise FailedPrecondition(
+                    f"repository {name!r} is being erased; create it again once that is done"
+                )
             if os.path.isdir(path):
                 return self.get(name), False
             repo = Repository.create(
@@ -113,16 +120,28 @@ class RepositoryRegistry:
             return repo, True
 
     def erase(self, name: str) -> None:
-        """Delete a repository and everything in it, once operations in flight finish."""
+        """Delete a repository and everything in it, once operations in flight finish.
+
+        New operations on it fail with NOT_FOUND from the start; the wait for running ones
+        happens outside the registry lock, so other repositories stay usable meanwhile.
+        (Operations hold a repository only for the daemon's own work, never while waiting on
+        a client, so the wait ends.)
+        """
         path = self._path(name)
         with self._lock:
-            if not os.path.isdir(path):
+            if name in self._erasing or not os.path.isdir(path):
                 raise RepositoryNotFound(name)
+            self._erasing.add(name)
             repo = self._open.pop(name, None)
+        try:
             if repo is not None:
                 repo.close()
-            doomed = scratch_path(self._root, "erasing")
-            os.rename(path, doomed)
+            with self._lock:
+                doomed = scratch_path(self._root, "erasing")
+                os.rename(path, doomed)
+        finally:
+            with self._lock:
+                self._erasing.discard(name)
         shutil.rmtree(doomed, ignore_errors=True)
         log.info("erased repository %s", name)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -52,6 +53,10 @@ _COALESCE_GAP = 64 << 10
 _DICT_SAMPLES = 2000
 _DICT_SIZE = 64 << 10
 _PREFETCH = 8  # frames decoded ahead of the one being sent
+_READ_BATCH_FRAMES = 8  # frames a Read decodes per activity hold (see _read_chunks)
+_READ_MANY_BATCH = 4 << 20  # raw bytes read_many decodes per activity hold
+_LIST_BATCH = 10_000  # keys list_keys reads per activity hold
+RETIRE_WAIT = 30.0  # seconds compaction waits for readers before deferring a pack's deletion
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,13 @@ class _Activity:
     """Operations in progress, so that shutdown and pack retirement can wait for them.
 
     Readers are counted per epoch. Retiring a pack (compaction) first switches the index,
-    then calls ``wait_for_readers`` which opens a new epoch and waits until every reader that
-    began before it has finished: only those can still hold a location in the old pack.
+    then opens a new epoch (``new_epoch``) and waits until every reader that began before it
+    has finished (``readers_done``): only those can still hold a location in the old pack.
     Readers that begin later look the object up again and find its new place.
+
+    Invariant: no hold is ever kept while waiting on a client (across a yield to the gRPC
+    layer, or while waiting for an upload's next chunk); holds last only as long as the
+    daemon's own work, so every wait on them ends.
 
     ``exclusive`` holds new operations back and waits for running ones to finish, for the
     brief moment the index file is swapped for a compacted copy.
@@ -129,12 +138,22 @@ class _Activity:
     def closing(self) -> bool:
         return self._closing
 
-    def wait_for_readers(self) -> None:
+    def new_epoch(self) -> int:
+        """Open a new reader epoch; return the one it closed (for ``readers_done``)."""
         with self._cond:
             epoch = self._epoch
             self._epoch += 1
-            while any(e <= epoch for e in self._readers):
-                self._cond.wait()
+            return epoch
+
+    def readers_done(self, epoch: int, timeout: float | None = 0) -> bool:
+        """Whether every reader of ``epoch`` or earlier has finished, waiting up to
+        ``timeout`` seconds (None: for ever) for them."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not any(e <= epoch for e in self._readers), timeout)
+
+    def wait_for_readers(self, timeout: float | None = None) -> bool:
+        """Open a new epoch and wait up to ``timeout`` for the readers of the ones before."""
+        return self.readers_done(self.new_epoch(), timeout)
 
     @contextlib.contextmanager
     def exclusive(self, own_others: int, timeout: float) -> Iterator[bool]:
@@ -195,6 +214,9 @@ class Repository:
         self._samples_lock = threading.Lock()
         self._training = False
         self._maintenance = threading.Lock()
+        # packs gone from the index whose files wait for their last readers: (pack, epoch)
+        self._retired: list[tuple[int, int]] = []
+        self._retired_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -219,6 +241,38 @@ class Repository:
 
     def pack_path(self, pack_id: int) -> str:
         return os.path.join(self._packs_dir, f"{pack_id:08d}.pack")
+
+    def drop_pack_file(self, pack_id: int, timeout: float = RETIRE_WAIT) -> None:
+        """Delete the file of a pack the index no longer knows, once no reader can still hold
+        a location in it; wait at most ``timeout`` seconds for such readers.
+
+        If they do not finish in time the file stays and is deleted by a later call, the next
+        maintenance run, or at start-up (which deletes pack files unknown to the index): the
+        pack is already gone from the index, so nothing new can reach it.
+        """
+        epoch = self.activity.new_epoch()
+        with self._retired_lock:
+            self._retired.append((pack_id, epoch))
+        if not self.activity.readers_done(epoch, timeout):
+            log.warning(
+                "repository %s: pack %d still has readers after %.0fs; it is deleted later",
+                self.name,
+                pack_id,
+                timeout,
+            )
+        self.drop_retired_packs()
+
+    def drop_retired_packs(self) -> None:
+        """Delete the files of retired packs whose last readers have finished."""
+        with self._retired_lock:
+            ready = [(p, e) for p, e in self._retired if self.activity.readers_done(e)]
+            self._retired = [r for r in self._retired if r not in ready]
+        for pack_id, _ in ready:
+            self.reader.forget(pack_id)
+            self.forget_pack(pack_id)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.pack_path(pack_id))
+            log.info("repository %s: pack %d compacted away", self.name, pack_id)
 
     def forget_pack(self, pack_id: int) -> None:
         """Drop cached state of a pack that no longer exists."""
@@ -295,49 +349,56 @@ class Repository:
     def put_stream(
         self, chunks: Iterable[bytes], expected_key: str = "", size: int | None = None
     ) -> tuple[str, int, bool]:
-        """Store one object arriving in chunks; return (key, raw size, created)."""
-        with self.activity.hold():
-            expected = parse_key(expected_key) if expected_key else None
-            buf = bytearray()
-            staged: StagedUpload | None = None
-            try:
-                for chunk in chunks:
-                    if staged is not None:
-                        staged.write(chunk)
-                        continue
-                    buf += chunk
-                    if len(buf) > INLINE_LIMIT:
-                        staged = StagedUpload(self._staging_dir, self.codec, self._pool)
-                        staged.write(bytes(buf))
-                        buf = bytearray()
-                raw_size = staged.raw_size if staged is not None else len(buf)
-                if size is not None and size != raw_size:
-                    raise InvalidArgument(
-                        f"the upload announced {size} bytes but sent {raw_size}; nothing was stored"
-                    )
-                if staged is None:
-                    data = bytes(buf)
-                    if expected is not None:
-                        self._check_expected(hashlib.sha256(data).digest(), expected)
-                    ((key, created),) = self.put_many([data])
-                    return key, raw_size, created
-                record = staged.finish()
-                staged = None
-            except BaseException:
+        """Store one object arriving in chunks; return (key, raw size, created).
+
+        ``chunks`` may wait on a client for as long as it likes: the activity hold is taken
+        only to commit, so an idle upload never holds back compaction, shutdown or erasure.
+        An upload still arriving when the repository closes fails with NOT_FOUND at commit.
+        """
+        expected = parse_key(expected_key) if expected_key else None
+        buf = bytearray()
+        staged: StagedUpload | None = None
+        try:
+            for chunk in chunks:
                 if staged is not None:
-                    staged.abort()
-                raise
-            try:
-                self._check_expected(record.digest, expected)
+                    staged.write(chunk)
+                    continue
+                buf += chunk
+                if len(buf) > INLINE_LIMIT:
+                    if self.activity.closing:
+                        raise RepositoryNotFound(self.name)
+                    staged = StagedUpload(self._staging_dir, self.codec, self._pool)
+                    staged.write(bytes(buf))
+                    buf = bytearray()
+            raw_size = staged.raw_size if staged is not None else len(buf)
+            if size is not None and size != raw_size:
+                raise InvalidArgument(
+                    f"the upload announced {size} bytes but sent {raw_size}; nothing was stored"
+                )
+            if staged is None:
+                data = bytes(buf)
+                if expected is not None:
+                    self._check_expected(hashlib.sha256(data).digest(), expected)
+                ((key, created),) = self.put_many([data])  # takes its own hold
+                return key, raw_size, created
+            record = staged.finish()
+            staged = None
+        except BaseException:
+            if staged is not None:
+                staged.abort()
+            raise
+        try:
+            self._check_expected(record.digest, expected)
+            with self.activity.hold():
                 if self.index.has_many([record.digest])[0]:
                     os.unlink(record.path)
                     return format_key(record.digest), raw_size, False
                 (created,) = self.writer.submit([record]).result()
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(record.path)
-                raise
-            return format_key(record.digest), raw_size, created
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(record.path)
+            raise
+        return format_key(record.digest), raw_size, created
 
     @staticmethod
     def _check_expected(digest: bytes, expected: bytes | None) -> None:
@@ -388,6 +449,22 @@ class Repository:
         if loc is None:
             raise ObjectNotFound([key])
         return loc
+
+    def _relocate(self, digests: list[bytes], keys: list[str], before: list[Location]):
+        """Where objects are now, for a read that resumes under a new hold (call it under
+        that hold): compaction may have moved them since. An object deleted meanwhile is
+        still read from its old place while that pack is registered in the index (its file
+        then stays until the hold ends); otherwise ObjectNotFound."""
+        now = self.index.get_many(digests)
+        gone = [i for i, loc in enumerate(now) if loc is None]
+        if not gone:
+            return now
+        with self.index.read() as txn:
+            for i in gone:
+                if self.index.get_pack(txn, before[i].pack_id) is None:
+                    raise ObjectNotFound([keys[i]])
+                now[i] = before[i]
+        return now
 
     def _frame_table(self, loc: Location) -> FrameTable:
         k = (loc.pack_id, loc.offset)
@@ -460,23 +537,27 @@ class Repository:
                 f"offset {offset} is past the end of object {key} ({loc.raw_size} bytes)"
             )
         n = loc.raw_size - offset if length is None else min(length, loc.raw_size - offset)
-        return loc.raw_size, self._read_chunks(key, offset, n)
+        return loc.raw_size, self._read_chunks(key, loc, offset, n)
 
-    def _read_chunks(self, key: str, offset: int, length: int) -> Iterator[bytes]:
-        # Look the object up again under this hold: compaction may have moved it since.
-        with self.activity.hold():
-            if length == 0:
-                return
-            loc = self._locate(key)
-            if loc.encoding == Encoding.FRAMES:
-                yield from self._iter_frames(loc, offset, length, prefetch=True)
-            else:
-                data = self._decode_whole(loc, parse_key(key))
-                yield (
-                    data
-                    if (offset == 0 and length == len(data))
-                    else data[offset : offset + length]
-                )
+    def _read_chunks(self, key: str, loc: Location, offset: int, length: int) -> Iterator[bytes]:
+        """The range's chunks. The activity hold is taken per batch of frames and released
+        before the batch is yielded: the consumer may be a client that stops reading, and a
+        hold kept across that would block compaction (``drop_pack_file``) for as long."""
+        digest = parse_key(key)
+        pos, end = offset, offset + length
+        while pos < end:
+            with self.activity.hold():
+                (loc,) = self._relocate([digest], [key], [loc])
+                if loc.encoding == Encoding.FRAMES:
+                    fs = self._frame_table(loc).frame_size
+                    stop = min(end, (pos // fs + _READ_BATCH_FRAMES) * fs)
+                    batch = list(self._iter_frames(loc, pos, stop - pos, prefetch=True))
+                else:
+                    data = self._decode_whole(loc, digest)
+                    stop = end
+                    batch = [data if (pos == 0 and end == len(data)) else data[pos:end]]
+            pos = stop
+            yield from batch
 
     def read_many(
         self, keys: list[str], inline_limit: int = READ_MANY_INLINE
@@ -493,56 +574,84 @@ class Repository:
     def _read_many(
         self, keys: list[str], digests: list[bytes], inline_limit: int
     ) -> Iterator[tuple[str, int, bytes | None]]:
+        # Batches of about _READ_MANY_BATCH raw bytes, each decoded under a hold of its own
+        # and yielded after it is released (see _read_chunks: no hold across a yield).
         with self.activity.hold():
-            found = self.index.get_many(digests)  # again, under this hold (see _read_chunks)
-            missing = [k for k, loc in zip(keys, found, strict=True) if loc is None]
-            if missing:
-                raise ObjectNotFound(missing)
-            locs: list[Location] = found  # type: ignore[assignment]
-            order = sorted(range(len(keys)), key=lambda i: (locs[i].pack_id, locs[i].offset))
-            run: list[int] = []
-
-            def flush_run() -> Iterator[tuple[str, int, bytes | None]]:
-                first, last = locs[run[0]], locs[run[-1]]
-                start = first.body_offset
-                span = self.reader.read(
-                    first.pack_id, start, last.body_offset + last.body_size - start
+            found = self.index.get_many(digests)
+        missing = [k for k, loc in zip(keys, found, strict=True) if loc is None]
+        if missing:
+            raise ObjectNotFound(missing)
+        first_locs: list[Location] = found  # type: ignore[assignment]
+        order = sorted(
+            range(len(keys)), key=lambda i: (first_locs[i].pack_id, first_locs[i].offset)
+        )
+        pos = 0
+        while pos < len(order):
+            batch: list[int] = []
+            raw = 0
+            while pos < len(order) and (not batch or raw < _READ_MANY_BATCH):
+                i = order[pos]
+                pos += 1
+                batch.append(i)
+                if first_locs[i].raw_size <= inline_limit:
+                    raw += first_locs[i].raw_size
+            with self.activity.hold():
+                now = self._relocate(
+                    [digests[i] for i in batch],
+                    [keys[i] for i in batch],
+                    [first_locs[i] for i in batch],
                 )
-                view = memoryview(span)
-                items = []
-                for i in run:
-                    loc = locs[i]
-                    lo = loc.body_offset - start
-                    items.append(
-                        (loc.encoding, view[lo : lo + loc.body_size], loc.raw_size, digests[i])
-                    )
-                for i, data in zip(run, self.codec.decode_batch(items), strict=True):
-                    yield keys[i], locs[i].raw_size, data
+                locs = dict(zip(batch, now, strict=True))
+                out = list(self._decode_many(keys, digests, locs, inline_limit))
+            yield from out
 
-            for i in order:
+    def _decode_many(
+        self, keys: list[str], digests: list[bytes], locs: dict[int, Location], inline_limit: int
+    ) -> Iterator[tuple[str, int, bytes | None]]:
+        """Decode the objects ``locs`` names (index into keys -> location), in storage order,
+        reading neighbouring records in one pread. Call under an activity hold."""
+        order = sorted(locs, key=lambda i: (locs[i].pack_id, locs[i].offset))
+        run: list[int] = []
+
+        def flush_run() -> Iterator[tuple[str, int, bytes | None]]:
+            first, last = locs[run[0]], locs[run[-1]]
+            start = first.body_offset
+            span = self.reader.read(first.pack_id, start, last.body_offset + last.body_size - start)
+            view = memoryview(span)
+            items = []
+            for i in run:
                 loc = locs[i]
-                if loc.encoding == Encoding.FRAMES:
-                    if run:
-                        yield from flush_run()
-                        run = []
-                    if loc.raw_size <= inline_limit:
-                        yield keys[i], loc.raw_size, self._decode_whole(loc, digests[i])
-                    else:
-                        yield keys[i], loc.raw_size, None
-                    continue
+                lo = loc.body_offset - start
+                items.append(
+                    (loc.encoding, view[lo : lo + loc.body_size], loc.raw_size, digests[i])
+                )
+            for i, data in zip(run, self.codec.decode_batch(items), strict=True):
+                yield keys[i], locs[i].raw_size, data
+
+        for i in order:
+            loc = locs[i]
+            if loc.encoding == Encoding.FRAMES:
                 if run:
-                    prev, first = locs[run[-1]], locs[run[0]]
-                    if (
-                        loc.pack_id != prev.pack_id
-                        or loc.offset < prev.offset
-                        or loc.body_offset - (prev.body_offset + prev.body_size) > _COALESCE_GAP
-                        or loc.body_offset + loc.body_size - first.body_offset > _COALESCE_SPAN
-                    ):
-                        yield from flush_run()
-                        run = []
-                run.append(i)
+                    yield from flush_run()
+                    run = []
+                if loc.raw_size <= inline_limit:
+                    yield keys[i], loc.raw_size, self._decode_whole(loc, digests[i])
+                else:
+                    yield keys[i], loc.raw_size, None
+                continue
             if run:
-                yield from flush_run()
+                prev, first = locs[run[-1]], locs[run[0]]
+                if (
+                    loc.pack_id != prev.pack_id
+                    or loc.offset < prev.offset
+                    or loc.body_offset - (prev.body_offset + prev.body_size) > _COALESCE_GAP
+                    or loc.body_offset + loc.body_size - first.body_offset > _COALESCE_SPAN
+                ):
+                    yield from flush_run()
+                    run = []
+            run.append(i)
+        if run:
+            yield from flush_run()
 
     def has_many(self, keys: list[str]) -> list[bool]:
         with self.activity.hold():
@@ -572,11 +681,18 @@ class Repository:
         return self._list(after, limit)
 
     def _list(self, after: bytes | None, limit: int | None) -> Iterator[str]:
-        with self.activity.hold():
-            for n, d in enumerate(self.index.iter_digests(after)):
-                if limit is not None and n >= limit:
-                    return
-                yield d.hex()
+        # A batch of keys per hold, yielded after it is released (no hold across a yield).
+        left = limit
+        while left is None or left > 0:
+            n = _LIST_BATCH if left is None else min(left, _LIST_BATCH)
+            with self.activity.hold():
+                batch = list(itertools.islice(self.index.iter_digests(after), n))
+            yield from (d.hex() for d in batch)
+            if len(batch) < n:
+                return
+            after = batch[-1]
+            if left is not None:
+                left -= len(batch)
 
     # -- deletion -----------------------------------------------------------------------
     def delete_many(
@@ -660,6 +776,7 @@ class Repository:
         """Live compaction with progress reports (see ``compactor.py``)."""
         from hoard_server.storage.compactor import Compactor
 
+        self.drop_retired_packs()  # files a previous run had to leave to their last readers
         with self.activity.hold(reader=False):
             if not self._maintenance.acquire(blocking=False):
                 raise FailedPrecondition(

@@ -1,0 +1,280 @@
+"""Hostile and broken clients against the real daemon: streams that stall, memory they pin,
+uploads that are cut off. Health and short calls must keep answering throughout."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import hoard
+from hoard.v1 import objects_pb2 as pb
+from hoard.v1 import objects_pb2_grpc
+
+WORKERS = 8
+# New settings go through the environment: a daemon that does not know them still starts.
+ENV = {"HOARD_STREAM_IDLE_TIMEOUT": "30"}
+SERVE = ("--workers", str(WORKERS), "--grace-period", "2")
+
+
+def _pattern(size: int, seed: int = 0) -> bytes:
+    block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB, compresses well
+    return (block * (size // len(block) + 1))[:size]
+
+
+def _hostile_channel(target: str) -> grpc.Channel:
+    # A connection of its own: stalled streams must not share flow control with the
+    # well-behaved client whose calls we time.
+    return grpc.insecure_channel(
+        target,
+        options=[("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", -1)],
+    )
+
+
+def _healthy(target: str, timeout: float = 3.0) -> None:
+    with grpc.insecure_channel(target) as ch:
+        reply = health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(), timeout=timeout
+        )
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _header_only(repository: str, release: threading.Event) -> Iterator[pb.PutRequest]:
+    yield pb.PutRequest(header=pb.PutHeader(repository=repository))
+    release.wait()
+
+
+def _put_big(stub: objects_pb2_grpc.ObjectsStub, data: bytes, *small: bytes) -> list[str]:
+    """Store via PutBatch so that the objects share a pack (streamed puts this large would
+    get a pack of their own)."""
+    reply = stub.PutBatch(pb.PutBatchRequest(repository="default", objects=[data, *small]))
+    return list(reply.keys)
+
+
+def test_stalled_streams_leave_health_and_short_calls_answering(daemon_factory):
+    d = daemon_factory(None, *SERVE, env=ENV)
+    release = threading.Event()
+    with _hostile_channel(d.target) as ch, hoard.connect(d.target, timeout=3) as client:
+        stub = objects_pb2_grpc.ObjectsStub(ch)
+        (key,) = _put_big(stub, _pattern(24 << 20))
+        reads = [stub.Read(pb.ReadRequest(repository="default", key=key)) for _ in range(WORKERS)]
+        puts = [stub.Put.future(_header_only("default", release)) for _ in range(WORKERS)]
+        try:
+            time.sleep(1.5)  # let every stream reach the daemon and stall
+            started = time.monotonic()
+            _healthy(d.target)
+            assert client.repository().has_objects([key]) == [True]
+            assert time.monotonic() - started < 3
+            refused = [c for c in reads if c.done()]
+            assert refused, "some stalled Read streams should have been refused"
+            assert refused[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "max_read_streams" in refused[0].details()
+            refused_puts = [f for f in puts if f.done()]
+            assert refused_puts
+            assert refused_puts[0].exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "max_upload_streams" in refused_puts[0].exception().details()
+        finally:
+            for c in reads:
+                c.cancel()
+            for f in puts:
+                f.cancel()
+            release.set()
+
+
+def test_idle_streams_are_cancelled(daemon_factory):
+    d = daemon_factory(None, *SERVE, env={"HOARD_STREAM_IDLE_TIMEOUT": "1"})
+    release = threading.Event()
+    with _hostile_channel(d.target) as ch:
+        stub = objects_pb2_grpc.ObjectsStub(ch)
+        (key,) = _put_big(stub, _pattern(24 << 20))
+        # as many as there are read slots (3 of 8 workers): all must come back
+        reads = [stub.Read(pb.ReadRequest(repository="default", key=key)) for _ in range(3)]
+        put = stub.Put.future(_header_only("default", release))
+        try:
+            time.sleep(4)
+            assert put.done() and put.exception() is not None
+            assert put.exception().code() == grpc.StatusCode.CANCELLED
+            for read in reads:
+                with pytest.raises(grpc.RpcError) as err:
+                    for _ in read:
+                        pass
+                assert err.value.code() == grpc.StatusCode.CANCELLED
+        finally:
+            release.set()
+            for read in reads:
+                read.cancel()
+            put.cancel()
+    _healthy(d.target)
+    with hoard.connect(d.target) as client:  # the cancelled streams gave their slots back
+        assert len(client.repository().get_object_content(key)) == 24 << 20
+
+
+def test_stalled_reader_does_not_block_maintenance(daemon_factory):
+    d = daemon_factory(None, *SERVE, env=ENV)
+    data = _pattern(24 << 20, seed=1)
+    with (
+        _hostile_channel(d.target) as ch,
+        hoard.connect(d.target, timeout=5, stream_timeout=10) as client,
+    ):
+        stub = objects_pb2_grpc.ObjectsStub(ch)
+        key, doomed = _put_big(stub, data, b"deleted soon" * 1000)
+        repo = client.repository()
+        read = stub.Read(pb.ReadRequest(repository="default", key=key))
+        try:
+            first = next(read)  # the stream is under way, then the client stops reading
+            time.sleep(1)
+            repo.delete_objects([doomed])
+            report = repo.maintain(dead_fraction=1e-9)
+            assert report["done"] == 1, report
+            # The reader carries on from the object's new place.
+            got = first.data + b"".join(m.data for m in read)
+            assert got == data
+        finally:
+            read.cancel()
+
+
+def test_idle_upload_does_not_block_erase_or_create(daemon_factory):
+    d = daemon_factory(None, *SERVE, env=ENV)
+    release = threading.Event()
+    with _hostile_channel(d.target) as ch, hoard.connect(d.target, timeout=5) as client:
+        client.create_repository("doomed")
+        stub = objects_pb2_grpc.ObjectsStub(ch)
+        put = stub.Put.future(_header_only("doomed", release))
+        try:
+            time.sleep(1)
+            client.erase_repository("doomed")
+            client.create_repository("other")
+            assert "doomed" not in [r.name for r in client.list_repositories()]
+        finally:
+            put.cancel()
+            release.set()
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) << 10
+    raise AssertionError("no VmRSS")
+
+
+def test_read_many_memory_is_bounded(daemon_factory):
+    d = daemon_factory(None, "--workers", "16", "--grace-period", "2", env=ENV)
+    n_objects, size, clients = 3, 16 << 20, 12
+    with _hostile_channel(d.target) as ch:
+        stub = objects_pb2_grpc.ObjectsStub(ch)
+        keys = [_put_big(stub, _pattern(size, seed=10 + i))[0] for i in range(n_objects)]
+        request = pb.ReadManyRequest(repository="default", keys=keys, inline_limit=1 << 40)
+        for _ in stub.ReadMany(request):  # warm up: one well-behaved ReadMany
+            pass
+        time.sleep(0.5)
+        before = _rss(d.proc.pid)
+        calls = [stub.ReadMany(request) for _ in range(clients)]
+        try:
+            time.sleep(4)
+            grown = _rss(d.proc.pid) - before
+            assert grown < 150 << 20, f"daemon RSS grew by {grown >> 20} MiB"
+        finally:
+            for c in calls:
+                c.cancel()
+    # Large objects are no longer inlined: the SDK reads them with Read instead.
+    with hoard.connect(d.target) as client:
+        got = client.repository().get_objects_content(keys)
+    assert {k: hashlib.sha256(v).hexdigest() for k, v in got.items()} == {k: k for k in keys}
+
+
+def test_tiny_response_budget_still_serves_everything(daemon_factory):
+    d = daemon_factory(
+        None,
+        *SERVE,
+        env={
+            **ENV,
+            "HOARD_RESPONSE_MEMORY_BYTES": str(1 << 20),
+            # each reader below holds a ReadMany and a Read stream at once
+            "HOARD_MAX_READ_STREAMS": "4",
+            "HOARD_MAX_UPLOAD_STREAMS": "1",
+        },
+    )
+    objects = [_pattern(n, seed=n) for n in (1, 300_000, 3 << 20, 5 << 20)]
+    with hoard.connect(d.target) as client:
+        repo = client.repository()
+        keys = repo.put_objects(objects)
+
+        def read_all() -> None:
+            assert repo.get_objects_content(keys) == dict(zip(keys, objects, strict=True))
+            assert repo.get_object_content(keys[-1]) == objects[-1]
+
+        threads = [threading.Thread(target=read_all) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in threads)
+        read_all()
+
+
+def _unsized_upload(release: threading.Event, chunks: int = 3) -> Iterator[pb.PutRequest]:
+    yield pb.PutRequest(header=pb.PutHeader(repository="default"))
+    for i in range(chunks):
+        yield pb.PutRequest(chunk=_pattern(64 << 10, seed=1000 + i))
+    release.wait(10)
+
+
+def test_aborted_uploads_store_nothing(daemon_factory):
+    d = daemon_factory(None, *SERVE, env=ENV)
+    truncated = hashlib.sha256(
+        b"".join(_pattern(64 << 10, seed=1000 + i) for i in range(3))
+    ).hexdigest()
+    with _hostile_channel(d.target) as ch, hoard.connect(d.target) as client:
+        stub = objects_pb2_grpc.ObjectsStub(ch)
+        repo = client.repository()
+        for attempt in range(30):
+            release = threading.Event()
+            if attempt % 3 == 2:  # the deadline passes mid-upload
+                call = stub.Put.future(_unsized_upload(release), timeout=0.3)
+                with pytest.raises(grpc.RpcError):
+                    call.result()
+            else:  # the client cancels mid-upload
+                call = stub.Put.future(_unsized_upload(release))
+                time.sleep(0.2)
+                call.cancel()
+            release.set()
+        time.sleep(0.5)
+        assert repo.has_objects([truncated]) == [False]
+        assert repo.get_info()["objects"] == 0
+
+        # A stream that ends without PutFinish (and without a declared size) is refused.
+        release = threading.Event()
+        release.set()
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Put(_unsized_upload(release))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "incomplete" in err.value.details()
+        assert repo.has_objects([truncated]) == [False]
+
+        # Normal SDK uploads, sized and unsized, still work.
+        import io
+
+        class Unsized(io.RawIOBase):
+            def __init__(self, data: bytes) -> None:
+                self._data = io.BytesIO(data)
+
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, b) -> int:
+                return self._data.readinto(b)
+
+        for n in (0, 5, 3 << 20, 9 << 20):
+            data = _pattern(n, seed=n + 7)
+            assert (
+                repo.put_object_from_filelike(io.BytesIO(data)) == hashlib.sha256(data).hexdigest()
+            )
+            key = repo.put_object_from_filelike(io.BufferedReader(Unsized(data)))
+            assert key == hashlib.sha256(data).hexdigest()
+            assert repo.get_object_content(key) == data
