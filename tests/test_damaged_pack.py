@@ -420,6 +420,13 @@ def test_frame_table_inconsistent_with_record_is_data_loss():
         FrameTable.decode(table.encode()[:-4] + b"\0")
 
 
+def test_impossible_pack_reads_are_data_loss(engine):
+    engine.put_many([b"x" * 100])
+    for offset, length in [(-4, 4), (8, -1)]:
+        with pytest.raises(DataLoss):
+            engine.reader.read(1, offset, length)
+
+
 @pytest.mark.parametrize("where", ["trailer high byte", "trailer low byte", "frame_size"])
 def test_damaged_frame_table_is_data_loss_on_every_path(engine, where):
     content = _frames_object(1)
