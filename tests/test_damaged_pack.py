@@ -111,6 +111,8 @@ MAKERS: dict[str, Callable[[random.Random], bytes]] = {
     "dict": lambda r: text(r, 2000),
     "frames": lambda r: b"".join(repeated(r, 1024, FRAME) for _ in range(3))[: 2 * FRAME + 5000],
     "frames-raw": lambda r: r.randbytes(2 * FRAME + 7000),
+    # over the daemon's 8 MiB inline limit: streamed through staging into a pack of its own
+    "staged": lambda r: b"".join(repeated(r, 1024, FRAME) for _ in range(33)) + r.randbytes(900),
 }
 ENCODING = {
     "tiny": "raw",
@@ -119,6 +121,7 @@ ENCODING = {
     "dict": "zstd-dict",
     "frames": "zstd-frames",
     "frames-raw": "zstd-frames",
+    "staged": "zstd-frames",
 }
 
 # A site maps (record, content) to the (pack offset, xor mask) pairs to flip.
@@ -220,8 +223,15 @@ SITES: dict[str, dict[str, Site]] = {
         "table stored word": TABLE_SITES["table stored word"],
         "trailer length high byte": TABLE_SITES["trailer length high byte"],
     },
+    "staged": {
+        "record digest": HEADER_SITES["record digest"],
+        "table crc word": TABLE_SITES["table crc word"],
+        "trailer length high byte": TABLE_SITES["trailer length high byte"],
+        "zstd content": _zstd(ZSTD_SITES["zstd content"], 1),
+        "checksum flag cleared + literal changed": _zstd(_two_flips, 1),
+    },
 }
-RANDOM_FLIPS = 8  # per kind: one random byte of the record (header or body)
+RANDOM_FLIPS = 8  # per kind (staged: 2): one random byte of the record (header or body)
 NEIGHBOURS = 20  # healthy objects read with a victim in one ReadMany (multi-frame decode)
 
 
@@ -297,9 +307,8 @@ def test_damaged_pack_never_serves_wrong_bytes(daemon_factory, tmp_path):
     victims: list[Victim] = []
     for kind, sites in SITES.items():
         victims += [Victim(kind, s, MAKERS[kind](rng)) for s in sites]
-        victims += [
-            Victim(kind, f"random byte #{i}", MAKERS[kind](rng)) for i in range(RANDOM_FLIPS)
-        ]
+        flips = 2 if kind == "staged" else RANDOM_FLIPS
+        victims += [Victim(kind, f"random byte #{i}", MAKERS[kind](rng)) for i in range(flips)]
     healthy = {kind: MAKERS[kind](rng) for kind in SITES}
     near = {k: [MAKERS[k](rng) for _ in range(NEIGHBOURS)] for k in ("zstd", "dict", "tiny")}
 
@@ -311,7 +320,7 @@ def test_damaged_pack_never_serves_wrong_bytes(daemon_factory, tmp_path):
             batch = [v.content for v in victims if v.kind == kind] + near.get(kind, [])
             repo.put_objects(batch)
         assert _store_dictionary_objects(repo, rng), "no dictionary was trained in time"
-        for kind in ("dict", "frames", "frames-raw"):
+        for kind in ("dict", "frames", "frames-raw", "staged"):
             repo.put_objects([v.content for v in victims if v.kind == kind] + near.get(kind, []))
         repo.put_objects(list(healthy.values()))
         for v in victims:
@@ -319,6 +328,10 @@ def test_damaged_pack_never_serves_wrong_bytes(daemon_factory, tmp_path):
         stats = repo.stat_many([v.key for v in victims])
         for v, st in zip(victims, stats, strict=True):
             assert st is not None and st.encoding == ENCODING[v.kind], (v.kind, st)
+        staged_packs = {
+            st.pack_id for v, st in zip(victims, stats, strict=True) if v.kind == "staged"
+        }
+        assert len(staged_packs) == sum(v.kind == "staged" for v in victims)  # one pack each
     d.stop()
 
     records = pack_records(tmp_path / "data")
