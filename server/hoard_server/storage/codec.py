@@ -7,8 +7,13 @@
 - "Does it pay" is decided from a 16 KiB sample, so already-compressed data is stored raw
   without paying for a full compression pass.
 
-zstd frames carry a checksum: a damaged body fails to decode instead of returning wrong
-bytes.
+No read returns bytes that were not checked against a value stored apart from them: a
+small object is hashed against its key (its SHA-256), every frame of a large object against
+the crc32 of its decoded bytes in the frame table (tables written before that carried a
+crc32 for raw frames only; their compressed frames must keep zstd's own checksum, and whole
+reads of such objects are hashed against the key by the repository). Everything read from a
+frame table is validated against the record (``FrameTable.check_fits``) before it is used.
+Any inconsistency is ``DataLoss``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import hashlib
 import struct
 import threading
 import zlib
+from array import array
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -34,60 +40,106 @@ SAMPLE_RATIO = 0.90  # a sample that compresses worse than this means "store raw
 KEEP_RATIO = 0.97  # a compressed small object must save at least 3%
 DICT_MAX_OBJECT = 16 * 1024  # objects up to this size use the trained dictionary
 
-_RAW_FLAG = 0x8000_0000
+_RAW_FLAG = 0x8000_0000  # in a stored word: the frame is raw
+_CHECKS_ALL = 0x8000_0000  # in the frame_size word: every frame has the crc of its bytes
+_MAX_FRAME_SIZE = 1 << 30
 _TABLE_HEAD = struct.Struct("<II")  # frame_size, frame_count
 _TABLE_TAIL = struct.Struct("<I")  # table length, last 4 bytes of the body
 _CRC = struct.Struct("<I")
+_TABLE_FIXED = _TABLE_HEAD.size + _CRC.size  # a table's length is this + 8 x count
 
 
 @dataclass(frozen=True)
 class FrameTable:
     """Where each frame of a FRAMES body lies, whether it is raw, and its check value.
 
-    Layout: frame_size:u32 count:u32, count x stored:u32 (top bit: raw), count x crc32:u32
-    (of a raw frame's bytes; compressed frames carry zstd's own checksum and store 0),
-    crc32 of all that, then the table's length:u32 as the body's last 4 bytes.
+    Layout: frame_size:u32 count:u32, count x stored:u32 (top bit: raw), count x crc32:u32,
+    crc32 of all that, then the table's length:u32 as the body's last 4 bytes. When the top
+    bit of frame_size (``checks_all``) is set, every crc32 is of the frame's decoded bytes;
+    in older tables (bit clear) only raw frames have one and compressed frames store 0.
     """
 
     frame_size: int
     stored: tuple[int, ...]  # stored length of each frame
     raw: tuple[bool, ...]
     crc: tuple[int, ...]
+    checks_all: bool = False
 
     @property
     def offsets(self) -> list[int]:
         return [0, *accumulate(self.stored)]
 
+    @property
+    def size(self) -> int:
+        """Bytes the encoded table takes at the end of the body, trailer included."""
+        return _TABLE_FIXED + 8 * len(self.stored) + _TABLE_TAIL.size
+
     def encode(self) -> bytes:
         n = len(self.stored)
         words = [w | (_RAW_FLAG if r else 0) for w, r in zip(self.stored, self.raw, strict=True)]
-        table = _TABLE_HEAD.pack(self.frame_size, n) + struct.pack(f"<{2 * n}I", *words, *self.crc)
+        head = self.frame_size | (_CHECKS_ALL if self.checks_all else 0)
+        table = _TABLE_HEAD.pack(head, n) + struct.pack(f"<{2 * n}I", *words, *self.crc)
         table += _CRC.pack(zlib.crc32(table))
         return table + _TABLE_TAIL.pack(len(table))
 
     @staticmethod
-    def trailer_length(tail: bytes) -> int:
-        """Given the last 4 bytes of a body, the length of the table before them."""
+    def trailer_length(tail: bytes, body_size: int | None = None) -> int:
+        """Given the last 4 bytes of a body of ``body_size`` bytes, the length of the table
+        before them; DataLoss unless that table fits in the body (readers must pass
+        ``body_size``)."""
         (n,) = _TABLE_TAIL.unpack(tail[-4:])
+        if body_size is None:
+            body_size = n + _TABLE_TAIL.size
+        if n < _TABLE_FIXED or n + _TABLE_TAIL.size > body_size:
+            raise DataLoss(
+                f"frame table is damaged: its trailer gives {n} bytes in a {body_size}-byte body"
+            )
         return n
 
     @classmethod
     def decode(cls, table: bytes) -> FrameTable:
-        try:
-            frame_size, count = _TABLE_HEAD.unpack_from(table)
-            values = struct.unpack_from(f"<{2 * count}I", table, _TABLE_HEAD.size)
-            (check,) = _CRC.unpack_from(table, _TABLE_HEAD.size + 8 * count)
-        except struct.error as exc:
-            raise DataLoss("frame table is damaged") from exc
-        if zlib.crc32(table[: _TABLE_HEAD.size + 8 * count]) != check:
+        """Parse a table (without its trailer); DataLoss unless its length matches its
+        count and its check value matches. See ``check_fits`` for the rest."""
+        if len(table) < _TABLE_FIXED:
+            raise DataLoss("frame table is damaged (truncated)")
+        head, count = _TABLE_HEAD.unpack_from(table)
+        if len(table) != _TABLE_FIXED + 8 * count:
+            raise DataLoss(f"frame table is damaged ({len(table)} bytes for {count} frames)")
+        values = struct.unpack_from(f"<{2 * count}I", table, _TABLE_HEAD.size)
+        (check,) = _CRC.unpack_from(table, len(table) - _CRC.size)
+        if zlib.crc32(memoryview(table)[: len(table) - _CRC.size]) != check:
             raise DataLoss("frame table is damaged (check value mismatch)")
         words = values[:count]
         return cls(
-            frame_size,
+            head & ~_CHECKS_ALL,
             tuple(w & ~_RAW_FLAG for w in words),
             tuple(bool(w & _RAW_FLAG) for w in words),
             tuple(values[count:]),
+            bool(head & _CHECKS_ALL),
         )
+
+    def check_fits(self, raw_size: int, body_size: int) -> FrameTable:
+        """Return self if the table describes a ``raw_size``-byte object in a
+        ``body_size``-byte body: sane frame size, a frame count that covers ``raw_size``,
+        raw frames as long as their content, compressed ones shorter, and frames plus table
+        filling the body exactly (so every frame lies inside it); else DataLoss."""
+        fs, count = self.frame_size, len(self.stored)
+        problem = ""
+        if not 0 < fs <= _MAX_FRAME_SIZE:
+            problem = f"frame size {fs}"
+        elif count != max(1, -(-raw_size // fs)):
+            problem = f"{count} frames of {fs} bytes for a {raw_size}-byte object"
+        elif sum(self.stored) + self.size != body_size:
+            problem = f"frames and table do not fill the {body_size}-byte body"
+        else:
+            for i, (n, is_raw) in enumerate(zip(self.stored, self.raw, strict=True)):
+                want = min(fs, raw_size - i * fs)
+                if (n != want) if is_raw else not 0 < n < want:
+                    problem = f"frame {i} stores {n} bytes for {want}"
+                    break
+        if problem:
+            raise DataLoss(f"frame table is damaged or does not match the object: {problem}")
+        return self
 
     def frames_for(self, offset: int, length: int) -> range:
         """Indices of the frames holding raw bytes [offset, offset + length)."""
@@ -178,16 +230,17 @@ class Codec:
     def encode_frame(
         self, frame: bytes | memoryview, sample: bool = True
     ) -> tuple[bool, bytes, int]:
-        """(is_raw, stored bytes, crc32 for a raw frame) for one frame of a large object.
+        """(is_raw, stored bytes, crc32 of the frame's bytes) for one frame of a large
+        object, for a table with ``checks_all``.
 
         ``sample=False`` skips the sampling test (the caller knows the previous frames of the
         object compressed well); a frame that then does not compress is still stored raw."""
+        check = zlib.crc32(frame)
         if not sample or self._pays(frame):
             body = self._compressor(self.frame_level).compress(frame)
             if len(body) < len(frame) * KEEP_RATIO:
-                return False, body, 0
-        body = bytes(frame)
-        return True, body, zlib.crc32(body)
+                return False, body, check
+        return True, bytes(frame), check
 
     def encode(self, data: bytes) -> tuple[Encoding, list[bytes]]:
         """Body parts for a whole object held in memory."""
@@ -203,7 +256,7 @@ class Codec:
             stored.append(len(body))
             raw.append(is_raw)
             crc.append(check)
-        parts.append(FrameTable(fs, tuple(stored), tuple(raw), tuple(crc)).encode())
+        parts.append(FrameTable(fs, tuple(stored), tuple(raw), tuple(crc), True).encode())
         return Encoding.FRAMES, parts
 
     def encode_batch(self, objects: list[bytes]) -> list[tuple[Encoding, list[bytes]]]:
@@ -246,62 +299,101 @@ class Codec:
         return out  # type: ignore[return-value]
 
     # -- decoding -----------------------------------------------------------------------
-    def decode_small(
-        self, encoding: Encoding, body: bytes, raw_size: int, digest: bytes | None = None
-    ) -> bytes:
-        """Decode a small body. Damage never passes silently: zstd bodies carry a checksum,
-        raw ones are checked against their digest (the key) when it is given."""
-        if encoding == Encoding.RAW:
-            out = body
-            if digest is not None and hashlib.sha256(body).digest() != digest:
-                raise DataLoss("stored object does not hash to its key (damaged on disk)")
-        else:
-            try:
-                dict_id = 0
-                if encoding == Encoding.ZSTD_DICT:
-                    dict_id = zstandard.get_frame_parameters(body).dict_id
-                out = self._decompressor(dict_id).decompress(body, max_output_size=raw_size)
-            except zstandard.ZstdError as exc:
-                raise DataLoss(f"stored object fails to decompress: {exc}") from exc
+    def _unzstd(self, body: bytes | memoryview, raw_size: int, with_dict: bool) -> bytes:
+        """Decompress one zstd frame of ``raw_size`` bytes. DataLoss if it does not parse,
+        claims another size, lacks its checksum (every frame was written with one, so a
+        cleared flag is damage) or fails to decompress."""
+        try:
+            params = zstandard.get_frame_parameters(body)
+            if not params.has_checksum:
+                raise DataLoss("a stored zstd frame lacks its checksum (damaged frame header)")
+            if params.content_size not in (raw_size, zstandard.CONTENTSIZE_UNKNOWN):
+                raise DataLoss(
+                    f"a stored zstd frame claims {params.content_size} bytes, not {raw_size}"
+                )
+            d = self._decompressor(params.dict_id if with_dict else 0)
+            out = d.decompress(body, max_output_size=raw_size)
+        except zstandard.ZstdError as exc:
+            raise DataLoss(f"stored object fails to decompress: {exc}") from exc
         if len(out) != raw_size:
             raise DataLoss(f"stored object decodes to {len(out)} bytes, expected {raw_size}")
         return out
 
-    def decode_frame(self, body: bytes, is_raw: bool, raw_size: int, crc: int) -> bytes:
-        if is_raw and zlib.crc32(body) != crc:
-            raise DataLoss("a raw frame of a stored object fails its check value (damaged on disk)")
-        return self.decode_small(Encoding.RAW if is_raw else Encoding.ZSTD, body, raw_size)
+    def decode_small(
+        self,
+        encoding: Encoding,
+        body: bytes | memoryview,
+        raw_size: int,
+        digest: bytes | None = None,
+    ) -> bytes:
+        """Decode a small (RAW, ZSTD or ZSTD_DICT) body and check it hashes to ``digest``,
+        the object's key; DataLoss if not. Reads must pass ``digest``: a RAW body has no
+        other check, a zstd one only its own checksum."""
+        if encoding == Encoding.RAW:
+            out = bytes(body)
+            if len(out) != raw_size:
+                raise DataLoss(f"stored object has {len(out)} bytes, expected {raw_size}")
+        else:
+            out = self._unzstd(body, raw_size, encoding == Encoding.ZSTD_DICT)
+        if digest is not None and hashlib.sha256(out).digest() != digest:
+            raise DataLoss("stored object does not hash to its key (damaged on disk)")
+        return out
+
+    def decode_frame(
+        self,
+        body: bytes | memoryview,
+        is_raw: bool,
+        raw_size: int,
+        crc: int,
+        checked: bool = False,
+    ) -> bytes:
+        """Decode one frame of a FRAMES body. ``checked``: ``crc`` is the crc32 of the
+        frame's bytes whether raw or not (a ``checks_all`` table); otherwise only of a raw
+        frame, and a compressed one relies on its zstd checksum. DataLoss on any mismatch."""
+        if is_raw:
+            out = bytes(body)
+            if len(out) != raw_size:
+                raise DataLoss(f"a raw frame has {len(out)} bytes, expected {raw_size}")
+        else:
+            out = self._unzstd(body, raw_size, False)
+            if not checked:
+                return out
+        if zlib.crc32(out) != crc:
+            raise DataLoss("a frame of a stored object fails its check value (damaged on disk)")
+        return out
 
     def decode_batch(
         self, items: list[tuple[Encoding, bytes | memoryview, int, bytes]]
     ) -> list[bytes]:
-        """Decode many small bodies; zstd ones in one multi-threaded C call per dictionary."""
+        """Decode many small bodies (encoding, body, raw size, digest), each checked like
+        ``decode_small``; zstd ones in one multi-threaded C call per dictionary."""
         out: list[bytes | None] = [None] * len(items)
         groups: dict[int, list[int]] = {}
         single_dict = len(self._dicts) <= 1
         for i, (enc, body, raw_size, digest) in enumerate(items):
-            if enc == Encoding.RAW:
-                out[i] = self.decode_small(enc, bytes(body), raw_size, digest)
-            elif enc == Encoding.ZSTD:
+            if enc == Encoding.ZSTD:
                 groups.setdefault(0, []).append(i)
-            elif single_dict and self._dicts:
+            elif enc == Encoding.ZSTD_DICT and single_dict and self._dicts:
                 groups.setdefault(next(iter(self._dicts)), []).append(i)
             else:
                 out[i] = self.decode_small(enc, body, raw_size, digest)
+        sha256 = hashlib.sha256
         for dict_id, idx in groups.items():
             decoded = None
             if len(idx) >= 16:
+                # sizes from the index: a damaged frame header cannot make it allocate more
+                sizes = array("Q", [items[i][2] for i in idx])
                 try:
                     result = self._decompressor(dict_id).multi_decompress_to_buffer(
-                        [items[i][1] for i in idx], threads=-1
+                        [items[i][1] for i in idx], decompressed_sizes=sizes, threads=-1
                     )
                     decoded = [bytes(seg) for seg in result]
-                except zstandard.ZstdError:
+                except (zstandard.ZstdError, ValueError):
                     decoded = None  # find the damaged one below
             for j, i in enumerate(idx):
-                enc, body, raw_size, _digest = items[i]
-                if decoded is not None and len(decoded[j]) == raw_size:
+                enc, body, raw_size, digest = items[i]
+                if decoded is not None and sha256(decoded[j]).digest() == digest:
                     out[i] = decoded[j]
                 else:
-                    out[i] = self.decode_small(enc, body, raw_size)
+                    out[i] = self.decode_small(enc, body, raw_size, digest)
         return out  # type: ignore[return-value]

@@ -163,6 +163,10 @@ class PackReader:
         return fd
 
     def read(self, pack_id: int, offset: int, length: int) -> bytes:
+        """Exactly ``length`` bytes at ``offset``; DataLoss if the pack has fewer, or if the
+        request is impossible (a location computed from damaged sizes)."""
+        if offset < 0 or length < 0:
+            raise DataLoss(f"pack {pack_id}: impossible read of {length} bytes at {offset}")
         if length == 0:
             return b""
         data = os.pread(self._fd(pack_id), length, offset)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import zstandard
 
 from hoard_server.errors import (
+    DataLoss,
     FailedPrecondition,
     InvalidArgument,
     ObjectNotFound,
@@ -474,8 +475,9 @@ class Repository:
                 self._tables.move_to_end(k)
                 return t
         end = loc.body_offset + loc.body_size
-        n = FrameTable.trailer_length(self.reader.read(loc.pack_id, end - 4, 4))
+        n = FrameTable.trailer_length(self.reader.read(loc.pack_id, end - 4, 4), loc.body_size)
         t = FrameTable.decode(self.reader.read(loc.pack_id, end - 4 - n, n))
+        t.check_fits(loc.raw_size, loc.body_size)  # before any of it is used, or cached
         with self._tables_lock:
             self._tables[k] = t
             while len(self._tables) > 512:
@@ -484,14 +486,24 @@ class Repository:
 
     def _decode_whole(self, loc: Location, digest: bytes) -> bytes:
         if loc.encoding == Encoding.FRAMES:
-            return b"".join(self._iter_frames(loc, 0, loc.raw_size, prefetch=False))
+            return b"".join(self._iter_frames(loc, 0, loc.raw_size, False, digest))
         body = self.reader.read(loc.pack_id, loc.body_offset, loc.body_size)
         return self.codec.decode_small(loc.encoding, body, loc.raw_size, digest)
 
     def _iter_frames(
-        self, loc: Location, offset: int, length: int, prefetch: bool
+        self,
+        loc: Location,
+        offset: int,
+        length: int,
+        prefetch: bool,
+        digest: bytes | None = None,
     ) -> Iterator[bytes]:
         table = self._frame_table(loc)
+        # Compressed frames of an older table have no check value of their own: a whole
+        # read is also hashed against the key, and DataLoss follows the last chunk.
+        if digest is not None and not table.checks_all and length == loc.raw_size:
+            yield from _hashed(self._iter_frames(loc, 0, length, prefetch), digest)
+            return
         offsets = table.offsets
         end = offset + length
 
@@ -499,7 +511,7 @@ class Repository:
             start = i * table.frame_size
             n = min(table.frame_size, loc.raw_size - start)
             body = self.reader.read(loc.pack_id, loc.body_offset + offsets[i], table.stored[i])
-            data = self.codec.decode_frame(body, table.raw[i], n, table.crc[i])
+            data = self.codec.decode_frame(body, table.raw[i], n, table.crc[i], table.checks_all)
             lo, hi = max(offset, start) - start, min(end, start + n) - start
             return data if lo == 0 and hi == n else data[lo:hi]
 
@@ -545,11 +557,16 @@ class Repository:
         hold kept across that would block compaction (``drop_pack_file``) for as long."""
         digest = parse_key(key)
         pos, end = offset, offset + length
+        whole = offset == 0 and length == loc.raw_size
+        hasher = None  # a whole read of a frame table without per-frame checks: hash it
         while pos < end:
             with self.activity.hold():
                 (loc,) = self._relocate([digest], [key], [loc])
                 if loc.encoding == Encoding.FRAMES:
-                    fs = self._frame_table(loc).frame_size
+                    table = self._frame_table(loc)
+                    if whole and hasher is None and not table.checks_all:
+                        hasher = hashlib.sha256()
+                    fs = table.frame_size
                     stop = min(end, (pos // fs + _READ_BATCH_FRAMES) * fs)
                     batch = list(self._iter_frames(loc, pos, stop - pos, prefetch=True))
                 else:
@@ -557,6 +574,11 @@ class Repository:
                     stop = end
                     batch = [data if (pos == 0 and end == len(data)) else data[pos:end]]
             pos = stop
+            if hasher is not None:
+                for chunk in batch:
+                    hasher.update(chunk)
+                if pos >= end and hasher.digest() != digest:
+                    raise DataLoss("stored object does not hash to its key (damaged on disk)")
             yield from batch
 
     def read_many(
@@ -794,6 +816,16 @@ class Repository:
 
         with self.activity.hold(reader=False):
             yield from Verifier(self).run(pack_id, sample)
+
+
+def _hashed(chunks: Iterator[bytes], digest: bytes) -> Iterator[bytes]:
+    """Pass ``chunks`` through; DataLoss after the last one unless they hash to ``digest``."""
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk)
+        yield chunk
+    if h.digest() != digest:
+        raise DataLoss("stored object does not hash to its key (damaged on disk)")
 
 
 __all__ = ["FRAME_SIZE", "ObjectStat", "Repository", "StorageSettings"]

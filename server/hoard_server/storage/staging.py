@@ -93,7 +93,7 @@ class StagedUpload:
         while self._in_flight:
             self._drain_one()
         table = FrameTable(
-            self._codec.frame_size, tuple(self._stored), tuple(self._raw), tuple(self._crc)
+            self._codec.frame_size, tuple(self._stored), tuple(self._raw), tuple(self._crc), True
         ).encode()
         self._write(table)
         self._body_size += len(table)

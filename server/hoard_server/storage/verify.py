@@ -8,6 +8,7 @@ checking carries on past it, and the daemon keeps serving every other object. Th
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import time
@@ -18,6 +19,8 @@ from hoard_server.storage.index import Location
 from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, RecordHeader
 
 _REPORT_EVERY = 2000
+
+log = logging.getLogger(__name__)
 
 
 class Verifier:
@@ -44,15 +47,23 @@ class Verifier:
                     }
                 )
             else:
-                with open(path, "rb") as fh:
-                    if fh.read(len(PACK_MAGIC)) != PACK_MAGIC:
-                        problems.append(
-                            {"key": "", "pack_id": pid, "problem": "pack file header is damaged"}
-                        )
+                try:
+                    with open(path, "rb") as fh:
+                        magic = fh.read(len(PACK_MAGIC))
+                except OSError as exc:
+                    problems.append(
+                        {"key": "", "pack_id": pid, "problem": f"pack file is unreadable: {exc}"}
+                    )
+                    continue
+                if magic != PACK_MAGIC:
+                    problems.append(
+                        {"key": "", "pack_id": pid, "problem": "pack file header is damaged"}
+                    )
         return problems
 
     def _check_object(self, digest: bytes) -> tuple[int, int]:
-        """(pack id, bytes checked); DataLoss naming what is wrong. (0, 0) if deleted."""
+        """(pack id, bytes checked); DataLoss naming what is wrong (any other exception is
+        wrapped in one). (0, 0) if deleted."""
         repo = self.repo
         with repo.activity.hold():  # the object's pack cannot be retired meanwhile
             loc = repo.index.get_many([digest])[0]
@@ -63,6 +74,13 @@ class Verifier:
             except DataLoss as exc:
                 exc.pack_id = loc.pack_id  # type: ignore[attr-defined]
                 raise
+            except Exception as exc:
+                if repo.activity.closing:
+                    raise  # shutting down: not a problem of this object
+                log.exception("verify: checking object %s failed", digest.hex())
+                loss = DataLoss(f"checking it failed: {type(exc).__name__}: {exc}")
+                loss.pack_id = loc.pack_id  # type: ignore[attr-defined]
+                raise loss from exc
 
     def _check_at(self, digest: bytes, loc: Location) -> int:
         repo = self.repo
