@@ -26,8 +26,10 @@ from hoard.errors import (
     InvalidArgumentError,
     ObjectNotFoundError,
     OutOfRangeError,
+    OverloadedError,
     PermissionDeniedError,
     RepositoryNotFoundError,
+    ResourceExhaustedError,
     StorageFullError,
     UnavailableError,
     error_for_status,
@@ -63,7 +65,7 @@ MAPPING = [
     (grpc.StatusCode.INVALID_ARGUMENT, "bad key", InvalidArgumentError, ValueError),
     (grpc.StatusCode.OUT_OF_RANGE, "offset past end", OutOfRangeError, ValueError),
     (grpc.StatusCode.FAILED_PRECONDITION, "busy", FailedPreconditionError, RuntimeError),
-    (grpc.StatusCode.RESOURCE_EXHAUSTED, "disk full", StorageFullError, OSError),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, "message too large", ResourceExhaustedError, RuntimeError),
     (grpc.StatusCode.DATA_LOSS, "bad frame", DataCorruptionError, OSError),
     (grpc.StatusCode.PERMISSION_DENIED, "reader only", PermissionDeniedError, PermissionError),
     (grpc.StatusCode.UNAUTHENTICATED, "no token", AuthenticationError, PermissionError),
@@ -95,9 +97,21 @@ def test_object_not_found_names_the_keys_of_the_message():
 
 
 def test_storage_full_carries_enospc_and_stays_readable():
-    exc = error_for_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "no space left")
+    exc = error_for_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "no space left", "STORAGE_FULL")
+    assert type(exc) is StorageFullError and isinstance(exc, OSError)
     assert exc.errno == errno.ENOSPC
     assert str(exc) == "no space left"
+
+
+def test_resource_exhausted_is_a_full_disk_only_when_the_daemon_says_so():
+    busy = error_for_status(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "too many read streams", "OVERLOADED"
+    )
+    assert type(busy) is OverloadedError and not isinstance(busy, OSError)
+    assert isinstance(busy, ResourceExhaustedError)
+    # gRPC's own "message larger than max" has no reason: not a full disk either
+    other = error_for_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max")
+    assert type(other) is ResourceExhaustedError and not isinstance(other, StorageFullError)
 
 
 def test_unmapped_codes_are_plain_hoard_errors():
@@ -274,7 +288,8 @@ def test_retry_policy_covers_idempotent_methods_only():
     assert ("hoard.v1.Objects", "PutBatch") in names
     assert ("hoard.v1.Repositories", "CreateRepository") in names
     policy = method_config["retryPolicy"]
-    assert policy["retryableStatusCodes"] == ["UNAVAILABLE"]
+    # RESOURCE_EXHAUSTED only as far as the daemon's pushback allows (none for a full disk)
+    assert policy["retryableStatusCodes"] == ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
     assert 2 <= policy["maxAttempts"] <= 5
     assert service_config(0) == {"methodConfig": []}
 

@@ -278,3 +278,27 @@ def test_aborted_uploads_store_nothing(daemon_factory):
             key = repo.put_object_from_filelike(io.BufferedReader(Unsized(data)))
             assert key == hashlib.sha256(data).hexdigest()
             assert repo.get_object_content(key) == data
+
+
+def test_the_sdk_retries_a_busy_daemon_as_it_asks_and_never_a_full_one(daemon_factory):
+    """A stream refused for want of a slot is RESOURCE_EXHAUSTED with reason OVERLOADED and a
+    retry pushback: the SDK's retry policy waits and tries again, so a burst of clients
+    slows down instead of failing. When no slot comes free, the error says it was busy,
+    not that the disk is full."""
+    d = daemon_factory(None, *SERVE, "--max-read-streams", "1", env=ENV)
+    data = _pattern(24 << 20, seed=7)  # more than flow control lets the daemon send unread
+    with hoard.connect(d.target) as client:
+        repo = client.repository()
+        key = repo.put_object(data)
+        channel = _hostile_channel(d.target)
+        stub = objects_pb2_grpc.ObjectsStub(channel)
+        stalled = stub.Read(pb.ReadRequest(repository="default", key=key))
+        next(stalled)  # the only read slot is now held by a client that does not read on
+        time.sleep(0.5)
+        with pytest.raises(hoard.OverloadedError) as refused:
+            repo.get_object_content(key)  # every retry finds the slot still taken
+        assert not isinstance(refused.value, hoard.StorageFullError)
+        assert "max_read_streams" in str(refused.value)
+        threading.Timer(0.3, stalled.cancel).start()  # the slot comes free during retries
+        assert repo.get_object_content(key) == data
+        channel.close()

@@ -72,7 +72,9 @@ def service_config(retries: int) -> dict[str, Any]:
         "initialBackoff": "0.1s",
         "maxBackoff": "5s",
         "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE"],
+        # RESOURCE_EXHAUSTED is retried only when the daemon asks for it with a pushback
+        # (a busy daemon); a full disk answers with a pushback that forbids retrying.
+        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
     }
     return {"methodConfig": [{"name": names, "retryPolicy": policy}]}
 

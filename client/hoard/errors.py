@@ -25,8 +25,10 @@ __all__ = [
     "NotFoundError",
     "ObjectNotFoundError",
     "OutOfRangeError",
+    "OverloadedError",
     "PermissionDeniedError",
     "RepositoryNotFoundError",
+    "ResourceExhaustedError",
     "StorageFullError",
     "UnavailableError",
     "error_for_status",
@@ -83,6 +85,17 @@ class FailedPreconditionError(HoardError, RuntimeError):
     """The request is well formed but the daemon is not in a state to honour it."""
 
 
+class ResourceExhaustedError(HoardError, RuntimeError):
+    """A limit was reached (RESOURCE_EXHAUSTED) that is not a full disk: a message larger
+    than the daemon accepts, say. The message names the limit."""
+
+
+class OverloadedError(ResourceExhaustedError):
+    """The daemon is at one of its limits for concurrent streams or response memory. The SDK
+    has already retried the call as the daemon asked; try again later, or ask the admin to
+    raise the limit the message names."""
+
+
 class StorageFullError(HoardError, OSError):
     """The daemon's disk or index is full; nothing was stored. ``errno`` is ``ENOSPC``."""
 
@@ -117,7 +130,7 @@ _BY_CODE: dict[grpc.StatusCode, type[HoardError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.OUT_OF_RANGE: OutOfRangeError,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: StorageFullError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.DATA_LOSS: DataCorruptionError,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
@@ -126,16 +139,28 @@ _BY_CODE: dict[grpc.StatusCode, type[HoardError]] = {
 }
 
 
-def error_for_status(code: grpc.StatusCode | None, message: str) -> HoardError:
-    """The exception for a status code and the server's message (kept verbatim).
+_BY_REASON: dict[str, type[HoardError]] = {
+    "STORAGE_FULL": StorageFullError,
+    "OVERLOADED": OverloadedError,
+}
 
-    NOT_FOUND is a :class:`RepositoryNotFoundError` when the message is about the repository
-    (the daemon's repository messages start with ``"repository "``), else an
-    :class:`ObjectNotFoundError`. Codes without a dedicated class give a plain HoardError.
+
+def error_for_status(code: grpc.StatusCode | None, message: str, reason: str = "") -> HoardError:
+    """The exception for a status code, the daemon's ``hoard-reason`` trailer (if any) and
+    its message (kept verbatim).
+
+    RESOURCE_EXHAUSTED is a :class:`StorageFullError` only when the daemon says the disk is
+    full, an :class:`OverloadedError` when it says it is busy, else a
+    :class:`ResourceExhaustedError`. NOT_FOUND is a :class:`RepositoryNotFoundError` when
+    the message is about the repository (the daemon's repository messages start with
+    ``"repository "``), else an :class:`ObjectNotFoundError`. Codes without a dedicated
+    class give a plain HoardError.
     """
     if code is grpc.StatusCode.NOT_FOUND and message.startswith("repository "):
         return RepositoryNotFoundError(message, code=code)
     cls = _BY_CODE.get(code, HoardError) if code is not None else HoardError
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        cls = _BY_REASON.get(reason, cls)
     if not message:
         message = f"the daemon answered {code.name}" if code is not None else "gRPC call failed"
     return cls(message, code=code)
@@ -145,7 +170,13 @@ def from_rpc_error(error: grpc.RpcError) -> HoardError:
     """Translate a failed gRPC call into the matching :class:`HoardError`."""
     code = error.code() if callable(getattr(error, "code", None)) else None
     details = error.details() if callable(getattr(error, "details", None)) else None
-    return error_for_status(code, details or "")
+    reason = ""
+    trailers = getattr(error, "trailing_metadata", None)
+    if callable(trailers):
+        for key, value in trailers() or ():
+            if key == "hoard-reason":
+                reason = value if isinstance(value, str) else value.decode("ascii", "replace")
+    return error_for_status(code, details or "", reason)
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 class Config:
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
     data_dir: str = "./hoard-data"
-    workers: int = 32
+    workers: int = 64
     grace_period: float = 15.0
     log_level: str = "info"
     log_format: str = "text"

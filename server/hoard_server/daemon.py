@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", help="where repositories live (default ./hoard-data)")
     p.add_argument("--config", help="TOML config file (also HOARD_CONFIG)")
-    p.add_argument("--workers", type=int, help="gRPC worker threads (default 32)")
+    p.add_argument("--workers", type=int, help="gRPC worker threads (default 64)")
     p.add_argument("--grace-period", type=float, help="seconds in-flight RPCs get on shutdown")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["text", "json"])

@@ -52,5 +52,14 @@ class StorageFull(HoardError):
     """The disk (or the index's map) is full; nothing was stored."""
 
 
+class Overloaded(HoardError):
+    """A daemon limit (streams, response memory) is reached for now; the same request may
+    succeed shortly. Not a full disk: clients retry it after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 0.2) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class DataLoss(HoardError):
     """Stored bytes are damaged or missing; the object cannot be served correctly."""

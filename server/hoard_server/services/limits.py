@@ -28,16 +28,12 @@ from typing import TypeVar
 
 import grpc
 
-from hoard_server.errors import StorageFull
+from hoard_server.errors import Overloaded
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 M = TypeVar("M")
-
-
-class Overloaded(StorageFull):
-    """A daemon limit is reached (maps to RESOURCE_EXHAUSTED); the message names the setting."""
 
 
 class ResponseBudget:

@@ -3,6 +3,10 @@
 Every servicer method is wrapped with ``grpc_errors``; a user's mistake never reaches the
 client as UNKNOWN or INTERNAL. Anything unexpected is logged with its traceback and answered
 INTERNAL with a message that says so.
+
+RESOURCE_EXHAUSTED means two different things, so it carries a ``hoard-reason`` trailer
+(``STORAGE_FULL`` or ``OVERLOADED``) and gRPC's retry pushback: a busy daemon asks the
+client's retry policy to come back shortly, a full disk asks it not to retry at all.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import errno
 import functools
 import inspect
 import logging
+import random
 from collections.abc import Callable
 
 import grpc
@@ -22,6 +27,7 @@ from hoard_server.errors import (
     InvalidArgument,
     NotFound,
     OutOfRange,
+    Overloaded,
     PermissionDenied,
     StorageFull,
 )
@@ -35,6 +41,7 @@ _CODES: list[tuple[type[HoardError], grpc.StatusCode]] = [
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DataLoss, grpc.StatusCode.DATA_LOSS),
 ]
 
@@ -51,8 +58,25 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     )
 
 
+REASON_KEY = "hoard-reason"
+PUSHBACK_KEY = "grpc-retry-pushback-ms"  # gRPC's retry policy honours it (gRFC A6)
+
+
+def trailers_of(exc: BaseException, code: grpc.StatusCode) -> tuple[tuple[str, str], ...]:
+    """Machine-readable trailers for a status: which RESOURCE_EXHAUSTED it is."""
+    if isinstance(exc, Overloaded):
+        delay = exc.retry_after * (1 + random.random())  # jitter: not all at once
+        return ((REASON_KEY, "OVERLOADED"), (PUSHBACK_KEY, str(int(delay * 1000))))
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ((REASON_KEY, "STORAGE_FULL"), (PUSHBACK_KEY, "-1"))  # retrying will not help
+    return ()
+
+
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
     code, message = status_of(exc)
+    trailers = trailers_of(exc, code)
+    if trailers:
+        context.set_trailing_metadata(trailers)
     if code == grpc.StatusCode.INTERNAL:
         log.error("%s failed", method, exc_info=exc)
     else:
