@@ -112,8 +112,8 @@ class ObjectsServicer:
 
         Long streams (Read, ReadMany, List, Put) take one of a limited number of
         slots per kind, so that health checks and short calls always find a worker:
-        over the limit the call fails at once with RESOURCE_EXHAUSTED (retry
-        shortly). A stream whose client neither reads nor sends for the daemon's
+        over the limit the call fails at once with RESOURCE_EXHAUSTED, reason
+        OVERLOADED (retry after the pushback). A stream whose client neither reads nor sends for the daemon's
         stream_idle_timeout (default 60 s) is cancelled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
