@@ -104,7 +104,9 @@ def test_backup_into_or_around_the_data_dir_is_refused(daemon_factory, root):
 # -- 2. links are never followed -----------------------------------------------------------
 
 
-def test_planted_links_are_refused_and_nothing_outside_changes(daemon_factory, root, outside, tmp_path):
+def test_planted_links_are_refused_and_nothing_outside_changes(
+    daemon_factory, root, outside, tmp_path
+):
     d = start(daemon_factory, tmp_path / "data", root)
     client, repo = connect(d)
     precious = outside / "precious"
@@ -225,7 +227,7 @@ def test_user_mistakes_get_clear_statuses(daemon_factory, root, tmp_path):
         (root / "file").write_text("a file")
         refused(root / "file", failed, str(root / "file"), "not a directory")
         refused(root / "file" / "below", failed, str(root / "file"), "not a directory")
-        (root / "p" ).mkdir()
+        (root / "p").mkdir()
         (root / "p" / "packs").write_text("a file")
         refused(root / "p", failed, str(root / "p" / "packs"), "not a directory")
         for i, text in enumerate(["not json {", "[1, 2]", "{}", '{"uuid": 3}', '"text"']):
@@ -253,7 +255,9 @@ def test_restore_reports_malformed_backups_precisely(daemon_factory, root, tmp_p
         repo.backup(root / "b")
     b = root / "b"
     good = (b / "backup.json").read_text()
-    for i, text in enumerate(["not json", "[]", "{}", json.dumps({**json.loads(good), "packs": 5})]):
+    for i, text in enumerate(
+        ["not json", "[]", "{}", json.dumps({**json.loads(good), "packs": 5})]
+    ):
         (b / "backup.json").write_text(text)
         with pytest.raises(FailedPrecondition, match="manifest"):
             restore(str(b), str(tmp_path / f"r{i}"))
