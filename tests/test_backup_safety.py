@@ -103,43 +103,44 @@ def test_backup_into_or_around_the_data_dir_is_refused(daemon_factory, root):
 
 # -- 2. links are never followed -----------------------------------------------------------
 
+LINKS = {  # name planted in the destination -> what it points at, outside the root
+    "packs": "outside",
+    "packs/00000001.pack": "precious",
+    "backup.json.tmp": "precious",
+    "backup.json": "manifest",
+    "index.partial": "outside",
+    "index": "outside",
+    "index.old": "outside",
+    "backup.lock": "precious",
+}
 
-def test_planted_links_are_refused_and_nothing_outside_changes(
-    daemon_factory, root, outside, tmp_path
+
+@pytest.mark.parametrize("name", LINKS)
+def test_a_planted_link_is_refused_and_nothing_outside_changes(
+    daemon_factory, root, outside, tmp_path, name
 ):
     d = start(daemon_factory, tmp_path / "data", root)
     client, repo = connect(d)
-    precious = outside / "precious"
-    manifest = outside / "manifest.json"
+    targets = {"outside": outside, "precious": outside / "precious"}
+    targets["manifest"] = outside / "manifest.json"
     with client:
         repo.put_objects(objects(50, "x").values())
-        good = repo.backup(root / "template")  # a valid manifest to point a link at
-        assert good["stage"] == "done"
-        manifest.write_bytes((root / "template" / "backup.json").read_bytes())
-        cases = {
-            "packs": outside,
-            "packs/00000001.pack": precious,
-            "backup.json.tmp": precious,
-            "backup.json": manifest,
-            "index.partial": outside,
-            "index": outside,
-            "index.old": outside,
-            "backup.lock": precious,
-        }
-        for i, (name, target) in enumerate(cases.items()):
-            dest = root / f"case{i}"
-            link = dest / name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(target)
-            before = {p.name: p.read_bytes() for p in outside.iterdir()}
-            with pytest.raises(hoard.FailedPreconditionError) as info:
-                repo.backup(dest)
-            assert str(link) in str(info.value), (name, str(info.value))
-            assert "link" in str(info.value)
-            assert {p.name: p.read_bytes() for p in outside.iterdir()} == before, name
-            assert link.is_symlink(), name
-        # a second backup into a good destination still works
         assert repo.backup(root / "template")["stage"] == "done"
+        # a valid manifest of this repository, for the link to point at
+        targets["manifest"].write_bytes((root / "template" / "backup.json").read_bytes())
+        dest = root / "planted"
+        link = dest / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(targets[LINKS[name]])
+        before = {p.name: p.read_bytes() for p in outside.iterdir()}
+        with pytest.raises(hoard.FailedPreconditionError) as info:
+            repo.backup(dest)
+        assert str(link) in str(info.value) and "link" in str(info.value), str(info.value)
+        assert {p.name: p.read_bytes() for p in outside.iterdir()} == before
+        assert link.is_symlink()
+        link.unlink()  # once the link is gone, the same destination takes a backup
+        assert repo.backup(dest)["stage"] == "done"
+        assert {p.name: p.read_bytes() for p in outside.iterdir()} == before
 
 
 # -- 3. concurrent backups to one destination ---------------------------------------------
@@ -156,22 +157,26 @@ def test_concurrent_backups_to_one_destination(daemon_factory, root, tmp_path):
         results: list[dict] = []
         failures: list[BaseException] = []
 
+        writer_errors: list[BaseException] = []
+        together = threading.Barrier(4)
+
         def writer() -> None:
             i = 0
-            while not stop.is_set():
-                batch = objects(20, f"live{i}")
-                repo.put_objects(batch.values())
-                written.update(batch)
-                i += 1
+            try:
+                while not stop.is_set():
+                    batch = objects(20, f"live{i}")
+                    repo.put_objects(batch.values())
+                    written.update(batch)
+                    i += 1
+            except BaseException as exc:  # reported by the main thread
+                writer_errors.append(exc)
 
         def backer() -> None:
+            together.wait(30)
             for _ in range(3):
                 try:
                     results.append(repo.backup(dest))
-                except hoard.FailedPreconditionError as exc:
-                    assert "another backup is writing to" in str(exc)
-                    failures.append(exc)
-                except BaseException as exc:  # INTERNAL or anything else: the test fails
+                except BaseException as exc:  # judged by the main thread
                     failures.append(exc)
 
         w = threading.Thread(target=writer)
@@ -183,8 +188,12 @@ def test_concurrent_backups_to_one_destination(daemon_factory, root, tmp_path):
             t.join(120)
         stop.set()
         w.join(60)
-    bad = [f for f in failures if not isinstance(f, hoard.FailedPreconditionError)]
-    assert not bad, bad
+    assert not writer_errors, writer_errors
+    assert len(results) + len(failures) == 12
+    for f in failures:  # never INTERNAL: only the lock's refusal
+        assert isinstance(f, hoard.FailedPreconditionError), repr(f)
+        assert f.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert f"another backup is writing to {dest}" in str(f), str(f)
     assert results and all(r["stage"] == "done" for r in results)
     assert failures, "no backup ever met another one: the test did not exercise the lock"
 
@@ -206,45 +215,77 @@ def test_concurrent_backups_to_one_destination(daemon_factory, root, tmp_path):
 # -- 4. user mistakes get clear statuses ----------------------------------------------------
 
 
-def test_user_mistakes_get_clear_statuses(daemon_factory, root, tmp_path):
+def _plant(root: Path, rel: str, content: str | None) -> None:
+    """A regular file (or, content None, a directory) at root/rel, parents made."""
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if content is None:
+        p.mkdir()
+    else:
+        p.write_text(content)
+
+
+INVALID, FAILED = hoard.InvalidArgumentError, hoard.FailedPreconditionError
+MANIFEST = "m/backup.json"
+NOT_A_DIR = "not a directory"
+MISTAKES = {  # id: (destination below the root, file planted or None, error, words in message)
+    "nul byte": ("nul\0byte", None, INVALID, ["NUL"]),
+    "long name": ("n" * 300, None, INVALID, ["too long"]),
+    "long path": ("/".join(["d" * 200] * 30), None, INVALID, ["too long"]),
+    "dest is a file": ("f", ("f", "a file"), FAILED, ["{root}/f", NOT_A_DIR]),
+    "parent is a file": ("f/below", ("f", "a file"), FAILED, ["{root}/f", NOT_A_DIR]),
+    "packs is a file": ("p", ("p/packs", "a file"), FAILED, ["{root}/p/packs", NOT_A_DIR]),
+    "index is a file": ("p", ("p/index", "a file"), FAILED, ["{root}/p/index", NOT_A_DIR]),
+    "manifest not json": (
+        "m",
+        (MANIFEST, "not json {"),
+        FAILED,
+        ["{root}/m/backup.json", "not JSON"],
+    ),
+    "manifest a list": ("m", (MANIFEST, "[1, 2]"), FAILED, ["{root}/m/backup.json", "manifest"]),
+    "manifest a string": ("m", (MANIFEST, '"text"'), FAILED, ["{root}/m/backup.json", "manifest"]),
+    "manifest empty": ("m", (MANIFEST, "{}"), FAILED, ["{root}/m/backup.json", "manifest", "uuid"]),
+    "manifest bad uuid": ("m", (MANIFEST, '{"uuid": 3}'), FAILED, ["{root}/m/backup.json", "uuid"]),
+    "manifest a dir": (
+        "m",
+        (MANIFEST, None),
+        FAILED,
+        ["{root}/m/backup.json", "not a regular file"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MISTAKES)
+def test_a_user_mistake_gets_a_clear_status(daemon_factory, root, tmp_path, case):
+    rel, planted, error, words = MISTAKES[case]
     d = start(daemon_factory, tmp_path / "data", root)
     client, repo = connect(d)
     with client:
         repo.put_objects(objects(10, "m").values())
+        if planted is not None:
+            _plant(root, *planted)
+        with pytest.raises(error) as info:
+            repo.backup(f"{root}/{rel}")
+        expected = (
+            grpc.StatusCode.INVALID_ARGUMENT
+            if error is INVALID
+            else grpc.StatusCode.FAILED_PRECONDITION
+        )
+        assert info.value.code == expected
+        for w in words:
+            assert w.format(root=root) in str(info.value), str(info.value)
+        assert repo.backup(root / "fine")["stage"] == "done"  # the daemon is none the worse
 
-        def refused(dest, cls, *words: str) -> None:
-            with pytest.raises(cls) as info:
-                repo.backup(dest)
-            assert isinstance(info.value.code, grpc.StatusCode)
-            for w in words:
-                assert w in str(info.value), str(info.value)
 
-        invalid = hoard.InvalidArgumentError
-        failed = hoard.FailedPreconditionError
-        refused(f"{root}/nul\0byte", invalid, "NUL")
-        refused(root / ("n" * 300), invalid, "too long")
-        refused(root.joinpath(*["d" * 200] * 30), invalid, "too long")
-        (root / "file").write_text("a file")
-        refused(root / "file", failed, str(root / "file"), "not a directory")
-        refused(root / "file" / "below", failed, str(root / "file"), "not a directory")
-        (root / "p").mkdir()
-        (root / "p" / "packs").write_text("a file")
-        refused(root / "p", failed, str(root / "p" / "packs"), "not a directory")
-        for i, text in enumerate(["not json {", "[1, 2]", "{}", '{"uuid": 3}', '"text"']):
-            (root / f"m{i}").mkdir()
-            (root / f"m{i}" / "backup.json").write_text(text)
-            refused(root / f"m{i}", failed, str(root / f"m{i}" / "backup.json"), "manifest")
-        (root / "dirmanifest" / "backup.json").mkdir(parents=True)
-        refused(root / "dirmanifest", failed, "backup.json", "not a regular file")
-        assert repo.backup(root / "fine")["stage"] == "done"
-
-        # a relative path reaches the daemon only through a raw call (the SDK makes it absolute)
-        with grpc.insecure_channel(d.target) as channel:
-            stub = objects_pb2_grpc.ObjectsStub(channel)
-            with pytest.raises(grpc.RpcError) as info:
-                list(stub.Backup(pb.BackupRequest(repository="default", destination="rel/x")))
-            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert "absolute" in info.value.details()
+def test_a_relative_destination_is_an_invalid_argument(daemon_factory, root, tmp_path):
+    d = start(daemon_factory, tmp_path / "data", root)
+    # it reaches the daemon only through a raw call: the SDK makes it absolute for a local daemon
+    with grpc.insecure_channel(d.target) as channel:
+        stub = objects_pb2_grpc.ObjectsStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.Backup(pb.BackupRequest(repository="default", destination="rel/x")))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "absolute" in info.value.details()
 
 
 def test_restore_reports_malformed_backups_precisely(daemon_factory, root, tmp_path, capsys):
@@ -295,7 +336,7 @@ def assert_modes(top: Path, file_mode: int, dir_mode: int, skip: tuple[str, ...]
         assert mode == want, f"{rel}: {oct(mode)} (want {oct(want)})"
 
 
-def test_backup_and_restore_are_private(daemon_factory, root, tmp_path):
+def test_a_backup_is_private_by_default(daemon_factory, root, tmp_path):
     data = tmp_path / "data"
     dest = root / "b"
     d = start(daemon_factory, data, root, env={"HOARD_GROUP_ACCESS": "read"})
@@ -313,15 +354,22 @@ def test_backup_and_restore_are_private(daemon_factory, root, tmp_path):
         repo.put_objects(objects(300, "private").values())
         repo.backup(dest)
     assert_modes(dest, 0o600, 0o700)
-    assert stat.S_IMODE(os.stat(dest / "index" / "data.mdb").st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(dest / "backup.json").st_mode) == 0o600
+    for name in ("index/data.mdb", "backup.json", "packs/00000001.pack"):
+        assert stat.S_IMODE(os.stat(dest / name).st_mode) == 0o600, name
 
-    old_umask = os.umask(0o022)  # a typical shell: restore must not rely on the umask
+
+def test_a_restore_is_private_whatever_the_umask(daemon_factory, root, tmp_path):
+    d = start(daemon_factory, tmp_path / "data", root)
+    client, repo = connect(d)
+    with client:
+        repo.put_objects(objects(300, "r").values())
+        repo.backup(root / "b")
+    old_umask = os.umask(0o022)  # a typical shell's: restore must not rely on the umask
     try:
-        restore(str(dest), str(tmp_path / "restored"))
+        restore(str(root / "b"), str(tmp_path / "restored"))
     finally:
         os.umask(old_umask)
-    repo_dir = tmp_path / "restored" / "repositories" / "default"
+    top = tmp_path / "restored"
     # lock.mdb is LMDB's own, made when restore opens the index to count the objects
-    assert_modes(repo_dir, 0o600, 0o700, skip=("index/lock.mdb",))
-    assert stat.S_IMODE(os.stat(repo_dir).st_mode) == 0o700
+    assert_modes(top, 0o600, 0o700, skip=("repositories/default/index/lock.mdb",))
+    assert stat.S_IMODE(os.stat(top).st_mode) == 0o700
