@@ -493,7 +493,7 @@ def restore(backup_dir: str, data_dir: str, repository: str | None = None) -> di
     try:
         with open(manifest_path, "rb") as fh:
             raw = fh.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise NotFound(f"{backup_dir} is not a complete hoard backup (no {MANIFEST})") from None
     except IsADirectoryError:
         raise FailedPrecondition(f"{manifest_path} is not a regular file") from None
