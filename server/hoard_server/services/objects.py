@@ -8,7 +8,7 @@ import grpc
 
 from hoard.v1 import objects_pb2 as pb
 from hoard.v1 import objects_pb2_grpc
-from hoard_server.backup import backup, check_destination
+from hoard_server.backup import backup, resolve_destination
 from hoard_server.errors import InvalidArgument
 from hoard_server.services.limits import StreamLimits, batch_messages
 from hoard_server.services.status import grpc_errors
@@ -270,8 +270,10 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
 
     @grpc_errors
     def Backup(self, request: pb.BackupRequest, context: grpc.ServicerContext):
-        destination = check_destination(request.destination, self._backup_roots)
+        root, destination = resolve_destination(
+            request.destination, self._backup_roots, self._registry.data_dir
+        )
         with self._limits.stream(None, context) as stream:
-            for p in backup(self._repo(request.repository), destination):
+            for p in backup(self._repo(request.repository), destination, root):
                 with stream.waiting():
                     yield pb.BackupProgress(**p)
