@@ -159,7 +159,7 @@ class Daemon:
         self.health.enter_graceful_shutdown()
         self.server.stop(self.cfg.grace_period).wait()
         self.limits.close()
-        self.registry.close()
+        self.registry.close(timeout=max(1.0, self.cfg.grace_period))
         log.info("stopped; everything acknowledged is committed")
 
 

@@ -145,9 +145,11 @@ class RepositoryRegistry:
         shutil.rmtree(doomed, ignore_errors=True)
         log.info("erased repository %s", name)
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Close every repository, waiting at most ``timeout`` seconds for each one's
+        operations in progress (default: the repository's own bound)."""
         with self._lock:
             repos, self._open = list(self._open.values()), {}
         for repo in repos:
-            repo.close()
+            repo.close() if timeout is None else repo.close(timeout)
         self.pool.shutdown(wait=True)

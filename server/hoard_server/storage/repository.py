@@ -14,6 +14,7 @@ not know and empties staging. Start-up cost grows with the number of packs only.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import itertools
 import logging
@@ -54,6 +55,7 @@ _COALESCE_GAP = 64 << 10
 _DICT_SAMPLES = 2000
 _DICT_SIZE = 64 << 10
 _PREFETCH = 8  # frames decoded ahead of the one being sent
+CLOSE_WAIT = 30.0  # seconds close() waits for operations in progress
 _READ_BATCH_FRAMES = 8  # frames a Read decodes per activity hold (see _read_chunks)
 _READ_MANY_BATCH = 4 << 20  # raw bytes read_many decodes per activity hold
 _LIST_BATCH = 10_000  # keys list_keys reads per activity hold
@@ -172,12 +174,24 @@ class _Activity:
                 self._paused = False
                 self._cond.notify_all()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> bool:
+        """Refuse new operations and wait for running ones; False if some still ran after
+        ``timeout`` seconds.
+
+        An operation a client abandoned (a response generator suspended inside a hold) ends
+        only when the generator is collected, which a reference cycle can put off until the
+        cyclic collector runs: so collect while waiting."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._closing = True
             self._cond.notify_all()
             while self._readers or self._others:
-                self._cond.wait()
+                left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+                if not self._cond.wait(left):
+                    gc.collect()  # finalizers re-enter hold() on this thread: the lock is an RLock
+        return True
 
 
 class Repository:
@@ -319,9 +333,16 @@ class Repository:
         next_id = int(self.index.get_meta("next_pack_id") or b"1")
         return current, max(next_id, max(packs, default=0) + 1)
 
-    def close(self) -> None:
-        """Wait for operations in progress, commit what is queued, release files."""
-        self.activity.close()
+    def close(self, timeout: float | None = CLOSE_WAIT) -> None:
+        """Wait (at most ``timeout`` seconds) for operations in progress, commit what is
+        queued, release files. Operations still running then fail on closed files; nothing
+        acknowledged depends on them."""
+        if not self.activity.close(timeout):
+            log.warning(
+                "repository %s: closing while operations are still running after %.0fs",
+                self.name,
+                timeout,
+            )
         self.writer.close()
         self.reader.close()
         self.index.close()
