@@ -23,6 +23,7 @@ import struct
 import threading
 import zlib
 from array import array
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -363,10 +364,13 @@ class Codec:
         return out
 
     def decode_batch(
-        self, items: list[tuple[Encoding, bytes | memoryview, int, bytes]]
+        self,
+        items: list[tuple[Encoding, bytes | memoryview, int, bytes]],
+        pool: Executor | None = None,
     ) -> list[bytes]:
         """Decode many small bodies (encoding, body, raw size, digest), each checked like
-        ``decode_small``; zstd ones in one multi-threaded C call per dictionary."""
+        ``decode_small``; zstd ones in one multi-threaded C call per dictionary, and their
+        hashes on ``pool``'s threads as well when there are enough bytes to share out."""
         out: list[bytes | None] = [None] * len(items)
         groups: dict[int, list[int]] = {}
         single_dict = len(self._dicts) <= 1
@@ -377,7 +381,6 @@ class Codec:
                 groups.setdefault(next(iter(self._dicts)), []).append(i)
             else:
                 out[i] = self.decode_small(enc, body, raw_size, digest)
-        sha256 = hashlib.sha256
         for dict_id, idx in groups.items():
             decoded = None
             if len(idx) >= 16:
@@ -390,10 +393,29 @@ class Codec:
                     decoded = [bytes(seg) for seg in result]
                 except (zstandard.ZstdError, ValueError):
                     decoded = None  # find the damaged one below
+            hashes = _digests(decoded, pool) if decoded is not None else None
             for j, i in enumerate(idx):
                 enc, body, raw_size, digest = items[i]
-                if decoded is not None and sha256(decoded[j]).digest() == digest:
-                    out[i] = decoded[j]
+                if hashes is not None and hashes[j] == digest:
+                    out[i] = decoded[j]  # type: ignore[index]
                 else:
                     out[i] = self.decode_small(enc, body, raw_size, digest)
         return out  # type: ignore[return-value]
+
+
+_PARALLEL_HASH_BYTES = 1 << 20  # below this a batch is hashed on the calling thread
+_HASH_SHARES = 4
+
+
+def _hash_all(blobs: list[bytes]) -> list[bytes]:
+    return [hashlib.sha256(b).digest() for b in blobs]
+
+
+def _digests(blobs: list[bytes], pool: Executor | None) -> list[bytes]:
+    """SHA-256 of each blob. hashlib lets go of the GIL for inputs over 2 KiB, so a large
+    batch hashed in a few shares on other threads uses every core."""
+    if pool is None or len(blobs) < 2 * _HASH_SHARES or sum(map(len, blobs)) < _PARALLEL_HASH_BYTES:
+        return _hash_all(blobs)
+    step = -(-len(blobs) // _HASH_SHARES)
+    shares = [pool.submit(_hash_all, blobs[i : i + step]) for i in range(0, len(blobs), step)]
+    return [d for share in shares for d in share.result()]

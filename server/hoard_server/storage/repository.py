@@ -668,7 +668,7 @@ class Repository:
                 items.append(
                     (loc.encoding, view[lo : lo + loc.body_size], loc.raw_size, digests[i])
                 )
-            for i, data in zip(run, self.codec.decode_batch(items), strict=True):
+            for i, data in zip(run, self.codec.decode_batch(items, self._pool), strict=True):
                 yield keys[i], locs[i].raw_size, data
 
         for i in order:
