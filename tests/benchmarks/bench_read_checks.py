@@ -57,7 +57,7 @@ class UncheckedCodec(Codec):
             return super().decode_frame(body, True, raw_size, crc)
         return self._decompressor(0).decompress(body, max_output_size=raw_size)
 
-    def decode_batch(self, items):  # type: ignore[override]
+    def decode_batch(self, items, pool=None):  # type: ignore[override]
         zstd = [i for i, it in enumerate(items) if it[0] == Encoding.ZSTD]
         out = [None if it[0] == Encoding.ZSTD else self.decode_small(*it) for it in items]
         if zstd:
