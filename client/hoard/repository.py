@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import grpc
 
 from hoard.errors import (
+    InvalidArgumentError,
     ObjectNotFoundError,
     RepositoryNotFoundError,
     UnavailableError,
@@ -316,16 +317,21 @@ class Repository:
     def has_objects(self, keys: Iterable[str]) -> list[bool]:
         """Whether each key is stored, in the order given (False for a string that is not a
         key at all)."""
-        keys = list(keys)
-        found = [False] * len(keys)
-        asked = [i for i, key in enumerate(keys) if _is_key(key)]
-        for start in range(0, len(asked), KEYS_PER_CALL):
-            slots = asked[start : start + KEYS_PER_CALL]
-            request = pb.HasRequest(repository=self.name, keys=[keys[i] for i in slots])
-            with translate_rpc_errors():
-                reply = self._objects.Has(request, timeout=self.client.timeout)
-            for i, exists in zip(slots, reply.exists, strict=True):
-                found[i] = exists
+        found: list[bool] = []
+        for batch in _batches(list(keys)):
+            if not all(isinstance(key, str) for key in batch):
+                _is_key(next(key for key in batch if not isinstance(key, str)))  # TypeError
+            request = pb.HasRequest(repository=self.name, keys=batch)
+            try:
+                with translate_rpc_errors():
+                    found.extend(self._objects.Has(request, timeout=self.client.timeout).exists)
+            except InvalidArgumentError:
+                # some string is not a key at all (rare: checked only then, it costs time)
+                asked = [key for key in batch if _is_key(key)]
+                request = pb.HasRequest(repository=self.name, keys=asked)
+                with translate_rpc_errors():
+                    exists = iter(self._objects.Has(request, timeout=self.client.timeout).exists)
+                found.extend(next(exists) if _is_key(key) else False for key in batch)
         return found
 
     def has_object(self, key: str) -> bool:

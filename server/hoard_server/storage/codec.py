@@ -18,6 +18,7 @@ Any inconsistency is ``DataLoss``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import threading
@@ -66,8 +67,9 @@ class FrameTable:
     crc: tuple[int, ...]
     checks_all: bool = False
 
-    @property
+    @functools.cached_property
     def offsets(self) -> list[int]:
+        """Where each frame starts in the body (computed once: reads ask per frame)."""
         return [0, *accumulate(self.stored)]
 
     @property

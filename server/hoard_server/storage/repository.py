@@ -13,6 +13,7 @@ not know and empties staging. Start-up cost grows with the number of packs only.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import hashlib
@@ -56,7 +57,6 @@ _DICT_SAMPLES = 2000
 _DICT_SIZE = 64 << 10
 _PREFETCH = 8  # frames decoded ahead of the one being sent
 CLOSE_WAIT = 30.0  # seconds close() waits for operations in progress
-_READ_BATCH_FRAMES = 8  # frames a Read decodes per activity hold (see _read_chunks)
 _READ_MANY_BATCH = 4 << 20  # raw bytes read_many decodes per activity hold
 _LIST_BATCH = 10_000  # keys list_keys reads per activity hold
 RETIRE_WAIT = 30.0  # seconds compaction waits for readers before deferring a pack's deletion
@@ -519,40 +519,49 @@ class Repository:
         prefetch: bool,
         digest: bytes | None = None,
     ) -> Iterator[bytes]:
+        """The frames of ``loc`` holding [offset, offset + length), decoded and checked.
+        Call under an activity hold, and consume before it ends (``_read_chunks`` streams
+        without one)."""
         table = self._frame_table(loc)
         # Compressed frames of an older table have no check value of their own: a whole
         # read is also hashed against the key, and DataLoss follows the last chunk.
         if digest is not None and not table.checks_all and length == loc.raw_size:
             yield from _hashed(self._iter_frames(loc, 0, length, prefetch), digest)
             return
-        offsets = table.offsets
-        end = offset + length
 
         def decode(i: int) -> bytes:
-            start = i * table.frame_size
-            n = min(table.frame_size, loc.raw_size - start)
-            body = self.reader.read(loc.pack_id, loc.body_offset + offsets[i], table.stored[i])
-            data = self.codec.decode_frame(body, table.raw[i], n, table.crc[i], table.checks_all)
-            lo, hi = max(offset, start) - start, min(end, start + n) - start
-            return data if lo == 0 and hi == n else data[lo:hi]
+            return self._frame_part(loc, table, i, offset, offset + length)
 
         frames = table.frames_for(offset, length)
-        if not prefetch or len(frames) <= 1:
-            for i in frames:
-                yield decode(i)
+        yield from self._prefetched(decode, frames) if prefetch else map(decode, frames)
+
+    def _frame_part(self, loc: Location, table: FrameTable, i: int, offset: int, end: int) -> bytes:
+        """Frame ``i`` of the object at ``loc``, checked, cut to [offset, end)."""
+        start = i * table.frame_size
+        n = min(table.frame_size, loc.raw_size - start)
+        body = self.reader.read(loc.pack_id, loc.body_offset + table.offsets[i], table.stored[i])
+        data = self.codec.decode_frame(body, table.raw[i], n, table.crc[i], table.checks_all)
+        lo, hi = max(offset, start) - start, min(end, start + n) - start
+        return data if lo == 0 and hi == n else data[lo:hi]
+
+    def _prefetched(self, work, items: Iterable[int]) -> Iterator[bytes]:
+        """``work(item)`` for each item in order, up to _PREFETCH of them running ahead on
+        the codec pool while earlier results are consumed."""
+        items = list(items)
+        if len(items) <= 1:  # one frame (a small ranged read): no thread hop
+            yield from map(work, items)
             return
-        ahead: list = []
-        it = iter(frames)
+        ahead: collections.deque = collections.deque()
+        it = iter(items)
         try:
-            for i in it:
-                ahead.append(self._pool.submit(decode, i))
-                if len(ahead) > _PREFETCH:
-                    break
+            for item in itertools.islice(it, _PREFETCH + 1):
+                ahead.append(self._pool.submit(work, item))
             while ahead:
-                yield ahead.pop(0).result()
+                result = ahead.popleft().result()
                 nxt = next(it, None)
                 if nxt is not None:
-                    ahead.append(self._pool.submit(decode, nxt))
+                    ahead.append(self._pool.submit(work, nxt))
+                yield result
         finally:
             for f in ahead:
                 f.cancel()
@@ -573,34 +582,41 @@ class Repository:
         return loc.raw_size, self._read_chunks(key, loc, offset, n)
 
     def _read_chunks(self, key: str, loc: Location, offset: int, length: int) -> Iterator[bytes]:
-        """The range's chunks. The activity hold is taken per batch of frames and released
-        before the batch is yielded: the consumer may be a client that stops reading, and a
-        hold kept across that would block compaction (``drop_pack_file``) for as long."""
+        """The range's chunks, streamed without an activity hold across a yield: the consumer
+        may be a client that stops reading, and a hold kept meanwhile would hold compaction
+        (``drop_pack_file``) back. Each frame is read under a short hold of its own, after
+        looking the object up again (compaction may have moved it: the copy has the same
+        frames), and frames are decoded ahead on the codec pool."""
+        if length == 0:
+            return
         digest = parse_key(key)
-        pos, end = offset, offset + length
-        whole = offset == 0 and length == loc.raw_size
-        hasher = None  # a whole read of a frame table without per-frame checks: hash it
-        while pos < end:
+        end = offset + length
+        with self.activity.hold():
+            (loc,) = self._relocate([digest], [key], [loc])
+            if loc.encoding != Encoding.FRAMES:
+                data = self._decode_whole(loc, digest)
+            else:
+                table = self._frame_table(loc)
+        if loc.encoding != Encoding.FRAMES:
+            yield data if (offset == 0 and length == len(data)) else data[offset:end]
+            return
+        # a whole read of a frame table without per-frame check values: hash it as well
+        hasher = hashlib.sha256() if length == loc.raw_size and not table.checks_all else None
+        latest = [loc]
+
+        def frame(i: int) -> bytes:
             with self.activity.hold():
-                (loc,) = self._relocate([digest], [key], [loc])
-                if loc.encoding == Encoding.FRAMES:
-                    table = self._frame_table(loc)
-                    if whole and hasher is None and not table.checks_all:
-                        hasher = hashlib.sha256()
-                    fs = table.frame_size
-                    stop = min(end, (pos // fs + _READ_BATCH_FRAMES) * fs)
-                    batch = list(self._iter_frames(loc, pos, stop - pos, prefetch=True))
-                else:
-                    data = self._decode_whole(loc, digest)
-                    stop = end
-                    batch = [data if (pos == 0 and end == len(data)) else data[pos:end]]
-            pos = stop
+                (now,) = self._relocate([digest], [key], latest)
+                latest[0] = now
+                now_table = table if now == loc else self._frame_table(now)
+                return self._frame_part(now, now_table, i, offset, end)
+
+        for chunk in self._prefetched(frame, table.frames_for(offset, length)):
             if hasher is not None:
-                for chunk in batch:
-                    hasher.update(chunk)
-                if pos >= end and hasher.digest() != digest:
-                    raise DataLoss("stored object does not hash to its key (damaged on disk)")
-            yield from batch
+                hasher.update(chunk)
+            yield chunk
+        if hasher is not None and hasher.digest() != digest:
+            raise DataLoss("stored object does not hash to its key (damaged on disk)")
 
     def read_many(
         self, keys: list[str], inline_limit: int = READ_MANY_INLINE
@@ -612,19 +628,17 @@ class Repository:
             missing = [k for k, loc in zip(keys, locs, strict=True) if loc is None]
         if missing:
             raise ObjectNotFound(missing)
-        return self._read_many(keys, digests, inline_limit)
+        return self._read_many(keys, digests, locs, inline_limit)  # type: ignore[arg-type]
 
     def _read_many(
-        self, keys: list[str], digests: list[bytes], inline_limit: int
+        self,
+        keys: list[str],
+        digests: list[bytes],
+        first_locs: list[Location],
+        inline_limit: int,
     ) -> Iterator[tuple[str, int, bytes | None]]:
-        # Batches of about _READ_MANY_BATCH raw bytes, each decoded under a hold of its own
-        # and yielded after it is released (see _read_chunks: no hold across a yield).
-        with self.activity.hold():
-            found = self.index.get_many(digests)
-        missing = [k for k, loc in zip(keys, found, strict=True) if loc is None]
-        if missing:
-            raise ObjectNotFound(missing)
-        first_locs: list[Location] = found  # type: ignore[assignment]
+        # Batches of about _READ_MANY_BATCH raw bytes, each looked up again and decoded under
+        # a hold of its own, and yielded after it is released (no hold across a yield).
         order = sorted(
             range(len(keys)), key=lambda i: (first_locs[i].pack_id, first_locs[i].offset)
         )
