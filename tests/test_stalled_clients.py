@@ -302,3 +302,70 @@ def test_the_sdk_retries_a_busy_daemon_as_it_asks_and_never_a_full_one(daemon_fa
         threading.Timer(0.3, stalled.cancel).start()  # the slot comes free during retries
         assert repo.get_object_content(key) == data
         channel.close()
+
+
+_FROZEN_CLIENT = r"""
+import sys, time, grpc
+from hoard.v1 import objects_pb2 as pb, objects_pb2_grpc
+target, key, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ch = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", -1)])
+stub = objects_pb2_grpc.ObjectsStub(ch)
+stub.Has(pb.HasRequest(repository="default", keys=[key]))  # connected
+calls = [stub.ReadRange.future(pb.ReadRequest(repository="default", key=key, length=size))
+         for _ in range(n)]
+print("sent", flush=True)
+time.sleep(600)
+"""
+
+
+def test_unary_replies_a_frozen_client_never_takes_are_bounded(daemon_factory, tmp_path):
+    """ReadRange replies wait in grpc's buffers after the handler returned: a client that
+    asks for many and then stops reading its socket (here: a process frozen with SIGSTOP)
+    must not make the daemon hold them all (they count against the response budget), and
+    what it holds comes back when the daemon drops the connection that no longer answers
+    its keepalive pings (a cancel alone cannot get through a socket nobody reads)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    budget = 48 << 20  # three of the replies
+    d = daemon_factory(
+        None,
+        *SERVE,
+        env={
+            "HOARD_STREAM_IDLE_TIMEOUT": "3",
+            "HOARD_RESPONSE_MEMORY_BYTES": str(budget),
+            "HOARD_KEEPALIVE_INTERVAL": "1",
+            "HOARD_KEEPALIVE_TIMEOUT": "1",
+        },
+    )
+    size, asks = 16 << 20, 24
+    data = os.urandom(size)  # incompressible: stored raw, read fast
+    with hoard.connect(d.target) as client:
+        repo = client.repository()
+        key = repo.put_object(data)
+        assert repo.read(key, 0, 4096) == data[:4096]
+        time.sleep(0.5)
+        before = _rss(d.proc.pid)
+        script = tmp_path / "frozen.py"
+        script.write_text(_FROZEN_CLIENT)
+        child = subprocess.Popen(
+            [sys.executable, str(script), d.target, key, str(asks), str(size)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout.readline().strip() == "sent"
+            child.send_signal(signal.SIGSTOP)  # it stops reading its socket
+            time.sleep(2.5)
+            grown = _rss(d.proc.pid) - before
+            # the budget, plus replies being built (a few copies each) and what the allocator
+            # keeps; before the budget covered ReadRange this grew by ~950 MiB
+            assert grown < 320 << 20, f"daemon RSS grew by {grown >> 20} MiB"
+            _healthy(d.target)
+            time.sleep(2)  # an unanswered ping: the connection is dropped, the budget returns
+            assert repo.read(key, 1 << 20, 4 << 20) == data[1 << 20 : 5 << 20]
+        finally:
+            child.kill()
+            child.wait()

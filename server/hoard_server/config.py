@@ -38,6 +38,10 @@ class Config:
     stream_idle_timeout: float = 60.0
     # Bytes of response messages being built or in flight, daemon-wide.
     response_memory_bytes: int = 256 << 20
+    # Ping each connection after this many seconds without traffic from its client and drop
+    # it if the ping is not answered within keepalive_timeout (0: never ping).
+    keepalive_interval: float = 60.0
+    keepalive_timeout: float = 20.0
     storage: StorageSettings = field(default_factory=StorageSettings)
 
 
@@ -55,6 +59,8 @@ _SERVER_KEYS = {
     "max_upload_streams",
     "stream_idle_timeout",
     "response_memory_bytes",
+    "keepalive_interval",
+    "keepalive_timeout",
 }
 _STORAGE_KEYS = {f.name for f in fields(StorageSettings)} | {"default_repository"}
 _ENV = {
@@ -73,6 +79,8 @@ _ENV = {
     "HOARD_MAX_READ_STREAMS": "max_read_streams",
     "HOARD_MAX_UPLOAD_STREAMS": "max_upload_streams",
     "HOARD_STREAM_IDLE_TIMEOUT": "stream_idle_timeout",
+    "HOARD_KEEPALIVE_INTERVAL": "keepalive_interval",
+    "HOARD_KEEPALIVE_TIMEOUT": "keepalive_timeout",
     "HOARD_RESPONSE_MEMORY_BYTES": "response_memory_bytes",
 }
 
@@ -182,6 +190,10 @@ def validate(cfg: Config) -> None:
                 "no authentication yet. Listen on 127.0.0.1 or a unix socket, or pass "
                 "--allow-remote (HOARD_ALLOW_REMOTE=1) on a network you trust."
             )
+    if cfg.keepalive_interval < 0 or cfg.keepalive_timeout <= 0:
+        raise ConfigError(
+            "keepalive_interval must be 0 (off) or more, and keepalive_timeout more than 0"
+        )
     if cfg.workers < 1:
         raise ConfigError("workers must be at least 1")
     if cfg.max_read_streams < 0 or cfg.max_upload_streams < 0:

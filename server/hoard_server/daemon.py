@@ -95,6 +95,19 @@ class Daemon:
                 # memory); further ones wait on the client's side. Worker threads are
                 # guarded by the stream slots of self.limits, not by this.
                 ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+                # Ping every connection now and then and drop one that does not answer: a
+                # client that froze or vanished (its socket unread) otherwise keeps what its
+                # calls hold (replies in grpc's buffers, stream slots) until TCP gives up,
+                # which for a peer that stopped reading is never.
+                *(
+                    [
+                        ("grpc.keepalive_time_ms", int(cfg.keepalive_interval * 1000)),
+                        ("grpc.keepalive_timeout_ms", int(cfg.keepalive_timeout * 1000)),
+                        ("grpc.keepalive_permit_without_calls", 1),
+                    ]
+                    if cfg.keepalive_interval > 0
+                    else []
+                ),
             ],
         )
         objects_pb2_grpc.add_ObjectsServicer_to_server(

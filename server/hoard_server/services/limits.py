@@ -175,6 +175,24 @@ class StreamLimits:
                 if kind is not None:
                     self._in_use[kind] -= 1
 
+    def hold_reply(self, context: grpc.ServicerContext, reserved: int) -> None:
+        """A unary reply grpc keeps sending after the handler returned: its ``reserved``
+        budget bytes are released when the RPC ends, and the watchdog cancels it if the
+        client has not taken it within ``idle_timeout`` (so a client that asks and never
+        reads cannot keep budget forever)."""
+        s = Stream(self, context)
+        s.waiting_since = time.monotonic()
+        with self._lock:
+            self._streams.add(s)
+
+        def done() -> None:
+            with self._lock:
+                self._streams.discard(s)
+            self.budget.release(reserved)
+
+        if not context.add_callback(done):
+            done()  # the RPC has already ended
+
     def _watch(self) -> None:
         period = min(1.0, self.idle_timeout / 4)
         while not self._stop.wait(period):

@@ -135,7 +135,20 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
                 "use Read to stream larger ranges"
             )
         size, chunks = self._repo(request.repository).read(request.key, request.offset, length)
-        return pb.ReadResponse(data=b"".join(chunks), object_size=size)
+        # The reply stays in grpc's buffers until the client reads it, after this returns:
+        # it holds response budget until the RPC ends, so that clients that ask and never
+        # read cannot pile replies up without bound. A short call: wait briefly, if at all.
+        budget = self._limits.budget
+        reserved = budget.acquire(
+            min(length, size - request.offset), min(1.0, self._limits.budget_wait)
+        )
+        try:
+            reply = pb.ReadResponse(data=b"".join(chunks), object_size=size)
+        except BaseException:
+            budget.release(reserved)
+            raise
+        self._limits.hold_reply(context, reserved)
+        return reply
 
     @grpc_errors
     def ReadMany(self, request: pb.ReadManyRequest, context: grpc.ServicerContext):
