@@ -213,12 +213,18 @@ def send(channel, call: Call, messages: list, timeout: float = 20):
     return invoke(channel, call, [m.SerializeToString() for m in messages], timeout)
 
 
-def assert_daemon_whole(daemon: DaemonProcess, channel: grpc.Channel) -> None:
+def assert_daemon_whole(
+    daemon: DaemonProcess, channel: grpc.Channel, short_calls_only: bool = False
+) -> None:
     health = health_pb2_grpc.HealthStub(channel)
     reply = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     with hoard.connect(daemon.target) as client:
-        assert client.repository().get_object_content(KEY) == STORED
+        repo = client.repository()
+        assert repo.has_objects([KEY]) == [True]
+        assert repo.read(KEY, 0, len(STORED)) == STORED  # one unary ReadRange
+        if not short_calls_only:
+            assert repo.get_object_content(KEY) == STORED  # a Read stream
     assert daemon.proc.poll() is None
     log = "".join(daemon.log)
     assert "Traceback" not in log, log[-4000:]
@@ -417,3 +423,52 @@ def test_names_like_leftovers_are_repositories_and_survive_a_restart(daemon_fact
             assert client.repository(name).get_object_content(keys[name]) == name.encode() * 10
         client.erase_repository(names[0])
         assert not any(p.name.startswith(names[0]) for p in root.iterdir())
+
+
+def test_hundreds_of_streams_that_never_read(daemon, channel):
+    """300 Read streams from one client that reads none of them, spread over 3
+    connections: each beyond the read slots is refused at once (RESOURCE_EXHAUSTED, reason
+    OVERLOADED), the daemon's memory stays bounded, health and short calls keep answering,
+    and the slots come back when the client goes away."""
+    big = os.urandom(8 << 20)
+    with hoard.connect(daemon.target) as client:
+        big_key = client.repository().put_object(big)
+    conns = [
+        grpc.insecure_channel(daemon.target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(3)
+    ]
+    before = _rss(daemon.proc.pid)
+    calls = []
+    try:
+        for i in range(300):
+            read = conns[i % 3].unary_stream(
+                "/hoard.v1.Objects/Read",
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=opb.ReadResponse.FromString,
+            )
+            calls.append(read(opb.ReadRequest(repository="default", key=big_key)))
+        time.sleep(2)
+        started = time.monotonic()
+        assert_daemon_whole(daemon, channel, short_calls_only=True)  # streams: all slots taken
+        assert time.monotonic() - started < 5
+        refused = [c for c in calls if c.done() and c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
+        assert len(refused) >= 300 - 24 - 10  # 24 read slots of 64 workers (some may finish)
+        assert dict(refused[0].trailing_metadata())["hoard-reason"] == "OVERLOADED"
+        grown = _rss(daemon.proc.pid) - before
+        assert grown < 400 << 20, f"daemon RSS grew by {grown >> 20} MiB"
+    finally:
+        for c in calls:
+            c.cancel()
+        for ch in conns:
+            ch.close()
+    time.sleep(1)
+    with hoard.connect(daemon.target) as client:  # every slot came back
+        assert client.repository().get_object_content(big_key) == big
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
