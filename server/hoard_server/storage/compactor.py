@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from hoard_server.errors import DataLoss
 from hoard_server.storage.codec import FrameTable
 from hoard_server.storage.index import LOCATION, Location
-from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, Encoding, RecordHeader
+from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, Encoding
 from hoard_server.storage.writer import RelocatedRecord
 
 log = logging.getLogger(__name__)
@@ -324,14 +324,7 @@ class Compactor:
     def _check(self, digest: bytes, loc: Location, record: memoryview) -> None:
         """DataLoss unless the record at ``loc`` is the object ``digest`` as indexed: its
         header agrees with the entry and its body decodes and hashes to the key."""
-        header = RecordHeader.decode(record[:HEADER_SIZE])
-        if (header.digest, header.raw_size, header.body_size, header.encoding) != (
-            digest,
-            loc.raw_size,
-            loc.body_size,
-            loc.encoding,
-        ):
-            raise DataLoss("pack record header does not match the index entry")
+        loc.check_header(digest, record[:HEADER_SIZE])
         body = record[HEADER_SIZE:]
         codec = self.repo.codec
         if loc.encoding == Encoding.FRAMES:

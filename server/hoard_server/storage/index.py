@@ -25,9 +25,9 @@ from typing import NamedTuple
 
 import lmdb
 
-from hoard_server.errors import StorageFull
+from hoard_server.errors import DataLoss, StorageFull
 from hoard_server.storage import modes
-from hoard_server.storage.pack import _ENCODINGS, HEADER_SIZE, Encoding, fsync_dir
+from hoard_server.storage.pack import _ENCODINGS, HEADER_SIZE, Encoding, RecordHeader, fsync_dir
 
 LOCATION = struct.Struct("<IQQQB")
 _PACK_STATE = struct.Struct("<QQB")
@@ -49,6 +49,18 @@ class Location(NamedTuple):  # a tuple: made for every object a read touches
     @property
     def stored_size(self) -> int:
         return HEADER_SIZE + self.body_size
+
+    def check_header(self, digest: bytes, header: bytes | memoryview) -> None:
+        """DataLoss unless ``header`` (the record header read at this location) describes
+        the object ``digest`` as this entry does: the pack is trusted only where both agree."""
+        h = RecordHeader.decode(header)
+        if (h.digest, h.raw_size, h.body_size, h.encoding) != (
+            digest,
+            self.raw_size,
+            self.body_size,
+            self.encoding,
+        ):
+            raise DataLoss("pack record header does not match the index entry")
 
     def encode(self) -> bytes:
         return LOCATION.pack(

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from hoard_server.errors import DataLoss
 from hoard_server.storage.index import Location
-from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, RecordHeader
+from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC
 
 _REPORT_EVERY = 2000
 
@@ -84,14 +84,7 @@ class Verifier:
 
     def _check_at(self, digest: bytes, loc: Location) -> int:
         repo = self.repo
-        header = RecordHeader.decode(repo.reader.read(loc.pack_id, loc.offset, HEADER_SIZE))
-        if (header.digest, header.raw_size, header.body_size, header.encoding) != (
-            digest,
-            loc.raw_size,
-            loc.body_size,
-            loc.encoding,
-        ):
-            raise DataLoss("pack record header does not match the index entry")
+        loc.check_header(digest, repo.reader.read(loc.pack_id, loc.offset, HEADER_SIZE))
         h = hashlib.sha256()
         _size, chunks = repo.read(digest.hex())
         n = 0
