@@ -20,10 +20,12 @@ from grpc_reflection.v1alpha import reflection
 from hoard.v1 import objects_pb2, objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
 from hoard_server import __version__
 from hoard_server.config import Config, ConfigError, load_config, stream_slots
-from hoard_server.services.decode_guard import DecodeGuard
-from hoard_server.services.limits import StreamLimits
-from hoard_server.services.objects import ObjectsServicer
-from hoard_server.services.repositories import RepositoriesServicer
+from hoard_server.grpc.interceptors.decode_guard import DecodeGuard
+from hoard_server.grpc.limits import StreamLimits
+from hoard_server.grpc.objects import ObjectsServicer
+from hoard_server.grpc.repositories import RepositoriesServicer
+from hoard_server.services.objects import ObjectService
+from hoard_server.services.repositories import RepositoryService
 from hoard_server.storage import modes
 from hoard_server.storage.registry import RepositoryRegistry
 
@@ -110,11 +112,12 @@ class Daemon:
                 ),
             ],
         )
+        objects = ObjectService(self.registry, self.limits.budget, cfg.backup_roots)
         objects_pb2_grpc.add_ObjectsServicer_to_server(
-            ObjectsServicer(self.registry, cfg.backup_roots, self.limits), self.server
+            ObjectsServicer(objects, self.limits), self.server
         )
         repositories_pb2_grpc.add_RepositoriesServicer_to_server(
-            RepositoriesServicer(self.registry), self.server
+            RepositoriesServicer(RepositoryService(self.registry)), self.server
         )
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -1,292 +1,307 @@
-"""hoard.v1.Objects over a RepositoryRegistry."""
+"""Objects: the content-addressed store as users see it, over the storage engine.
+
+Plain Python: the rules a request must follow (the Put protocol, range limits, argument
+ranges, backup destinations) and how replies are cut into messages, whatever carries them.
+Errors are the domain errors of ``hoard_server.errors``; a transport maps them once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-import grpc
-
-from hoard.v1 import objects_pb2 as pb
-from hoard.v1 import objects_pb2_grpc
 from hoard_server.backup import backup, resolve_destination
-from hoard_server.errors import InvalidArgument
-from hoard_server.services.limits import StreamLimits, batch_messages
-from hoard_server.services.status import grpc_errors
-from hoard_server.storage.registry import RepositoryRegistry, check_repository_name
-from hoard_server.storage.repository import Repository
+from hoard_server.errors import HoardError, InvalidArgument
+from hoard_server.reports import (
+    BackupProgress,
+    MaintenanceProgress,
+    PackReport,
+    Problem,
+    StoreInfo,
+    VerifyProgress,
+)
+from hoard_server.services.batching import Batch, ResponseBudget, batches
+from hoard_server.services.repositories import open_repository
+from hoard_server.storage.registry import RepositoryRegistry
+from hoard_server.storage.repository import ObjectStat, Repository
 
-_MESSAGE_BYTES = 1 << 20  # gather small objects into stream messages of about this size
+MESSAGE_BYTES = 1 << 20  # gather small objects or frames into messages of about this size
 # ReadMany inlines objects up to this size; larger ones the client reads with Read. With
-# _MESSAGE_BYTES this keeps one message under ~5 MiB, whatever inline_limit asks for.
-_MAX_INLINE = 4 << 20
-_LIST_CHUNK = 10_000
-_MAX_RANGE = 16 << 20
+# MESSAGE_BYTES this keeps one message under ~5 MiB, whatever inline_limit asks for.
+MAX_INLINE = 4 << 20
+MAX_READ_MANY_ITEMS = 8192  # objects per ReadMany message
+MAX_RANGE = 16 << 20  # bytes one read_range may return
+LIST_CHUNK = 10_000  # keys per message of a whole (unpaged) listing
+RANGE_BUDGET_WAIT = 1.0  # a one-reply read waits at most this long for response budget
 
 
-def _default_limits() -> StreamLimits:
-    return StreamLimits(
-        {"read": (8, "max_read_streams"), "upload": (8, "max_upload_streams")}, 0, 256 << 20
-    )
+# -- the Put protocol's parts ---------------------------------------------------------------
 
 
-class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
-    """Long streams (Read, ReadMany, List, Put) run under ``limits``: a stream slot of their
-    kind, the idle watchdog and, for responses, the response budget."""
+@dataclass(frozen=True, slots=True)
+class PutHeader:
+    """First part of an upload. ``size``: declared in advance (None: a PutFinish ends it)."""
+
+    repository: str
+    expected_key: str = ""
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PutFinish:
+    """Last part of an upload without a declared size: everything (``size`` bytes) was sent."""
+
+    size: int
+
+
+PutPart = PutHeader | bytes | PutFinish | None  # None: a message that holds no part
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    key: str
+    raw_size: int
+    created: bool  # False: it was already stored
+
+
+@dataclass(frozen=True, slots=True)
+class RangeReply:
+    """A range read in one reply. ``reserved`` response-budget bytes are the caller's to
+    release once the reply has left (or could not be built)."""
+
+    object_size: int
+    data: bytes
+    reserved: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPage:
+    keys: list[str]
+    next_page_token: str = ""  # empty: nothing more
+
+
+ReadManyItem = tuple[str, int, bytes | None]  # key, size, content (None: not inlined)
+
+R = TypeVar("R")
+
+
+class ObjectService:
+    """Object operations on the repositories of ``registry``.
+
+    Replies that may be large (``read``, ``read_many``, ``read_range``) reserve their bytes
+    from ``budget`` first; each ``Batch`` says what its sender must release once it is sent.
+    """
 
     def __init__(
         self,
         registry: RepositoryRegistry,
+        budget: ResponseBudget,
         backup_roots: tuple[str, ...] = (),
-        limits: StreamLimits | None = None,
     ) -> None:
         self._registry = registry
+        self._budget = budget
         self._backup_roots = backup_roots
-        self._limits = limits or _default_limits()
 
     def _repo(self, name: str) -> Repository:
-        return self._registry.get(check_repository_name(name))
+        return open_repository(self._registry, name)
 
-    @grpc_errors
-    def Put(self, request_iterator: Iterator[pb.PutRequest], context: grpc.ServicerContext):
-        """An upload counts only if the client ends it properly: with a PutFinish whose size
-        matches what arrived, or, without one, having declared a size that matched. A
-        stream cut short (which grpc's sync server may present as a normal end of the
-        request iterator) stores nothing."""
-        with self._limits.stream("upload", context) as stream:
-            requests = stream.receive(request_iterator)
-            first = next(requests, None)
-            if first is None or first.WhichOneof("part") != "header":
-                raise InvalidArgument("a Put stream must start with a header naming the repository")
-            header = first.header
+    # -- writes ---------------------------------------------------------------------------
+
+    def put(self, parts: Iterator[PutPart], is_active: Callable[[], bool]) -> StoredObject:
+        """Store the object an upload carries: a header, chunks, then (without a declared
+        size) a PutFinish whose size matches what arrived.
+
+        An upload counts only if the client ends it properly; one cut short (which a
+        transport may present as a normal end of ``parts``) or no longer ``is_active`` when
+        its last byte arrived stores nothing and fails with InvalidArgument.
+        """
+        header = next(parts, None)
+        if not isinstance(header, PutHeader):
+            raise InvalidArgument("a Put stream must start with a header naming the repository")
+        try:
             repo = self._repo(header.repository)
-            size = header.size if header.HasField("size") else None
+            chunks = _upload_chunks(parts, header.size, is_active)
+            key, raw_size, created = repo.put_stream(chunks, header.expected_key, header.size)
+        except HoardError as exc:
+            exc.details.setdefault("repository", header.repository)
+            raise
+        return StoredObject(key, raw_size, created)
 
-            def chunks() -> Iterator[bytes]:
-                received = 0
-                finished = False
-                for msg in requests:
-                    part = msg.WhichOneof("part")
-                    if finished:
-                        raise InvalidArgument("PutFinish must be the last message of a Put stream")
-                    if part == "chunk":
-                        received += len(msg.chunk)
-                        yield msg.chunk
-                    elif part == "finish":
-                        if msg.finish.size != received:
-                            raise InvalidArgument(
-                                f"PutFinish says {msg.finish.size} bytes but {received} arrived; "
-                                "nothing was stored"
-                            )
-                        finished = True
-                    else:
-                        raise InvalidArgument(
-                            "only the first message of a Put stream may be a header"
-                        )
-                if not finished and size is None:
-                    raise InvalidArgument(
-                        f"the upload was incomplete: the stream ended after {received} bytes "
-                        "without a PutFinish message (nor a declared size); nothing was stored"
-                    )
-                if not context.is_active():
-                    raise InvalidArgument("the upload was cancelled; nothing was stored")
+    def put_batch(self, repository: str, objects: list[bytes]) -> list[StoredObject]:
+        results = self._repo(repository).put_many(objects)
+        return [StoredObject(k, len(o), c) for (k, c), o in zip(results, objects, strict=True)]
 
-            key, raw_size, created = repo.put_stream(chunks(), header.expected_key, size)
-            return pb.PutResponse(key=key, raw_size=raw_size, created=created)
+    def delete(
+        self, repository: str, keys: list[str], require_all: bool = False
+    ) -> tuple[list[str], list[str]]:
+        """(deleted, missing); with ``require_all``, nothing is deleted if any is missing."""
+        return self._repo(repository).delete_many(keys, require_all=require_all)
 
-    @grpc_errors
-    def PutBatch(self, request: pb.PutBatchRequest, context: grpc.ServicerContext):
-        results = self._repo(request.repository).put_many(list(request.objects))
-        return pb.PutBatchResponse(keys=[k for k, _ in results], created=[c for _, c in results])
+    # -- reads ----------------------------------------------------------------------------
 
-    @grpc_errors
-    def Read(self, request: pb.ReadRequest, context: grpc.ServicerContext):
-        with self._limits.stream("read", context) as stream:
-            length = request.length if request.HasField("length") else None
-            size, chunks = self._repo(request.repository).read(request.key, request.offset, length)
-            first = True
+    def read(
+        self, repository: str, key: str, offset: int = 0, length: int | None = None
+    ) -> tuple[int, Iterator[Batch[bytes]]]:
+        """(object size, the range's chunks in batches of about MESSAGE_BYTES). There is at
+        least one batch, so that an empty range still tells the size."""
+        size, chunks = self._repo(repository).read(key, offset, length)
+        return size, batches(chunks, len, self._budget, MESSAGE_BYTES, send_empty=True)
 
-            def build(pending: list[bytes]) -> pb.ReadResponse:
-                nonlocal first
-                data = pending[0] if len(pending) == 1 else b"".join(pending)
-                msg = pb.ReadResponse(data=data, object_size=size if first else 0)
-                first = False
-                return msg
-
-            # frames are 256 KiB; messages of ~1 MiB move faster. An empty range still
-            # tells the size.
-            yield from stream.send(
-                batch_messages(
-                    chunks,
-                    len,
-                    build,
-                    self._limits.budget,
-                    self._limits.budget_wait,
-                    _MESSAGE_BYTES,
-                    send_empty=True,
-                )
-            )
-
-    @grpc_errors
-    def ReadRange(self, request: pb.ReadRequest, context: grpc.ServicerContext):
-        length = request.length if request.HasField("length") else None
-        if length is None or length > _MAX_RANGE:
+    def read_range(self, repository: str, key: str, offset: int, length: int | None) -> RangeReply:
+        """At most MAX_RANGE bytes in one reply; ``length`` is required."""
+        if length is None or length > MAX_RANGE:
             raise InvalidArgument(
-                f"ReadRange reads at most {_MAX_RANGE} bytes and needs a length; "
+                f"ReadRange reads at most {MAX_RANGE} bytes and needs a length; "
                 "use Read to stream larger ranges"
             )
-        size, chunks = self._repo(request.repository).read(request.key, request.offset, length)
-        # The reply stays in grpc's buffers until the client reads it, after this returns:
-        # it holds response budget until the RPC ends, so that clients that ask and never
-        # read cannot pile replies up without bound. A short call: wait briefly, if at all.
-        budget = self._limits.budget
-        reserved = budget.acquire(
-            min(length, size - request.offset), min(1.0, self._limits.budget_wait)
+        size, chunks = self._repo(repository).read(key, offset, length)
+        # A short call: wait briefly for budget, if at all.
+        reserved = self._budget.acquire(
+            min(length, size - offset), min(RANGE_BUDGET_WAIT, self._budget.wait)
         )
         try:
-            reply = pb.ReadResponse(data=b"".join(chunks), object_size=size)
+            return RangeReply(size, b"".join(chunks), reserved)
         except BaseException:
-            budget.release(reserved)
+            self._budget.release(reserved)
             raise
-        self._limits.hold_reply(context, reserved)
-        return reply
 
-    @grpc_errors
-    def ReadMany(self, request: pb.ReadManyRequest, context: grpc.ServicerContext):
-        with self._limits.stream("read", context) as stream:
-            limit = min(request.inline_limit or _MAX_INLINE, _MAX_INLINE)
-            items = self._repo(request.repository).read_many(list(request.keys), limit)
+    def read_many(
+        self, repository: str, keys: list[str], inline_limit: int = 0
+    ) -> Iterator[Batch[ReadManyItem]]:
+        """Objects in storage order, in batches of about MESSAGE_BYTES of inlined content.
+        Objects over ``inline_limit`` (0: MAX_INLINE; never more) come as their size only."""
+        limit = min(inline_limit or MAX_INLINE, MAX_INLINE)
+        items = self._repo(repository).read_many(keys, limit)
+        return batches(
+            items,
+            lambda item: len(item[2]) if item[2] is not None else 0,
+            self._budget,
+            MESSAGE_BYTES,
+            max_items=MAX_READ_MANY_ITEMS,
+        )
 
-            def build(pending: list[tuple[str, int, bytes | None]]) -> pb.ReadManyResponse:
-                return pb.ReadManyResponse(
-                    keys=[k for k, _, _ in pending],
-                    sizes=[n for _, n, _ in pending],
-                    inlined=[c is not None for _, _, c in pending],
-                    data=b"".join(c for _, _, c in pending if c is not None),
-                )
+    def has(self, repository: str, keys: list[str]) -> list[bool]:
+        return self._repo(repository).has_many(keys)
 
-            yield from stream.send(
-                batch_messages(
-                    items,
-                    lambda item: len(item[2]) if item[2] is not None else 0,
-                    build,
-                    self._limits.budget,
-                    self._limits.budget_wait,
-                    _MESSAGE_BYTES,
-                    max_items=8192,
-                )
+    def stat(self, repository: str, keys: list[str]) -> list[ObjectStat]:
+        return self._repo(repository).stat_many(keys)
+
+    def list(self, repository: str, page_size: int = 0, page_token: str = "") -> Iterator[KeyPage]:
+        """Keys in key order after ``page_token``: one page of ``page_size`` keys with the
+        token of the next, or (``page_size`` 0) every key in pages of LIST_CHUNK."""
+        repo = self._repo(repository)
+        if page_size:
+            keys = list(repo.list_keys(page_token, page_size + 1))
+            more = len(keys) > page_size
+            keys = keys[:page_size]
+            return iter([KeyPage(keys, keys[-1] if more else "")])
+        return _pages(repo.list_keys(page_token))
+
+    def info(self, repository: str, detailed: bool = False) -> StoreInfo:
+        """What the repository holds; its packs only when ``detailed``."""
+        info = _report(StoreInfo, self._repo(repository).info())
+        return info if detailed else dataclasses.replace(info, packs=())
+
+    # -- maintenance ----------------------------------------------------------------------
+
+    def maintain(
+        self, repository: str, dry_run: bool = False, dead_fraction: float = 0.0, max_packs: int = 0
+    ) -> Generator[MaintenanceProgress, None, None]:
+        """Live compaction's progress; closing the generator stops after the current pack."""
+        if not 0 <= dead_fraction <= 1:
+            raise InvalidArgument(
+                f"dead_fraction must lie in [0, 1], not {dead_fraction}", setting="dead_fraction"
             )
-
-    @grpc_errors
-    def Has(self, request: pb.HasRequest, context: grpc.ServicerContext):
-        return pb.HasResponse(exists=self._repo(request.repository).has_many(list(request.keys)))
-
-    @grpc_errors
-    def Stat(self, request: pb.StatRequest, context: grpc.ServicerContext):
-        stats = self._repo(request.repository).stat_many(list(request.keys))
-        return pb.StatResponse(
-            stats=[
-                pb.ObjectStat(
-                    key=s.key,
-                    exists=s.exists,
-                    raw_size=s.raw_size,
-                    stored_size=s.stored_size,
-                    encoding=s.encoding,
-                    pack_id=s.pack_id,
-                )
-                for s in stats
-            ]
+        progress = self._repo(repository).maintain(
+            dry_run=dry_run, dead_fraction=dead_fraction, max_packs=max_packs
         )
+        return _reports(MaintenanceProgress, progress)
 
-    @grpc_errors
-    def List(self, request: pb.ListRequest, context: grpc.ServicerContext):
-        with self._limits.stream("read", context) as stream:
-            repo = self._repo(request.repository)
-            if request.page_size:
-                keys = list(repo.list_keys(request.page_token, request.page_size + 1))
-                more = len(keys) > request.page_size
-                keys = keys[: request.page_size]
-                with stream.waiting():
-                    yield pb.ListResponse(keys=keys, next_page_token=keys[-1] if more else "")
-                return
-            batch: list[str] = []
-            for key in repo.list_keys(request.page_token):
-                batch.append(key)
-                if len(batch) >= _LIST_CHUNK:
-                    with stream.waiting():
-                        yield pb.ListResponse(keys=batch)
-                    batch = []
-            if batch:
-                with stream.waiting():
-                    yield pb.ListResponse(keys=batch)
+    def verify(
+        self, repository: str, pack_id: int = 0, sample: float = 0.0
+    ) -> Iterator[VerifyProgress]:
+        """Re-read and re-hash objects (all, one pack, or a ``sample`` fraction)."""
+        if not 0 <= sample <= 1:
+            raise InvalidArgument(f"sample must lie in [0, 1], not {sample}", setting="sample")
+        return _reports(VerifyProgress, self._repo(repository).verify(pack_id, sample))
 
-    @grpc_errors
-    def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext):
-        deleted, missing = self._repo(request.repository).delete_many(
-            list(request.keys), require_all=request.require_all
-        )
-        return pb.DeleteResponse(deleted=deleted, missing=missing)
-
-    @grpc_errors
-    def Info(self, request: pb.InfoRequest, context: grpc.ServicerContext):
-        info = self._repo(request.repository).info()
-        return pb.InfoResponse(
-            repository=info["repository"],
-            uuid=info["uuid"],
-            key_format=info["key_format"],
-            object_count=info["objects"],
-            raw_bytes=info["raw_bytes"],
-            stored_bytes=info["stored_bytes"],
-            on_disk_bytes=info["on_disk_bytes"],
-            pack_count=info["pack_count"],
-            reclaimable_bytes=info["reclaimable_bytes"],
-            has_dictionary=info["has_dictionary"],
-            compression_ratio=info["compression_ratio"],
-            last_maintenance=info["last_maintenance"],
-            last_verification=info["last_verification"],
-            last_verification_errors=info["last_verification_errors"],
-            packs=[pb.PackInfo(**p) for p in info["packs"]] if request.detailed else [],
-        )
-
-    @grpc_errors
-    def Maintain(self, request: pb.MaintainRequest, context: grpc.ServicerContext):
-        if not 0 <= request.dead_fraction <= 1:
-            raise InvalidArgument(f"dead_fraction must lie in [0, 1], not {request.dead_fraction}")
-        with self._limits.stream(None, context) as stream:
-            progress = self._repo(request.repository).maintain(
-                dry_run=request.dry_run,
-                dead_fraction=request.dead_fraction,
-                max_packs=request.max_packs,
+    def backup(self, repository: str, destination: str) -> Iterator[BackupProgress]:
+        """Snapshot the repository into ``destination``, which must lie under a backup root."""
+        try:
+            root, real = resolve_destination(
+                destination, self._backup_roots, self._registry.data_dir
             )
-            for p in progress:
-                problems = [pb.Problem(**x) for x in p.get("problems", ())]
-                with stream.waiting():
-                    yield pb.MaintainProgress(**{**p, "problems": problems})
-                if not context.is_active():  # cancelled: stop after this pack, state is whole
-                    progress.close()
-                    return
+        except HoardError as exc:
+            exc.details.setdefault("path", destination)
+            raise
+        return _reports(BackupProgress, backup(self._repo(repository), real, root))
 
-    @grpc_errors
-    def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext):
-        if not 0 <= request.sample <= 1:
-            raise InvalidArgument(f"sample must lie in [0, 1], not {request.sample}")
-        with self._limits.stream(None, context) as stream:
-            for p in self._repo(request.repository).verify(request.pack_id, request.sample):
-                with stream.waiting():
-                    yield pb.VerifyProgress(
-                        checked_objects=p["checked_objects"],
-                        total_objects=p["total_objects"],
-                        checked_bytes=p["checked_bytes"],
-                        problems=[pb.Problem(**x) for x in p["problems"]],
-                        done=p["done"],
-                        problem_count=p["problem_count"],
-                    )
 
-    @grpc_errors
-    def Backup(self, request: pb.BackupRequest, context: grpc.ServicerContext):
-        root, destination = resolve_destination(
-            request.destination, self._backup_roots, self._registry.data_dir
+def _upload_chunks(
+    parts: Iterator[PutPart], size: int | None, is_active: Callable[[], bool]
+) -> Iterator[bytes]:
+    """The chunks after the header, enforcing the rest of the Put protocol as they come."""
+    received = 0
+    finished = False
+    for part in parts:
+        if finished:
+            raise InvalidArgument("PutFinish must be the last message of a Put stream")
+        if isinstance(part, bytes):
+            received += len(part)
+            yield part
+        elif isinstance(part, PutFinish):
+            if part.size != received:
+                raise InvalidArgument(
+                    f"PutFinish says {part.size} bytes but {received} arrived; nothing was stored"
+                )
+            finished = True
+        elif isinstance(part, PutHeader):
+            raise InvalidArgument("only the first message of a Put stream may be a header")
+        else:
+            raise InvalidArgument("a Put message must hold a header, a chunk or a finish")
+    if not finished and size is None:
+        raise InvalidArgument(
+            f"the upload was incomplete: the stream ended after {received} bytes "
+            "without a PutFinish message (nor a declared size); nothing was stored"
         )
-        with self._limits.stream(None, context) as stream:
-            for p in backup(self._repo(request.repository), destination, root):
-                with stream.waiting():
-                    yield pb.BackupProgress(**p)
+    if not is_active():
+        raise InvalidArgument("the upload was cancelled; nothing was stored")
+
+
+def _pages(keys: Iterable[str]) -> Iterator[KeyPage]:
+    page: list[str] = []
+    for key in keys:
+        page.append(key)
+        if len(page) >= LIST_CHUNK:
+            yield KeyPage(page)
+            page = []
+    if page:
+        yield KeyPage(page)
+
+
+def _reports(cls: type[R], progress: Generator[Any, None, None]) -> Generator[R, None, None]:
+    """The engine's progress as typed reports; closing this closes the engine's run."""
+    try:
+        for p in progress:
+            yield _report(cls, p)
+    finally:
+        progress.close()
+
+
+def _report(cls: type[R], value: Any) -> R:
+    """The engine's report as ``cls``.
+
+    DELETE after the storage branch merges: the engine then returns StoreInfo and yields the
+    progress dataclasses itself, and this passes them through unchanged.
+    """
+    if isinstance(value, cls) or not isinstance(value, dict):
+        return value
+    fields = dict(value)
+    if cls is StoreInfo:
+        fields["object_count"] = fields.pop("objects")
+        fields["packs"] = tuple(PackReport(**p) for p in fields.get("packs", ()))
+    if "problems" in fields:
+        fields["problems"] = [Problem(**p) for p in fields["problems"]]
+    return cls(**fields)

@@ -1,47 +1,70 @@
-"""hoard.v1.Repositories over a RepositoryRegistry."""
+"""Repositories: create, describe, list and erase the named repositories of a data directory."""
 
 from __future__ import annotations
 
-import grpc
+from dataclasses import dataclass
 
-from hoard.v1 import repositories_pb2 as pb
-from hoard.v1 import repositories_pb2_grpc
-from hoard_server.services.status import grpc_errors
+from hoard_server.errors import InvalidArgument
 from hoard_server.storage.keys import KEY_FORMAT
 from hoard_server.storage.registry import RepositoryRegistry, check_repository_name
 from hoard_server.storage.repository import Repository
 
 
-def _info(repo: Repository) -> pb.RepositoryInfo:
-    return pb.RepositoryInfo(
-        name=repo.name, uuid=repo.uuid, key_format=KEY_FORMAT, created_at=repo.created_at
-    )
+@dataclass(frozen=True, slots=True)
+class RepositoryInfo:
+    """Named after ``hoard.v1.RepositoryInfo``."""
+
+    name: str
+    uuid: str
+    key_format: str
+    created_at: float  # seconds since the epoch, UTC
+
+    @classmethod
+    def of(cls, repo: Repository) -> RepositoryInfo:
+        return cls(repo.name, repo.uuid, KEY_FORMAT, repo.created_at)
 
 
-class RepositoriesServicer(repositories_pb2_grpc.RepositoriesServicer):
+def valid_name(name: str) -> str:
+    """``name`` if it may name a repository; InvalidArgument, reason INVALID_REPOSITORY_NAME
+    and the name in ``details["repository"]``, if not."""
+    try:
+        return check_repository_name(name)
+    except InvalidArgument as exc:
+        # The rule itself lives in the registry; this gives its error the precise reason.
+        exc.reason = "INVALID_REPOSITORY_NAME"
+        exc.details.setdefault("repository", name)
+        raise
+
+
+def open_repository(registry: RepositoryRegistry, name: str) -> Repository:
+    """The repository a request names: INVALID_REPOSITORY_NAME or REPOSITORY_NOT_FOUND."""
+    return registry.get(valid_name(name))
+
+
+class RepositoryService:
+    """The repositories of one registry, as a user manages them."""
+
     def __init__(self, registry: RepositoryRegistry) -> None:
         self._registry = registry
 
-    @grpc_errors
-    def CreateRepository(self, request, context: grpc.ServicerContext):
-        repo, _created = self._registry.create(check_repository_name(request.repository))
-        return _info(repo)
+    def create(self, name: str) -> RepositoryInfo:
+        """Create the repository, or describe it unchanged if it exists (idempotent)."""
+        repo, _created = self._registry.create(valid_name(name))
+        return RepositoryInfo.of(repo)
 
-    @grpc_errors
-    def GetRepository(self, request, context: grpc.ServicerContext):
-        return _info(self._registry.get(check_repository_name(request.repository)))
+    def get(self, name: str) -> RepositoryInfo:
+        return RepositoryInfo.of(open_repository(self._registry, name))
 
-    @grpc_errors
-    def ListRepositories(self, request, context: grpc.ServicerContext):
+    def list(self) -> list[RepositoryInfo]:
+        """Every repository, by name; one erased while listing is left out."""
         infos = []
         for name in self._registry.names():
             try:
-                infos.append(_info(self._registry.get(name)))
-            except Exception:  # erased meanwhile
+                infos.append(RepositoryInfo.of(self._registry.get(name)))
+            except Exception:  # erased meanwhile (opening it may fail in several ways)
                 continue
-        return pb.ListRepositoriesResponse(repositories=infos)
+        return infos
 
-    @grpc_errors
-    def EraseRepository(self, request, context: grpc.ServicerContext):
-        self._registry.erase(check_repository_name(request.repository))
-        return pb.EraseRepositoryResponse()
+    def erase(self, name: str) -> None:
+        """Delete the repository and everything it holds; REPOSITORY_NOT_FOUND if absent."""
+        self._registry.erase(valid_name(name))

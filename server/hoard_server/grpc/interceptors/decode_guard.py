@@ -1,4 +1,5 @@
-"""Requests that do not parse get INVALID_ARGUMENT and one log line, not INTERNAL.
+"""Requests that do not parse get INVALID_ARGUMENT (reason UNDECODABLE_REQUEST) and one log
+line, not INTERNAL.
 
 gRPC's own deserialisation failure answers INTERNAL and logs a traceback per request, so a
 broken or hostile client could flood the log while being told the fault is the server's.
@@ -15,12 +16,15 @@ from typing import Any
 import grpc
 
 from hoard_server.errors import InvalidArgument
+from hoard_server.grpc.status import abort
 
 log = logging.getLogger(__name__)
 
 
 class UndecodableRequest(InvalidArgument):
     """A request message that is not a valid encoding of the method's request type."""
+
+    reason = "UNDECODABLE_REQUEST"
 
 
 def _message_name(parse: Callable[[bytes], Any]) -> str:
@@ -52,7 +56,8 @@ class DecodeGuard(grpc.ServerInterceptor):
                 log.warning("undecodable request to %s from %s: %s", method, context.peer(), reason)
                 raise UndecodableRequest(
                     f"the request to {method} is not a valid {expected} message ({reason}); "
-                    "is the client built from the same hoard.v1 protos?"
+                    "is the client built from the same hoard.v1 protos?",
+                    method=method,
                 ) from None
 
         def requests(iterator: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
@@ -64,7 +69,7 @@ class DecodeGuard(grpc.ServerInterceptor):
                 try:
                     request = decode(data, context)
                 except UndecodableRequest as exc:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                    abort(context, exc, method)
                 return behaviour(request, context)
 
             return handle
@@ -74,7 +79,7 @@ class DecodeGuard(grpc.ServerInterceptor):
                 try:
                     return behaviour(requests(iterator, context), context)
                 except UndecodableRequest as exc:  # a servicer that did not map it itself
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                    abort(context, exc, method)
 
             return handle
 
@@ -83,7 +88,7 @@ class DecodeGuard(grpc.ServerInterceptor):
                 try:
                     yield from behaviour(requests(iterator, context), context)
                 except UndecodableRequest as exc:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                    abort(context, exc, method)
 
             return handle
 

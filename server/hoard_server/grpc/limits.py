@@ -13,8 +13,9 @@ likes. Three guards keep the daemon answering:
 * an idle watchdog cancels a stream that has waited on its client (to read the last message,
   or to send the next one) for longer than ``idle_timeout`` seconds. Time the daemon spends
   working between messages does not count;
-* a daemon-wide budget of response bytes: a stream reserves the bytes of a message before
-  building it and releases them once grpc resumes the generator (the message was sent).
+* a daemon-wide budget of response bytes (``hoard_server.services.batching``): a stream
+  reserves the bytes of a message before building it and releases them once grpc resumes
+  the generator (the message was sent).
 """
 
 from __future__ import annotations
@@ -23,64 +24,18 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TypeVar
 
 import grpc
 
 from hoard_server.errors import Overloaded
+from hoard_server.services.batching import ResponseBudget
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 M = TypeVar("M")
-
-
-class ResponseBudget:
-    """Bytes of response messages being built or in flight, daemon-wide.
-
-    Deadlock freedom: a holder only ever waits for more while holding nothing (``reserve``
-    flushes what it holds before it blocks), and holders release once their message is sent
-    or their stream ends (a stalled one by the idle watchdog's cancel).
-    """
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self._available = total
-        self._cond = threading.Condition()
-
-    def try_acquire(self, n: int) -> int:
-        """Reserve ``n`` bytes (at most the whole budget) if free now; the amount, or 0."""
-        n = min(n, self.total)
-        with self._cond:
-            if self._available >= n:
-                self._available -= n
-                return n
-            return 0
-
-    def acquire(self, n: int, timeout: float) -> int:
-        """Reserve ``n`` bytes (at most the whole budget), waiting up to ``timeout`` seconds;
-        Overloaded if they do not come free."""
-        n = min(n, self.total)
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._available >= n, timeout):
-                raise Overloaded(
-                    f"the daemon's response memory budget ({self.total} bytes) stayed in use "
-                    f"for {timeout:.0f}s; try again, or raise response_memory_bytes "
-                    "(HOARD_RESPONSE_MEMORY_BYTES, --response-memory-bytes)"
-                )
-            self._available -= n
-            return n
-
-    def release(self, n: int) -> None:
-        if n:
-            with self._cond:
-                self._available += n
-                self._cond.notify_all()
-
-    @property
-    def in_use(self) -> int:
-        return self.total - self._available
 
 
 class Stream:
@@ -138,7 +93,7 @@ class StreamLimits:
         self._in_use = dict.fromkeys(slots, 0)
         self._lock = threading.Lock()
         self.idle_timeout = idle_timeout
-        self.budget = ResponseBudget(response_bytes)
+        self.budget = ResponseBudget(response_bytes, idle_timeout if idle_timeout > 0 else 60.0)
         self._streams: set[Stream] = set()
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -147,11 +102,6 @@ class StreamLimits:
                 target=self._watch, name="stream-watchdog", daemon=True
             )
             self._watchdog.start()
-
-    @property
-    def budget_wait(self) -> float:
-        """How long a stream may wait for response budget before giving up."""
-        return self.idle_timeout if self.idle_timeout > 0 else 60.0
 
     @contextlib.contextmanager
     def stream(self, kind: str | None, context: grpc.ServicerContext) -> Iterator[Stream]:
@@ -162,7 +112,8 @@ class StreamLimits:
                 if self._in_use[kind] >= self._slots[kind]:
                     raise Overloaded(
                         f"too many {kind} streams in progress (the limit is "
-                        f"{self._slots[kind]}); retry shortly, or raise {self._settings[kind]}"
+                        f"{self._slots[kind]}); retry shortly, or raise {self._settings[kind]}",
+                        setting=self._settings[kind].split()[0],
                     )
                 self._in_use[kind] += 1
             s = Stream(self, context)
@@ -228,46 +179,4 @@ def _peer(context: grpc.ServicerContext) -> str:
         return "?"
 
 
-def batch_messages(
-    items: Iterator[T],
-    size_of: Callable[[T], int],
-    build: Callable[[list[T]], M],
-    budget: ResponseBudget,
-    wait: float,
-    message_bytes: int,
-    max_items: int = 1 << 30,
-    send_empty: bool = False,
-) -> Iterator[tuple[M, int]]:
-    """Gather ``items`` into messages of about ``message_bytes``; yield (message, bytes
-    reserved for it) for ``Stream.send`` to release.
-
-    Each item's bytes are reserved before it joins a message. When the budget is short, the
-    message gathered so far goes out first, so a stream never waits while holding a
-    reservation. ``send_empty``: build one message even when there are no items.
-    """
-    pending: list[T] = []
-    pending_bytes = held = 0
-    sent = False
-    try:
-        for item in items:
-            n = size_of(item)
-            got = budget.try_acquire(n)
-            if n and not got:
-                if pending:
-                    out, held, pending, pending_bytes, sent = (build(pending), held), 0, [], 0, True
-                    yield out
-                got = budget.acquire(n, wait)
-            held += got
-            pending.append(item)
-            pending_bytes += n
-            if pending_bytes >= message_bytes or len(pending) >= max_items:
-                out, held, pending, pending_bytes, sent = (build(pending), held), 0, [], 0, True
-                yield out
-        if pending or (send_empty and not sent):
-            out, held = (build(pending), held), 0
-            yield out
-    finally:
-        budget.release(held)
-
-
-__all__ = ["Overloaded", "ResponseBudget", "Stream", "StreamLimits", "batch_messages"]
+__all__ = ["Stream", "StreamLimits"]
