@@ -11,26 +11,26 @@ from pathlib import Path
 import pytest
 
 import hoard
-from hoard_server.config import ConfigError, is_loopback, load_config
+from hoard_server.daemon.config import ConfigError, is_loopback, load_config
 
 
 def test_config_layers_defaults_file_env_flags(tmp_path):
     cfg = load_config(environ={})
-    assert cfg.listen == ("127.0.0.1:50051",) and cfg.storage.pack_max_bytes == 4 << 30
+    assert cfg.server.listen == ("127.0.0.1:50051",) and cfg.storage.pack_max_bytes == 4 << 30
     f = tmp_path / "hoard.toml"
     f.write_text(
         '[server]\nlisten = ["127.0.0.1:6000", "unix:/tmp/h.sock"]\nworkers = 4\n'
         "[storage]\npack_max_bytes = 1048576\ncompression_level = 5\n"
     )
     cfg = load_config(str(f), environ={})
-    assert cfg.listen == ("127.0.0.1:6000", "unix:/tmp/h.sock") and cfg.workers == 4
+    assert cfg.server.listen == ("127.0.0.1:6000", "unix:/tmp/h.sock") and cfg.server.workers == 4
     assert cfg.storage.pack_max_bytes == 1 << 20 and cfg.storage.compression_level == 5
     env = {"HOARD_WORKERS": "7", "HOARD_LISTEN": "127.0.0.1:7000,unix:/x", "HOARD_CONFIG": str(f)}
     cfg = load_config(environ=env)
-    assert cfg.workers == 7 and cfg.listen == ("127.0.0.1:7000", "unix:/x")
+    assert cfg.server.workers == 7 and cfg.server.listen == ("127.0.0.1:7000", "unix:/x")
     assert cfg.storage.compression_level == 5  # the file still applies
     cfg = load_config(str(f), {"workers": 9, "data_dir": "/d"}, environ=env)
-    assert cfg.workers == 9 and cfg.data_dir == "/d"
+    assert cfg.server.workers == 9 and cfg.server.data_dir == "/d"
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_remote_listening_needs_an_explicit_yes():
     with pytest.raises(ConfigError):
         load_config(environ={"HOARD_LISTEN": "0.0.0.0:5000"})
     cfg = load_config(environ={"HOARD_LISTEN": "0.0.0.0:5000", "HOARD_ALLOW_REMOTE": "1"})
-    assert cfg.allow_remote
+    assert cfg.server.allow_remote
 
 
 def test_unix_socket_and_tcp_at_once(daemon_factory, tmp_path):
