@@ -37,7 +37,11 @@ class ServerSection:
     data_dir: str = key(
         "./hoard-data", "where repositories live; created if missing", metavar="DIR"
     )
-    workers: int = key(64, "gRPC worker threads, i.e. RPCs served at once", at_least=1)
+    workers: int = key(
+        64,
+        "gRPC worker threads, i.e. RPCs served at once (health checks have two of their own)",
+        at_least=1,
+    )
     grace_period: float = key(
         15.0, "seconds in-flight RPCs get on SIGTERM/SIGINT", metavar="SECONDS", at_least=0
     )
