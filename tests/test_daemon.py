@@ -5,32 +5,34 @@ from __future__ import annotations
 import io
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 import hoard
-from hoard_server.config import ConfigError, is_loopback, load_config
+from hoard_server.daemon.config import ConfigError, is_loopback, load_config
 
 
 def test_config_layers_defaults_file_env_flags(tmp_path):
     cfg = load_config(environ={})
-    assert cfg.listen == ("127.0.0.1:50051",) and cfg.storage.pack_max_bytes == 4 << 30
+    assert cfg.server.listen == ("127.0.0.1:50051",) and cfg.storage.pack_max_bytes == 4 << 30
     f = tmp_path / "hoard.toml"
     f.write_text(
         '[server]\nlisten = ["127.0.0.1:6000", "unix:/tmp/h.sock"]\nworkers = 4\n'
         "[storage]\npack_max_bytes = 1048576\ncompression_level = 5\n"
     )
     cfg = load_config(str(f), environ={})
-    assert cfg.listen == ("127.0.0.1:6000", "unix:/tmp/h.sock") and cfg.workers == 4
+    assert cfg.server.listen == ("127.0.0.1:6000", "unix:/tmp/h.sock") and cfg.server.workers == 4
     assert cfg.storage.pack_max_bytes == 1 << 20 and cfg.storage.compression_level == 5
     env = {"HOARD_WORKERS": "7", "HOARD_LISTEN": "127.0.0.1:7000,unix:/x", "HOARD_CONFIG": str(f)}
     cfg = load_config(environ=env)
-    assert cfg.workers == 7 and cfg.listen == ("127.0.0.1:7000", "unix:/x")
+    assert cfg.server.workers == 7 and cfg.server.listen == ("127.0.0.1:7000", "unix:/x")
     assert cfg.storage.compression_level == 5  # the file still applies
     cfg = load_config(str(f), {"workers": 9, "data_dir": "/d"}, environ=env)
-    assert cfg.workers == 9 and cfg.data_dir == "/d"
+    assert cfg.server.workers == 9 and cfg.server.data_dir == "/d"
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,7 @@ def test_remote_listening_needs_an_explicit_yes():
     with pytest.raises(ConfigError):
         load_config(environ={"HOARD_LISTEN": "0.0.0.0:5000"})
     cfg = load_config(environ={"HOARD_LISTEN": "0.0.0.0:5000", "HOARD_ALLOW_REMOTE": "1"})
-    assert cfg.allow_remote
+    assert cfg.server.allow_remote
 
 
 def test_unix_socket_and_tcp_at_once(daemon_factory, tmp_path):
@@ -191,3 +193,101 @@ def test_sigterm_lets_in_flight_uploads_finish(hoard_daemon):
     hoard_daemon.start()
     with hoard.connect(hoard_daemon.target) as client:
         assert client.repository().get_object_content(result["key"]) == expected
+
+
+def test_probes_answer_while_every_worker_is_busy():
+    """The builder runs probe methods on their own pool: with both workers held by calls
+    that do not end, a third call waits but a health check answers at once."""
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from hoard_server.daemon.builder import ServerBuilder
+    from hoard_server.daemon.services import interceptors
+
+    release, started = threading.Event(), threading.Semaphore(0)
+
+    def hold(request: bytes, context: grpc.ServicerContext) -> bytes:
+        started.release()
+        release.wait(30)
+        return b""
+
+    block = grpc.method_handlers_generic_handler(
+        "test.Block", {"Hold": grpc.unary_unary_rpc_method_handler(hold)}
+    )
+    server = (
+        ServerBuilder(2, interceptors=interceptors())
+        .add("test.Block", block, lambda handler, s: s.add_generic_rpc_handlers((handler,)))
+        .add(
+            "grpc.health.v1.Health",
+            health.HealthServicer(),
+            health_pb2_grpc.add_HealthServicer_to_server,
+            probes=("Check",),
+        )
+        .build(["127.0.0.1:0"])
+    )
+    server.start()
+    try:
+        with grpc.insecure_channel(server.addresses[0]) as channel:
+            hold_call = channel.unary_unary("/test.Block/Hold")
+            busy = [hold_call.future(b"") for _ in range(2)]
+            assert started.acquire(timeout=10) and started.acquire(timeout=10)
+            with pytest.raises(grpc.RpcError) as waited:
+                hold_call(b"", timeout=0.5)
+            assert waited.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            began = time.monotonic()
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            assert time.monotonic() - began < 1
+            release.set()
+            assert all(f.result(timeout=10) == b"" for f in busy)
+    finally:
+        release.set()
+        server.stop(1)
+
+
+def _header_only(release: threading.Event):
+    from hoard.v1 import objects_pb2
+
+    yield objects_pb2.PutRequest(header=objects_pb2.PutHeader(repository="default"))
+    release.wait(60)
+
+
+def test_health_answers_while_every_worker_of_the_daemon_is_busy(daemon_factory):
+    """4 workers: two hold Put streams that send nothing more (both upload slots), two hold
+    health Watch streams (a watcher keeps its worker). A short call has to wait for a
+    worker; a health Check answers within a second all the same."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from hoard.v1 import objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
+
+    d = daemon_factory(
+        None, "--workers", "4", "--grace-period", "1", env={"HOARD_MAX_UPLOAD_STREAMS": "2"}
+    )
+    release = threading.Event()
+    hostile = grpc.insecure_channel(d.target, options=[("grpc.use_local_subchannel_pool", 1)])
+    puts = [objects_pb2_grpc.ObjectsStub(hostile).Put.future(_header_only(release)) for _ in "ab"]
+    watches = [
+        health_pb2_grpc.HealthStub(hostile).Watch(health_pb2.HealthCheckRequest()) for _ in "ab"
+    ]
+    try:
+        assert [next(w).status for w in watches] == [health_pb2.HealthCheckResponse.SERVING] * 2
+        time.sleep(0.5)  # the Puts reach their workers
+        assert not any(p.done() for p in puts)
+        with grpc.insecure_channel(d.target) as channel:
+            with pytest.raises(grpc.RpcError) as waited:
+                repositories_pb2_grpc.RepositoriesStub(channel).ListRepositories(
+                    repositories_pb2.ListRepositoriesRequest(), timeout=1
+                )
+            assert waited.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, "a worker was free"
+            began = time.monotonic()
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            assert time.monotonic() - began < 1
+    finally:
+        release.set()
+        for w in watches:
+            w.cancel()
+        hostile.close()

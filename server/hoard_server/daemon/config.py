@@ -1,0 +1,277 @@
+"""The daemon's configuration: one section per concern, each key declared once.
+
+Layers, each overriding the one before: defaults < TOML file (``--config`` or
+``HOARD_CONFIG``) < ``HOARD_*`` environment < command-line flags. The machinery that derives
+the loader, the flags and the docs from these declarations is in :mod:`.schema`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hoard_server.daemon.schema import ConfigError, find, key, load
+from hoard_server.storage.modes import GROUP_ACCESS
+from hoard_server.storage.repository import StorageSettings
+
+__all__ = ["Config", "ConfigError", "is_loopback", "load_config", "stream_slots", "validate"]
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+_ENGINE = StorageSettings()
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    """Where the daemon listens, with how many threads, and how it logs."""
+
+    listen: tuple[str, ...] = key(
+        (DEFAULT_LISTEN,),
+        "`host:port` and/or `unix:/path`; loopback and unix sockets only unless `allow_remote`",
+        metavar="ADDR",
+    )
+    data_dir: str = key(
+        "./hoard-data", "where repositories live; created if missing", metavar="DIR"
+    )
+    workers: int = key(
+        64,
+        "gRPC worker threads, i.e. RPCs served at once (health checks have two of their own)",
+        at_least=1,
+    )
+    grace_period: float = key(
+        15.0, "seconds in-flight RPCs get on SIGTERM/SIGINT", metavar="SECONDS", at_least=0
+    )
+    log_level: str = key(
+        "info",
+        "how much to log: `debug`, `info`, `warning` or `error`",
+        choices=("debug", "info", "warning", "error"),
+    )
+    log_format: str = key(
+        "text", "`text`, or `json`: one object per line", choices=("text", "json")
+    )
+    allow_remote: bool = key(
+        False,
+        "permit non-loopback listen addresses; hoard has no authentication yet, so only on "
+        "a network you trust",
+    )
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    """What slow or hostile clients may take: worker threads, time, memory, connections."""
+
+    max_read_streams: int = key(
+        0,
+        "Read, ReadMany and List streams served at once; the rest of the workers stay free "
+        "for short calls",
+        at_least=0,
+        note="3/8 of `workers`: 24",
+        moved_from="server",
+    )
+    max_upload_streams: int = key(
+        0,
+        "Put streams served at once",
+        at_least=0,
+        note="3/8 of `workers`: 24",
+        moved_from="server",
+    )
+    stream_idle_timeout: float = key(
+        60.0,
+        "cancel a stream whose client has neither read nor sent for this many seconds (`0`: never)",
+        metavar="SECONDS",
+        at_least=0,
+        moved_from="server",
+    )
+    response_memory_bytes: int = key(
+        256 << 20,
+        "bytes of response data being built or waiting to be sent, daemon-wide",
+        metavar="BYTES",
+        at_least=1 << 20,
+        note="256 MiB",
+        moved_from="server",
+    )
+    keepalive_interval: float = key(
+        60.0,
+        "ping a connection after this many seconds without traffic from its client (`0`: never)",
+        metavar="SECONDS",
+        at_least=0,
+        moved_from="server",
+    )
+    keepalive_timeout: float = key(
+        20.0,
+        "drop a connection whose client does not answer a ping within this many seconds",
+        metavar="SECONDS",
+        more_than=0,
+        moved_from="server",
+    )
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    """How repositories store objects (the engine's StorageSettings) and which one to create."""
+
+    pack_max_bytes: int = key(
+        _ENGINE.pack_max_bytes,
+        "pack files roll over at this size",
+        metavar="BYTES",
+        at_least=1 << 16,
+        note="4 GiB",
+    )
+    compression_level: int = key(
+        _ENGINE.compression_level, "zstd level for small objects", metavar="LEVEL"
+    )
+    frame_compression_level: int = key(
+        _ENGINE.frame_compression_level,
+        "zstd level for the frames of large objects (kept low: they are throughput-bound)",
+        metavar="LEVEL",
+    )
+    frame_size: int = key(
+        _ENGINE.frame_size,
+        "large objects are cut into independently compressed frames of this size; a ranged "
+        "read decompresses only the frames it touches",
+        metavar="BYTES",
+        at_least=1,
+        note="256 KiB",
+    )
+    index_map_size: int = key(
+        _ENGINE.index_map_size,
+        "LMDB map size per repository: the index's maximum size. Sparse, so it uses address "
+        "space, not disk or RAM",
+        metavar="BYTES",
+        at_least=1 << 20,
+        note="1 TiB",
+    )
+    train_dictionary: bool = key(
+        _ENGINE.train_dictionary,
+        "train a zstd dictionary from the first small objects of a repository",
+    )
+    group_access: str = key(
+        _ENGINE.group_access,
+        "who besides the daemon's user may read data files and backups: `none` (files 0600, "
+        "directories 0700), `read` (0640/0750) or `write` (0660/0770) for the daemon's group",
+        choices=tuple(GROUP_ACCESS),
+    )
+    default_repository: str = key(
+        "default", 'created at start-up if missing; `""` creates none', metavar="NAME"
+    )
+
+
+@dataclass(frozen=True)
+class MaintenanceSection:
+    """Scheduled compaction, its pace, and where backups may be written."""
+
+    maintenance_interval: float = key(
+        0.0,
+        "compact every repository this often (seconds), live",
+        metavar="SECONDS",
+        at_least=0,
+        note="off",
+        moved_from="server",
+    )
+    maintenance_duty: float = key(
+        _ENGINE.maintenance_duty,
+        "while clients are active, live compaction works this share of the time and pauses "
+        "the rest, so their latency barely moves (`1.0`: full speed regardless)",
+        metavar="SHARE",
+        more_than=0,
+        moved_from="storage",
+    )
+    backup_roots: tuple[str, ...] = key(
+        (),
+        "directories under which `hoard backup` may write; a destination outside them is "
+        "refused (PERMISSION_DENIED)",
+        flag="--backup-root",
+        metavar="DIR",
+        note="backups off",
+        moved_from="server",
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; each field is a TOML table."""
+
+    server: ServerSection = field(default_factory=ServerSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    maintenance: MaintenanceSection = field(default_factory=MaintenanceSection)
+
+    def storage_settings(self) -> StorageSettings:
+        """What the storage engine takes from the [storage] and [maintenance] sections."""
+        own = dataclasses.asdict(self.storage)
+        del own["default_repository"]
+        return StorageSettings(**own, maintenance_duty=self.maintenance.maintenance_duty)
+
+
+def where(name: str) -> str:
+    """How a person sets key ``name``: ``workers (HOARD_WORKERS, --workers)``."""
+    return find(Config, name).where()
+
+
+def load_config(
+    config_file: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    notices: list[str] | None = None,
+) -> Config:
+    """Read every layer and check the result; ConfigError names what is wrong."""
+    environ = os.environ if environ is None else environ
+    path = config_file or environ.get("HOARD_CONFIG")
+    document: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                document = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    cfg = load(Config, document, path or "", environ, overrides, notices)
+    validate(cfg)
+    return cfg
+
+
+def stream_slots(cfg: Config) -> tuple[int, int]:
+    """(read streams, upload streams) the daemon admits at once."""
+    auto = max(1, cfg.server.workers * 3 // 8)
+    return cfg.limits.max_read_streams or auto, cfg.limits.max_upload_streams or auto
+
+
+def is_loopback(address: str) -> bool:
+    """True for unix sockets and loopback TCP addresses."""
+    if address.startswith("unix:") or address.startswith("unix-abstract:"):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate(cfg: Config) -> None:
+    """Rules across keys (each key's own type, choices and bounds are checked on loading)."""
+    server = cfg.server
+    if not server.listen:
+        raise ConfigError("no listen address configured")
+    for addr in server.listen:
+        if not addr.startswith("unix") and ":" not in addr:
+            raise ConfigError(f"listen address {addr!r} needs a port (host:port) or unix:/path")
+        if not server.allow_remote and not is_loopback(addr):
+            raise ConfigError(
+                f"refusing to listen on {addr}: it is reachable from other machines and hoard has "
+                "no authentication yet. Listen on 127.0.0.1 or a unix socket, or pass "
+                "--allow-remote (HOARD_ALLOW_REMOTE=1) on a network you trust."
+            )
+    reads, uploads = stream_slots(cfg)
+    limits = cfg.limits
+    if (limits.max_read_streams or limits.max_upload_streams) and reads + uploads >= server.workers:
+        raise ConfigError(
+            f"max_read_streams ({reads}) + max_upload_streams ({uploads}) must leave at least "
+            f"one of the {server.workers} workers for short calls: raise workers or lower them"
+        )

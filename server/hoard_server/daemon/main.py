@@ -1,0 +1,155 @@
+"""``hoard serve``: read the configuration, start the daemon, stop it gracefully on a signal."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from hoard_server import __version__
+from hoard_server.daemon import schema
+from hoard_server.daemon.builder import CannotListen, RpcServer, ServerBuilder
+from hoard_server.daemon.config import Config, ConfigError, load_config
+from hoard_server.daemon.logs import setup_logging
+from hoard_server.daemon.schedule import MaintenanceSchedule
+from hoard_server.daemon.services import SERVICES, ServiceContext, interceptors
+from hoard_server.storage import modes
+from hoard_server.storage.registry import RepositoryRegistry
+
+log = logging.getLogger("hoard")
+
+MAX_MESSAGE = 64 << 20
+MAX_STREAMS_PER_CONNECTION = 256
+
+
+def grpc_options(cfg: Config) -> list[tuple[str, Any]]:
+    """Channel arguments of the server."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.so_reuseport", 0),
+        # One connection may not open streams without end (each costs the core memory);
+        # further ones wait on the client's side. Worker threads are guarded by the stream
+        # slots of the stream limits, not by this.
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+    ]
+    if cfg.limits.keepalive_interval > 0:
+        # Ping every connection now and then and drop one that does not answer: a client that
+        # froze or vanished (its socket unread) otherwise keeps what its calls hold (replies
+        # in grpc's buffers, stream slots) until TCP gives up, which for a peer that stopped
+        # reading is never.
+        options += [
+            ("grpc.keepalive_time_ms", int(cfg.limits.keepalive_interval * 1000)),
+            ("grpc.keepalive_timeout_ms", int(cfg.limits.keepalive_timeout * 1000)),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+    return options
+
+
+class Daemon:
+    """A running hoard: the registry, the services made over it and the server serving them."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        modes.configure(cfg.storage.group_access)
+        modes.makedirs(cfg.server.data_dir, exist_ok=True)
+        self.registry = RepositoryRegistry(cfg.server.data_dir, cfg.storage_settings())
+        if cfg.storage.default_repository:
+            self.registry.create(cfg.storage.default_repository)
+        self.context = ServiceContext.create(cfg, self.registry)
+        builder = ServerBuilder(
+            cfg.server.workers,
+            credentials=None,  # no TLS yet: config refuses non-loopback addresses without it
+            interceptors=interceptors(),
+            options=grpc_options(cfg),
+        )
+        self.server: RpcServer = builder.add_table(SERVICES, self.context).build(cfg.server.listen)
+        self.schedule = MaintenanceSchedule(self.registry, cfg.maintenance.maintenance_interval)
+
+    @property
+    def addresses(self) -> list[str]:
+        return self.server.addresses
+
+    def start(self) -> None:
+        self.server.start()
+        self.schedule.start()
+        self.context.serving()
+        log.info(
+            "hoard %s listening on %s, data in %s",
+            __version__,
+            ", ".join(self.addresses),
+            os.path.abspath(self.cfg.server.data_dir),
+        )
+
+    def stop(self) -> None:
+        """Refuse new RPCs, let in-flight ones finish within the grace period, commit, close."""
+        grace = self.cfg.server.grace_period
+        log.info("shutting down: in-flight requests get %.0fs to finish", grace)
+        self.schedule.stop()
+        self.context.shutting_down()
+        self.server.stop(grace)
+        self.context.close()
+        self.registry.close(timeout=max(1.0, grace))
+        log.info("stopped; everything acknowledged is committed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hoard serve",
+        description="Run the hoard storage daemon. Each setting comes from, in rising "
+        "precedence: its default, the TOML config file, its HOARD_* variable, its flag.",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML config file (also HOARD_CONFIG)")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the configuration the daemon would run with, as TOML, and exit",
+    )
+    p.add_argument("--version", action="version", version=f"hoard {__version__}")
+    schema.add_flags(p, Config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    notices: list[str] = []
+    try:
+        cfg = load_config(args.config, schema.overrides(args, Config), notices=notices)
+    except ConfigError as exc:
+        print(f"hoard serve: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(schema.render_toml(cfg), end="")
+        return 0
+    setup_logging(cfg.server.log_level, cfg.server.log_format)
+    for notice in notices:
+        log.warning("%s", notice)
+    # Hand the GIL over every millisecond, not every 5: a small read waiting behind a batch
+    # of compression or compaction work gets its turn sooner (tail latency over throughput).
+    sys.setswitchinterval(0.001)
+    try:
+        daemon = Daemon(cfg)
+    except (ConfigError, CannotListen) as exc:
+        log.error("%s", exc)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    # Everything built so far lives as long as the process: keep it out of the cyclic
+    # collector's full passes, whose pauses would otherwise stall every request now and then.
+    gc.freeze()
+    while not stop.wait(3600):
+        pass
+    daemon.stop()
+    return 0

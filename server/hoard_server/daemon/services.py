@@ -1,0 +1,100 @@
+"""What the daemon serves: the one table of gRPC services, and what their servicers share.
+
+This is the only module of the daemon that imports servicers, interceptors or stream limits:
+a new face is one more row in ``SERVICES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+
+from hoard.v1 import objects_pb2, objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
+from hoard_server.daemon.builder import Service
+from hoard_server.daemon.config import Config, stream_slots, where
+from hoard_server.grpc.interceptors.decode_guard import DecodeGuard
+from hoard_server.grpc.limits import StreamLimits
+from hoard_server.grpc.objects import ObjectsServicer
+from hoard_server.grpc.repositories import RepositoriesServicer
+from hoard_server.services.objects import ObjectService
+from hoard_server.services.repositories import RepositoryService
+from hoard_server.storage.registry import RepositoryRegistry
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What servicers are made from: one of each per daemon."""
+
+    config: Config
+    registry: RepositoryRegistry
+    limits: StreamLimits
+    health: health.HealthServicer
+    names: tuple[str, ...]  # every service in SERVICES, for reflection and health
+
+    @classmethod
+    def create(cls, config: Config, registry: RepositoryRegistry) -> ServiceContext:
+        reads, uploads = stream_slots(config)
+        limits = StreamLimits(
+            {
+                "read": (reads, where("max_read_streams")),
+                "upload": (uploads, where("max_upload_streams")),
+            },
+            config.limits.stream_idle_timeout,
+            config.limits.response_memory_bytes,
+        )
+        names = tuple(row.name for row in SERVICES)
+        return cls(config, registry, limits, health.HealthServicer(), names)
+
+    def serving(self) -> None:
+        """Health: every service (and the server as a whole, "") is SERVING."""
+        for name in ("", *self.names):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def shutting_down(self) -> None:
+        """Health: NOT_SERVING from now on, so that balancers send new calls elsewhere."""
+        self.health.enter_graceful_shutdown()
+
+    def close(self) -> None:
+        self.limits.close()
+
+
+def _name(module: object, service: str) -> str:
+    return module.DESCRIPTOR.services_by_name[service].full_name  # type: ignore[attr-defined]
+
+
+SERVICES: tuple[Service[ServiceContext], ...] = (
+    Service(
+        _name(objects_pb2, "Objects"),
+        lambda ctx: ObjectsServicer(
+            ObjectService(ctx.registry, ctx.limits.budget, ctx.config.maintenance.backup_roots),
+            ctx.limits,
+        ),
+        objects_pb2_grpc.add_ObjectsServicer_to_server,
+    ),
+    Service(
+        _name(repositories_pb2, "Repositories"),
+        lambda ctx: RepositoriesServicer(RepositoryService(ctx.registry)),
+        repositories_pb2_grpc.add_RepositoriesServicer_to_server,
+    ),
+    # Check answers on the probe pool even when every worker is busy. Watch stays on the
+    # workers: it holds its thread for as long as the watcher stays.
+    Service(
+        _name(health_pb2, "Health"),
+        lambda ctx: ctx.health,
+        health_pb2_grpc.add_HealthServicer_to_server,
+        probes=("Check",),
+    ),
+    Service(
+        reflection.SERVICE_NAME,
+        lambda ctx: reflection.ReflectionServicer(ctx.names),
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+    ),
+)
+
+
+def interceptors() -> list[grpc.ServerInterceptor]:
+    """Interceptors every call goes through, outermost first."""
+    return [DecodeGuard()]
