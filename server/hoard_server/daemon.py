@@ -148,7 +148,7 @@ class Daemon:
                     for last in self.registry.get(name).maintain():  # noqa: B007
                         if self._stopping.is_set():
                             break
-                    log.info("scheduled maintenance of %s: %s", name, last["message"])
+                    log.info("scheduled maintenance of %s: %s", name, last.message)
                 except Exception as exc:  # a busy or erased repository: next round
                     log.warning("scheduled maintenance of %s skipped: %s", name, exc)
 

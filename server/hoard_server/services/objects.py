@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import grpc
@@ -21,6 +22,17 @@ _MESSAGE_BYTES = 1 << 20  # gather small objects into stream messages of about t
 _MAX_INLINE = 4 << 20
 _LIST_CHUNK = 10_000
 _MAX_RANGE = 16 << 20
+
+
+def _message(cls, report, **fields):
+    """The protobuf message ``cls`` from a typed report (same field names); ``fields``
+    replaces the ones that need converting (nested messages)."""
+    values = {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}
+    return cls(**{**values, **fields})
+
+
+def _problems(report) -> list:
+    return [_message(pb.Problem, p) for p in report.problems]
 
 
 def _default_limits() -> StreamLimits:
@@ -229,23 +241,8 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
     @grpc_errors
     def Info(self, request: pb.InfoRequest, context: grpc.ServicerContext):
         info = self._repo(request.repository).info()
-        return pb.InfoResponse(
-            repository=info["repository"],
-            uuid=info["uuid"],
-            key_format=info["key_format"],
-            object_count=info["objects"],
-            raw_bytes=info["raw_bytes"],
-            stored_bytes=info["stored_bytes"],
-            on_disk_bytes=info["on_disk_bytes"],
-            pack_count=info["pack_count"],
-            reclaimable_bytes=info["reclaimable_bytes"],
-            has_dictionary=info["has_dictionary"],
-            compression_ratio=info["compression_ratio"],
-            last_maintenance=info["last_maintenance"],
-            last_verification=info["last_verification"],
-            last_verification_errors=info["last_verification_errors"],
-            packs=[pb.PackInfo(**p) for p in info["packs"]] if request.detailed else [],
-        )
+        packs = [_message(pb.PackInfo, p) for p in info.packs] if request.detailed else []
+        return _message(pb.InfoResponse, info, packs=packs)
 
     @grpc_errors
     def Maintain(self, request: pb.MaintainRequest, context: grpc.ServicerContext):
@@ -258,9 +255,8 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
                 max_packs=request.max_packs,
             )
             for p in progress:
-                problems = [pb.Problem(**x) for x in p.get("problems", ())]
                 with stream.waiting():
-                    yield pb.MaintainProgress(**{**p, "problems": problems})
+                    yield _message(pb.MaintainProgress, p, problems=_problems(p))
                 if not context.is_active():  # cancelled: stop after this pack, state is whole
                     progress.close()
                     return
@@ -272,14 +268,7 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
         with self._limits.stream(None, context) as stream:
             for p in self._repo(request.repository).verify(request.pack_id, request.sample):
                 with stream.waiting():
-                    yield pb.VerifyProgress(
-                        checked_objects=p["checked_objects"],
-                        total_objects=p["total_objects"],
-                        checked_bytes=p["checked_bytes"],
-                        problems=[pb.Problem(**x) for x in p["problems"]],
-                        done=p["done"],
-                        problem_count=p["problem_count"],
-                    )
+                    yield _message(pb.VerifyProgress, p, problems=_problems(p))
 
     @grpc_errors
     def Backup(self, request: pb.BackupRequest, context: grpc.ServicerContext):
@@ -289,4 +278,4 @@ class ObjectsServicer(objects_pb2_grpc.ObjectsServicer):
         with self._limits.stream(None, context) as stream:
             for p in backup(self._repo(request.repository), destination, root):
                 with stream.waiting():
-                    yield pb.BackupProgress(**p)
+                    yield _message(pb.BackupProgress, p)
