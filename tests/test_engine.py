@@ -146,8 +146,9 @@ def test_compressible_data_is_compressed():
     "bad", ["", "abc", "A" * 64, "g" * 64, "0" * 63, "0" * 65, " " + "0" * 63, "00 " * 21 + "0"]
 )
 def test_malformed_keys_are_rejected(bad):
-    with pytest.raises(InvalidArgument, match="not a SHA-256 key"):
+    with pytest.raises(InvalidArgument, match="not a SHA-256 key") as caught:
         parse_key(bad)
+    assert caught.value.reason == "INVALID_KEY" and "key" in caught.value.details
 
 
 @pytest.mark.parametrize("bad", ["", ".hidden", "../up", "a/b", "x" * 129, "sp ace"])
@@ -201,6 +202,78 @@ def test_large_stream_goes_through_staging_and_reads_back(repo):
     assert os.listdir(os.path.join(repo.path, "staging")) == []
 
 
+def test_declared_large_upload_streams_straight_to_staging(repo):
+    """With a declared size above the inline limit, the first chunk already goes to a
+    staging file: nothing is gathered in memory first."""
+    from hoard_server.storage.layout import RepositoryLayout
+    from hoard_server.storage.packed import INLINE_LIMIT
+
+    staging = RepositoryLayout(repo.path).staging_dir
+    data = make_data(11, INLINE_LIMIT + (3 << 20), False)
+    staged_after_first: list[list[str]] = []
+
+    def chunks():
+        for i in range(0, len(data), 1 << 20):
+            yield data[i : i + (1 << 20)]
+            if not staged_after_first:
+                staged_after_first.append(os.listdir(staging))
+
+    key, size, created = repo.put_stream(chunks(), expected_key=sha(data), size=len(data))
+    assert (key, size, created) == (sha(data), len(data), True)
+    assert len(staged_after_first[0]) == 1  # the upload was on disk after one chunk
+    assert read_all(repo, key) == data
+    assert os.listdir(staging) == []
+
+
+def test_upload_sending_more_than_declared_fails_at_once(repo):
+    consumed = []
+
+    def chunks():
+        for i in range(100):
+            consumed.append(i)
+            yield b"x" * 1000
+
+    with pytest.raises(InvalidArgument, match="announced 1500 bytes") as caught:
+        repo.put_stream(chunks(), size=1500)
+    assert caught.value.reason == "SIZE_MISMATCH" and len(consumed) == 2
+    assert repo.info().object_count == 0
+
+
+def test_an_upload_is_hashed_once(repo, monkeypatch):
+    from hoard_server.storage.packed import store
+
+    calls = []
+    real = store.key_of
+    monkeypatch.setattr(store, "key_of", lambda data: calls.append(1) or real(data))
+    data = make_data(12, 300_000, True)
+    assert repo.put_stream([data[:100_000], data[100_000:]], expected_key=sha(data))[0] == sha(data)
+    assert len(calls) == 1
+
+
+def test_a_read_looks_the_index_up_once(repo, monkeypatch):
+    from hoard_server.storage.index import ObjectIndex
+
+    data = make_data(13, 5 * FRAME_SIZE + 123, True)
+    ((key, _),) = repo.put_many([data])
+    small = repo.put_many([b"small object " * 20])[0][0]
+    lookups = []
+    real = ObjectIndex.get_many
+    monkeypatch.setattr(
+        ObjectIndex, "get_many", lambda self, digests: lookups.append(1) or real(self, digests)
+    )
+    assert read_all(repo, key) == data
+    assert (
+        read_all(repo, key, FRAME_SIZE - 10, 2 * FRAME_SIZE)
+        == data[FRAME_SIZE - 10 : 3 * FRAME_SIZE - 10]
+    )
+    assert read_all(repo, small) == b"small object " * 20
+    assert dict(((k, c) for k, _, c in repo.read_many([key, small]))) == {
+        key: data,
+        small: b"small object " * 20,
+    }
+    assert len(lookups) == 4  # one per request: no pack was retired meanwhile
+
+
 def test_empty_object_and_zero_length_ranges(repo):
     ((key, created),) = repo.put_many([b""])
     assert key == sha(b"") and created
@@ -246,10 +319,16 @@ def test_concurrent_puts_of_overlapping_sets(repo):
 
 
 def test_hash_mismatch_and_size_mismatch_store_nothing(repo):
-    with pytest.raises(InvalidArgument, match="not the expected key"):
+    with pytest.raises(InvalidArgument, match="not the expected key") as caught:
         repo.put_stream([b"abc"], expected_key="0" * 64)
-    with pytest.raises(InvalidArgument, match="announced 10 bytes"):
+    assert caught.value.reason == "HASH_MISMATCH"
+    with pytest.raises(InvalidArgument, match="announced 10 bytes") as caught:
         repo.put_stream([b"abc"], size=10)
+    assert caught.value.reason == "SIZE_MISMATCH"
+    with pytest.raises(OutOfRange) as out_of_range:
+        repo.read(repo.put_many([b"abc"])[0][0], 4)
+    assert out_of_range.value.reason == "OFFSET_OUT_OF_RANGE"
+    repo.delete_many([sha(b"abc")])
     big = make_data(3, 10 << 20, False)
     with pytest.raises(InvalidArgument, match="not the expected key"):
         repo.put_stream(

@@ -180,8 +180,9 @@ def test_maintenance_runs_once_at_a_time(filled):
     repo, _live, _dead = filled
     first = repo.maintain()
     next(first)
-    with pytest.raises(FailedPrecondition, match="already running"):
+    with pytest.raises(FailedPrecondition, match="already running") as caught:
         next(repo.maintain())
+    assert caught.value.reason == "MAINTENANCE_RUNNING"
     list(first)
 
 
