@@ -146,8 +146,9 @@ def test_compressible_data_is_compressed():
     "bad", ["", "abc", "A" * 64, "g" * 64, "0" * 63, "0" * 65, " " + "0" * 63, "00 " * 21 + "0"]
 )
 def test_malformed_keys_are_rejected(bad):
-    with pytest.raises(InvalidArgument, match="not a SHA-256 key"):
+    with pytest.raises(InvalidArgument, match="not a SHA-256 key") as caught:
         parse_key(bad)
+    assert caught.value.reason == "INVALID_KEY" and "key" in caught.value.details
 
 
 @pytest.mark.parametrize("bad", ["", ".hidden", "../up", "a/b", "x" * 129, "sp ace"])
@@ -195,10 +196,82 @@ def test_large_stream_goes_through_staging_and_reads_back(repo):
     assert read_all(repo, key, 15 << 20, 6 << 20) == data[15 << 20 : 21 << 20]
     assert read_all(repo, key) == data
     # a second upload of the same content stores nothing new
-    before = repo.info()["on_disk_bytes"]
+    before = repo.info().on_disk_bytes
     assert repo.put_stream(iter(chunks))[2] is False
-    assert repo.info()["on_disk_bytes"] <= before + 4096
+    assert repo.info().on_disk_bytes <= before + 4096
     assert os.listdir(os.path.join(repo.path, "staging")) == []
+
+
+def test_declared_large_upload_streams_straight_to_staging(repo):
+    """With a declared size above the inline limit, the first chunk already goes to a
+    staging file: nothing is gathered in memory first."""
+    from hoard_server.storage.layout import RepositoryLayout
+    from hoard_server.storage.packed import INLINE_LIMIT
+
+    staging = RepositoryLayout(repo.path).staging_dir
+    data = make_data(11, INLINE_LIMIT + (3 << 20), False)
+    staged_after_first: list[list[str]] = []
+
+    def chunks():
+        for i in range(0, len(data), 1 << 20):
+            yield data[i : i + (1 << 20)]
+            if not staged_after_first:
+                staged_after_first.append(os.listdir(staging))
+
+    key, size, created = repo.put_stream(chunks(), expected_key=sha(data), size=len(data))
+    assert (key, size, created) == (sha(data), len(data), True)
+    assert len(staged_after_first[0]) == 1  # the upload was on disk after one chunk
+    assert read_all(repo, key) == data
+    assert os.listdir(staging) == []
+
+
+def test_upload_sending_more_than_declared_fails_at_once(repo):
+    consumed = []
+
+    def chunks():
+        for i in range(100):
+            consumed.append(i)
+            yield b"x" * 1000
+
+    with pytest.raises(InvalidArgument, match="announced 1500 bytes") as caught:
+        repo.put_stream(chunks(), size=1500)
+    assert caught.value.reason == "SIZE_MISMATCH" and len(consumed) == 2
+    assert repo.info().object_count == 0
+
+
+def test_an_upload_is_hashed_once(repo, monkeypatch):
+    from hoard_server.storage.packed import store
+
+    calls = []
+    real = store.key_of
+    monkeypatch.setattr(store, "key_of", lambda data: calls.append(1) or real(data))
+    data = make_data(12, 300_000, True)
+    assert repo.put_stream([data[:100_000], data[100_000:]], expected_key=sha(data))[0] == sha(data)
+    assert len(calls) == 1
+
+
+def test_a_read_looks_the_index_up_once(repo, monkeypatch):
+    from hoard_server.storage.index import ObjectIndex
+
+    data = make_data(13, 5 * FRAME_SIZE + 123, True)
+    ((key, _),) = repo.put_many([data])
+    small = repo.put_many([b"small object " * 20])[0][0]
+    lookups = []
+    real = ObjectIndex.get_many
+    monkeypatch.setattr(
+        ObjectIndex, "get_many", lambda self, digests: lookups.append(1) or real(self, digests)
+    )
+    assert read_all(repo, key) == data
+    assert (
+        read_all(repo, key, FRAME_SIZE - 10, 2 * FRAME_SIZE)
+        == data[FRAME_SIZE - 10 : 3 * FRAME_SIZE - 10]
+    )
+    assert read_all(repo, small) == b"small object " * 20
+    assert dict(((k, c) for k, _, c in repo.read_many([key, small]))) == {
+        key: data,
+        small: b"small object " * 20,
+    }
+    assert len(lookups) == 4  # one per request: no pack was retired meanwhile
 
 
 def test_empty_object_and_zero_length_ranges(repo):
@@ -221,8 +294,8 @@ def test_dedup_stores_each_distinct_object_once(repo):
     assert sum(c for _, c in results) == 10
     assert [k for k, _ in results] == [sha(o) for o in objs]
     info = repo.info()
-    assert info["objects"] == 10
-    assert info["raw_bytes"] == 10 * 3000
+    assert info.object_count == 10
+    assert info.raw_bytes == 10 * 3000
 
 
 def test_concurrent_puts_of_overlapping_sets(repo):
@@ -239,23 +312,29 @@ def test_concurrent_puts_of_overlapping_sets(repo):
     for key, c in results:
         created[key] = created.get(key, 0) + c
     assert all(v <= 1 for v in created.values())
-    assert repo.info()["objects"] == len(created)
+    assert repo.info().object_count == len(created)
     for o in objs:
         if sha(o) in created:
             assert read_all(repo, sha(o)) == o
 
 
 def test_hash_mismatch_and_size_mismatch_store_nothing(repo):
-    with pytest.raises(InvalidArgument, match="not the expected key"):
+    with pytest.raises(InvalidArgument, match="not the expected key") as caught:
         repo.put_stream([b"abc"], expected_key="0" * 64)
-    with pytest.raises(InvalidArgument, match="announced 10 bytes"):
+    assert caught.value.reason == "HASH_MISMATCH"
+    with pytest.raises(InvalidArgument, match="announced 10 bytes") as caught:
         repo.put_stream([b"abc"], size=10)
+    assert caught.value.reason == "SIZE_MISMATCH"
+    with pytest.raises(OutOfRange) as out_of_range:
+        repo.read(repo.put_many([b"abc"])[0][0], 4)
+    assert out_of_range.value.reason == "OFFSET_OUT_OF_RANGE"
+    repo.delete_many([sha(b"abc")])
     big = make_data(3, 10 << 20, False)
     with pytest.raises(InvalidArgument, match="not the expected key"):
         repo.put_stream(
             [big[i : i + (1 << 20)] for i in range(0, len(big), 1 << 20)], expected_key="0" * 64
         )
-    assert repo.info()["objects"] == 0
+    assert repo.info().object_count == 0
     assert os.listdir(os.path.join(repo.path, "staging")) == []
 
 
@@ -285,11 +364,11 @@ def test_delete_is_logical_and_accounted(repo):
     ghost = sha(b"ghost")
     deleted, missing = repo.delete_many([*keys[:5], ghost], require_all=True)
     assert (deleted, missing) == ([], [ghost])
-    assert repo.info()["objects"] == 20
+    assert repo.info().object_count == 20
     deleted, missing = repo.delete_many([*keys[:5], ghost])
     assert deleted == keys[:5] and missing == [ghost]
     info = repo.info()
-    assert info["objects"] == 15 and info["reclaimable_bytes"] > 0
+    assert info.object_count == 15 and info.reclaimable_bytes > 0
     assert repo.has_many(keys[:6]) == [False] * 5 + [True]
     with pytest.raises(ObjectNotFound):
         repo.read(keys[0])
@@ -322,8 +401,8 @@ def test_packs_roll_over(registry):
     for i in range(0, 60, 10):
         repo.put_many(objs[i : i + 10])
     info = repo.info()
-    assert info["pack_count"] >= 3
-    assert all(p["size"] <= (8 << 20) + 400_000 for p in info["packs"])
+    assert info.pack_count >= 3
+    assert all(p.size <= (8 << 20) + 400_000 for p in info.packs)
     for o in objs:
         assert read_all(repo, sha(o)) == o
 
@@ -339,12 +418,12 @@ def test_dictionary_is_trained_and_used(registry):
     first = [doc(i) for i in range(2500)]
     repo.put_many(first)
     for _ in range(100):
-        if repo.codec.has_dictionary:
+        if repo.info().has_dictionary:
             break
         import time
 
         time.sleep(0.1)
-    assert repo.codec.has_dictionary
+    assert repo.info().has_dictionary
     later = [doc(i) for i in range(2500, 2600)]
     keys = [k for k, _ in repo.put_many(later)]
     assert {s.encoding for s in repo.stat_many(keys)} == {"zstd-dict"}
@@ -389,7 +468,7 @@ def test_recovery_cuts_uncommitted_bytes_and_orphans(tmp_path):
         assert not os.path.exists(orphan)
         assert os.listdir(os.path.join(repo.path, "staging")) == []
         assert all(read_all(repo, k) == o for k, o in zip(keys, objs, strict=True))
-        assert repo.info()["objects"] == 50
+        assert repo.info().object_count == 50
         more = repo.put_many([b"after the crash"])
         assert read_all(repo, more[0][0]) == b"after the crash"
     finally:
@@ -410,17 +489,39 @@ def test_erase_removes_everything(registry):
         repo.put_many([b"y"])
 
 
-def test_concurrent_submissions_share_group_commits(repo):
-    from hoard_server.storage.writer import NewRecord
+def test_concurrent_submissions_share_group_commits():
+    """Group commit on its own: many callers, few commits, each caller its own results."""
+    import threading
+    import time
 
-    before = repo.writer.groups_committed
-    futures = []
-    for i in range(50):
-        data = b"object %d" % i
-        digest = hashlib.sha256(data).digest()
-        futures.append(repo.writer.submit([NewRecord(digest, len(data), Encoding.RAW, [data])]))
-    assert all(f.result() == [True] for f in futures)
-    groups = repo.writer.groups_committed - before
-    # one fsync + one index commit per group, not per put
-    assert groups < 10, groups
-    assert repo.info()["objects"] == 50
+    from hoard_server.storage.group_commit import GroupCommit
+
+    groups: list[list[int]] = []
+
+    def commit(items: list[int]) -> list[int]:
+        time.sleep(0.01)  # an fsync
+        groups.append(items)
+        return [i * 2 for i in items]
+
+    gc_ = GroupCommit(commit, name="test-group-commit")
+    try:
+        futures = [gc_.submit([i, i + 1000]) for i in range(50)]
+        assert [f.result() for f in futures] == [[2 * i, 2 * (i + 1000)] for i in range(50)]
+        assert gc_.groups_committed == len(groups) < 10, groups  # one commit per group
+        # ``then`` runs on the writer thread after its group committed, and ends the group
+        seen = []
+        gc_.submit([1], then=lambda: seen.append(threading.current_thread().name)).result()
+        assert seen == ["test-group-commit"]
+        assert groups[-1] == [1]
+    finally:
+        gc_.close()
+    with pytest.raises(RuntimeError):
+        gc_.submit([1])
+
+
+def test_concurrent_puts_are_all_durable(repo):
+    datas = [b"object %d" % i for i in range(50)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda d: repo.put_many([d]), datas))
+    assert [k for ((k, _),) in results] == [sha(d) for d in datas]
+    assert repo.info().object_count == 50

@@ -13,6 +13,8 @@ import pytest
 
 from hoard_server.backup import backup, check_destination, restore
 from hoard_server.errors import DataLoss, FailedPrecondition, InvalidArgument, PermissionDenied
+from hoard_server.storage.layout import RepositoryLayout
+from hoard_server.storage.pack import HEADER_SIZE, scan_records
 from hoard_server.storage.registry import RepositoryRegistry
 from hoard_server.storage.repository import StorageSettings
 
@@ -77,12 +79,12 @@ def filled(registry):
 
 def test_dry_run_reports_and_changes_nothing(filled):
     repo, _live, _dead = filled
-    before = (repo.info()["pack_count"], pack_bytes(repo), repo.info()["reclaimable_bytes"])
+    before = (repo.info().pack_count, pack_bytes(repo), repo.info().reclaimable_bytes)
     steps = list(repo.maintain(dry_run=True))
-    assert steps[0]["stage"] == "plan" and steps[-1]["stage"] == "done"
-    assert steps[0]["total"] >= 2 and steps[0]["reclaimable_bytes"] > 0
-    assert steps[-1]["reclaimed_bytes"] == 0
-    after = (repo.info()["pack_count"], pack_bytes(repo), repo.info()["reclaimable_bytes"])
+    assert steps[0].stage == "plan" and steps[-1].stage == "done"
+    assert steps[0].total >= 2 and steps[0].reclaimable_bytes > 0
+    assert steps[-1].reclaimed_bytes == 0
+    after = (repo.info().pack_count, pack_bytes(repo), repo.info().reclaimable_bytes)
     assert after == before
 
 
@@ -91,18 +93,18 @@ def test_compaction_reclaims_space_and_keeps_every_live_object(filled):
     before_disk = pack_bytes(repo)
     info = repo.info()
     steps = list(repo.maintain())
-    assert steps[-1]["stage"] == "done" and steps[-1]["done"] == steps[0]["total"]
+    assert steps[-1].stage == "done" and steps[-1].done == steps[0].total
     after = repo.info()
-    assert after["objects"] == info["objects"] == len(live)
-    assert after["raw_bytes"] == info["raw_bytes"]
-    assert pack_bytes(repo) < before_disk - info["reclaimable_bytes"] // 2
-    assert after["reclaimable_bytes"] < info["reclaimable_bytes"] // 4
-    assert after["last_maintenance"] > 0
+    assert after.object_count == info.object_count == len(live)
+    assert after.raw_bytes == info.raw_bytes
+    assert pack_bytes(repo) < before_disk - info.reclaimable_bytes // 2
+    assert after.reclaimable_bytes < info.reclaimable_bytes // 4
+    assert after.last_maintenance > 0
     for k, o in live.items():
         assert read_all(repo, k) == o
     assert not any(repo.has_many(dead))
     # nothing left to do: a second run plans no work
-    assert next(iter(repo.maintain()))["total"] == 0
+    assert next(iter(repo.maintain())).total == 0
 
 
 def test_compaction_is_live_reads_writes_and_deletes_go_on(filled):
@@ -161,7 +163,7 @@ def test_compaction_is_live_reads_writes_and_deletes_go_on(filled):
         for t in threads:
             t.join()
     assert not errors, errors[:3]
-    assert steps[-1]["done"] >= 2
+    assert steps[-1].done >= 2
     for k, o in live.items():
         if k not in deleted_during:
             assert read_all(repo, k) == o
@@ -171,15 +173,16 @@ def test_compaction_is_live_reads_writes_and_deletes_go_on(filled):
     # extra disk at any moment: within one pack (plus what the writer added meanwhile)
     new_data = sum(len(o) for o in written.values()) + 60 * len(written)
     assert peak[0] <= base + PACK + new_data + (64 << 10)
-    assert list(repo.verify())[-1]["problem_count"] == 0
+    assert list(repo.verify())[-1].problem_count == 0
 
 
 def test_maintenance_runs_once_at_a_time(filled):
     repo, _live, _dead = filled
     first = repo.maintain()
     next(first)
-    with pytest.raises(FailedPrecondition, match="already running"):
+    with pytest.raises(FailedPrecondition, match="already running") as caught:
         next(repo.maintain())
+    assert caught.value.reason == "MAINTENANCE_RUNNING"
     list(first)
 
 
@@ -188,9 +191,16 @@ def test_maintenance_runs_once_at_a_time(filled):
 
 def flip_byte(repo, key: str, where: float = 0.5) -> None:
     (st,) = repo.stat_many([key])
-    loc = repo.index.get_many([bytes.fromhex(key)])[0]
-    offset = loc.body_offset + int(loc.body_size * where)
-    with open(repo.pack_path(st.pack_id), "r+b") as fh:
+    path = RepositoryLayout(repo.path).pack_path(st.pack_id)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    ((record, header),) = [
+        (off, h)
+        for off, h, _ in scan_records(lambda o, n: data[o : o + n], len(data))
+        if h.digest.hex() == key
+    ]
+    offset = record + HEADER_SIZE + int(header.body_size * where)
+    with open(path, "r+b") as fh:
         fh.seek(offset)
         b = fh.read(1)
         fh.seek(offset)
@@ -201,9 +211,9 @@ def test_verify_healthy_repository(filled):
     repo, live, _ = filled
     steps = list(repo.verify())
     last = steps[-1]
-    assert last["done"] and last["problem_count"] == 0
-    assert last["checked_objects"] == len(live)
-    assert repo.info()["last_verification"] > 0
+    assert last.done and last.problem_count == 0
+    assert last.checked_objects == len(live)
+    assert repo.info().last_verification > 0
 
 
 @pytest.mark.parametrize("compressible", [True, False])
@@ -215,8 +225,8 @@ def test_flipped_byte_is_reported_and_never_served(registry, compressible):
     victim, big_key = keys[10], keys[-1]
     flip_byte(repo, victim)
     flip_byte(repo, big_key, 0.3)
-    problems = [p for s in repo.verify() for p in s["problems"]]
-    assert {p["key"] for p in problems} == {victim, big_key}
+    problems = [p for s in repo.verify() for p in s.problems]
+    assert {p.key for p in problems} == {victim, big_key}
     with pytest.raises(DataLoss):
         read_all(repo, victim)
     with pytest.raises(DataLoss):
@@ -228,7 +238,7 @@ def test_flipped_byte_is_reported_and_never_served(registry, compressible):
     for k, o in zip(keys, [*objs, big], strict=True):
         if k not in (victim, big_key):
             assert read_all(repo, k) == o
-    assert repo.info()["last_verification_errors"] == 2
+    assert repo.info().last_verification_errors == 2
 
 
 def test_truncated_and_missing_packs_are_reported(registry):
@@ -244,11 +254,11 @@ def test_truncated_and_missing_packs_are_reported(registry):
     path = repo.pack_path(first_pack)
     os.truncate(path, os.path.getsize(path) // 2)
     os.unlink(repo.pack_path(big_stat.pack_id))
-    problems = [p for s in repo.verify() for p in s["problems"]]
-    pack_problems = {p["pack_id"]: p["problem"] for p in problems if not p["key"]}
+    problems = [p for s in repo.verify() for p in s.problems]
+    pack_problems = {p.pack_id: p.problem for p in problems if not p.key}
     assert "truncated" in pack_problems[first_pack]
     assert "missing" in pack_problems[big_stat.pack_id]
-    bad_keys = {p["key"] for p in problems if p["key"]}
+    bad_keys = {p.key for p in problems if p.key}
     assert big_key in bad_keys
     assert bad_keys & {k for k in keys if pack_of[k] == first_pack}
     # objects in untouched packs are served as before
@@ -298,21 +308,21 @@ def test_backup_is_consistent_incremental_and_restorable(filled, tmp_path):
     finally:
         stop.set()
         t.join()
-    assert first[-1]["stage"] == "done" and first[-1]["packs_copied"] >= 2
+    assert first[-1].stage == "done" and first[-1].packs_copied >= 2
     # second backup: sealed packs are not copied again
     repo.put_many([b"one more object"])
     second = list(backup(repo, dest))[-1]
-    assert second["packs_unchanged"] >= 2 and second["packs_copied"] >= 1
-    assert second["bytes_copied"] < first[-1]["bytes_copied"]
+    assert second.packs_unchanged >= 2 and second.packs_copied >= 1
+    assert second.bytes_copied < first[-1].bytes_copied
 
     restored_dir = str(tmp_path / "restored")
     summary = restore(dest, restored_dir)
-    assert summary["repository"] == "r" and summary["objects"] == repo.info()["objects"]
+    assert summary["repository"] == "r" and summary["objects"] == repo.info().object_count
     reg2 = RepositoryRegistry(restored_dir)
     try:
         r2 = reg2.get("r")
         assert r2.uuid == repo.uuid
-        assert list(r2.verify())[-1]["problem_count"] == 0
+        assert list(r2.verify())[-1].problem_count == 0
         for k, o in {**live, **written}.items():
             assert read_all(r2, k) == o
         assert not any(r2.has_many(dead))
@@ -328,7 +338,7 @@ def test_interrupted_backup_resumes(filled, tmp_path):
     dest = str(tmp_path / "backup")
     steps = backup(repo, dest)
     for s in steps:
-        if s["stage"] == "packs":
+        if s.stage == "packs":
             break  # the backup is interrupted after its first pack
     steps.close()
     assert not os.path.exists(os.path.join(dest, "backup.json"))
@@ -337,13 +347,13 @@ def test_interrupted_backup_resumes(filled, tmp_path):
     with open(os.path.join(dest, "packs", packs[0]), "r+b") as fh:
         fh.truncate(os.path.getsize(fh.name) // 2)
     last = list(backup(repo, dest))[-1]
-    assert last["stage"] == "done"
+    assert last.stage == "done"
     out = str(tmp_path / "restored")
     restore(dest, out)
     reg2 = RepositoryRegistry(out)
     try:
         r2 = reg2.get("r")
-        assert list(r2.verify())[-1]["problem_count"] == 0
+        assert list(r2.verify())[-1].problem_count == 0
         assert all(read_all(r2, k) == o for k, o in live.items())
     finally:
         reg2.close()
@@ -356,7 +366,7 @@ def test_backup_after_compaction_drops_removed_packs(filled, tmp_path):
     list(repo.maintain())
     list(backup(repo, dest))
     backed = {int(f.removesuffix(".pack")) for f in os.listdir(os.path.join(dest, "packs"))}
-    assert backed == set(repo.index.packs())
+    assert backed == {p.pack_id for p in repo.info().packs}
     out = str(tmp_path / "restored")
     restore(dest, out)
     reg2 = RepositoryRegistry(out)
@@ -372,12 +382,12 @@ def test_the_pack_being_written_is_compacted_too(tmp_path):
         repo = reg.create("one-pack")[0]  # 4 GiB packs: everything lands in one
         objs = [blob(i, 3000) for i in range(2000)]
         keys = [k for k, _ in repo.put_many(objs)]
-        assert repo.info()["pack_count"] == 1
+        assert repo.info().pack_count == 1
         repo.delete_many(keys[::2])
         before = pack_bytes(repo)
         list(repo.maintain())
         assert pack_bytes(repo) < before * 0.7
-        assert repo.info()["reclaimable_bytes"] == 0
+        assert repo.info().reclaimable_bytes == 0
         for k, o in zip(keys[1::2], objs[1::2], strict=True):
             assert read_all(repo, k) == o
         # and writing goes on, into a new pack
@@ -396,11 +406,11 @@ def test_index_file_is_compacted_when_mostly_free(tmp_path):
         for i in range(0, len(objs), 5000):
             keys += [k for k, _ in repo.put_many(objs[i : i + 5000])]
         repo.delete_many(keys[: len(keys) * 9 // 10])
-        size_before, used = repo.index.usage()
-        assert size_before > 2 * used
+        index_file = RepositoryLayout(repo.path).index_data
+        size_before = os.path.getsize(index_file)
         steps = list(repo.maintain())
-        assert any(s["stage"] == "index" for s in steps)
-        size_after, _ = repo.index.usage()
+        assert any(s.stage == "index" for s in steps)
+        size_after = os.path.getsize(index_file)
         assert size_after < size_before / 2
         kept = keys[len(keys) * 9 // 10 :]
         assert all(repo.has_many(kept)) and not any(repo.has_many(keys[:100]))
@@ -411,7 +421,7 @@ def test_index_file_is_compacted_when_mostly_free(tmp_path):
         reg.close()
     reg = RepositoryRegistry(str(tmp_path / "d"))
     try:
-        assert reg.get("idx").info()["objects"] == len(kept) + 1
+        assert reg.get("idx").info().object_count == len(kept) + 1
     finally:
         reg.close()
 
@@ -420,15 +430,15 @@ def test_index_file_is_compacted_when_mostly_free(tmp_path):
 def test_interrupted_index_swap_is_recovered(tmp_path, state):
     import shutil
 
-    from hoard_server.storage.index import ObjectIndex, recover_swap
+    from hoard_server.storage.lmdb_env import LmdbEnvironment, recover_swap
 
     path = str(tmp_path / "index")
-    idx = ObjectIndex(path)
-    with idx.write() as txn:
-        idx.put_meta(txn, "marker", b"kept")
+    env = LmdbEnvironment(path, 1 << 30, ("meta",))
+    with env.write() as txn:
+        txn.put(b"marker", b"kept", db=env.dbs["meta"])
     os.makedirs(path + ".compact")
-    idx.env.copy(path + ".compact", compact=True)
-    idx.close()
+    env.env.copy(path + ".compact", compact=True)
+    env.close()
     if state == "copying":
         with open(os.path.join(path + ".compact", "data.mdb"), "r+b") as fh:
             fh.truncate(100)  # a half-made copy
@@ -440,25 +450,33 @@ def test_interrupted_index_swap_is_recovered(tmp_path, state):
         os.rename(path + ".compact", path)
     recover_swap(path)
     assert sorted(os.listdir(tmp_path)) == ["index"]
-    idx = ObjectIndex(path)
-    assert idx.get_meta("marker") == b"kept"
-    idx.close()
+    env = LmdbEnvironment(path, 1 << 30, ("meta",))
+    with env.read() as txn:
+        assert txn.get(b"marker", db=env.dbs["meta"]) == b"kept"
+    env.close()
 
 
 def test_a_pack_written_after_planning_loses_nothing(registry, monkeypatch):
     """Regression: the pack being written is planned, then written to, then compacted."""
-    from hoard_server.storage.compactor import Compactor
+    from hoard_server.maintenance.compactor import Compactor
 
     repo = registry.create("late")[0]
     first = [blob(i, 1000) for i in range(300)]
     keys = [k for k, _ in repo.put_many(first)]
     repo.delete_many(keys[::2])
-    stale_plan = Compactor(repo).plan(1e-9)
-    assert repo.writer.current_pack_id in {p.pack_id for p in stale_plan}
-    late = [blob(10_000 + i, 1000) for i in range(200)]  # lands in the planned pack
-    late_keys = [k for k, _ in repo.put_many(late)]
-    monkeypatch.setattr(Compactor, "plan", lambda self, fraction=0.25: stale_plan)
+    late = [blob(10_000 + i, 1000) for i in range(200)]
+    late_keys: list[str] = []
+    real_plan = Compactor.plan
+
+    def plan_then_write(self, fraction=0.25):
+        plan = real_plan(self, fraction)
+        # writes arriving between planning and compacting land in the planned pack
+        late_keys.extend(k for k, _ in repo.put_many(late))
+        assert {s.pack_id for s in repo.stat_many(late_keys)} <= {p.pack_id for p in plan}
+        return plan
+
+    monkeypatch.setattr(Compactor, "plan", plan_then_write)
     list(repo.maintain(dead_fraction=1e-9))
     for k, o in [*zip(keys[1::2], first[1::2], strict=True), *zip(late_keys, late, strict=True)]:
         assert read_all(repo, k) == o
-    assert list(repo.verify())[-1]["problem_count"] == 0
+    assert list(repo.verify())[-1].problem_count == 0

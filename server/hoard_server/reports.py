@@ -12,8 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+class _ByName:
+    """Transitional: ``report["field"]`` reads a field, as the dict reports these replace
+    allowed, for callers not yet moved to attributes. New code uses attributes."""
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> object:
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+
 @dataclass(frozen=True, slots=True)
-class PackReport:
+class PackReport(_ByName):
     pack_id: int
     size: int
     live_bytes: int
@@ -22,7 +35,7 @@ class PackReport:
 
 
 @dataclass(frozen=True, slots=True)
-class StoreInfo:
+class StoreInfo(_ByName):
     repository: str
     uuid: str
     key_format: str
@@ -41,7 +54,7 @@ class StoreInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(_ByName):
     """A damaged or missing object (``key``) or pack (``key`` empty)."""
 
     key: str
@@ -50,7 +63,7 @@ class Problem:
 
 
 @dataclass(slots=True)
-class MaintenanceProgress:
+class MaintenanceProgress(_ByName):
     stage: str  # "plan", "compact", "index", "done"
     message: str
     done: int = 0  # packs handled so far, of total
@@ -65,7 +78,7 @@ class MaintenanceProgress:
 
 
 @dataclass(slots=True)
-class VerifyProgress:
+class VerifyProgress(_ByName):
     checked_objects: int = 0
     total_objects: int = 0
     checked_bytes: int = 0
@@ -75,7 +88,7 @@ class VerifyProgress:
 
 
 @dataclass(slots=True)
-class BackupProgress:
+class BackupProgress(_ByName):
     stage: str  # "snapshot", "packs", "done"
     message: str
     packs_total: int = 0

@@ -31,10 +31,11 @@ class MaintenanceSchedule:
         while not self._stopping.wait(self._interval):
             for name in self._registry.names():
                 try:
-                    last = {"message": "nothing done"}
-                    for last in self._registry.get(name).maintain():  # noqa: B007
+                    message = "nothing done"
+                    for step in self._registry.get(name).maintain():
+                        message = step.message
                         if self._stopping.is_set():
                             break
-                    log.info("scheduled maintenance of %s: %s", name, last["message"])
+                    log.info("scheduled maintenance of %s: %s", name, message)
                 except Exception as exc:  # a busy or erased repository: next round
                     log.warning("scheduled maintenance of %s skipped: %s", name, exc)

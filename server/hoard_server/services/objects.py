@@ -10,15 +10,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hoard_server.backup import backup, resolve_destination
 from hoard_server.errors import HoardError, InvalidArgument
 from hoard_server.reports import (
     BackupProgress,
     MaintenanceProgress,
-    PackReport,
-    Problem,
     StoreInfo,
     VerifyProgress,
 )
@@ -201,7 +199,7 @@ class ObjectService:
 
     def info(self, repository: str, detailed: bool = False) -> StoreInfo:
         """What the repository holds; its packs only when ``detailed``."""
-        info = _report(StoreInfo, self._repo(repository).info())
+        info = self._repo(repository).info()
         return info if detailed else dataclasses.replace(info, packs=())
 
     # -- maintenance ----------------------------------------------------------------------
@@ -281,27 +279,9 @@ def _pages(keys: Iterable[str]) -> Iterator[KeyPage]:
         yield KeyPage(page)
 
 
-def _reports(cls: type[R], progress: Generator[Any, None, None]) -> Generator[R, None, None]:
-    """The engine's progress as typed reports; closing this closes the engine's run."""
+def _reports(cls: type[R], progress: Generator[R, None, None]) -> Generator[R, None, None]:
+    """The engine's typed progress reports; closing this closes the engine's run."""
     try:
-        for p in progress:
-            yield _report(cls, p)
+        yield from progress
     finally:
         progress.close()
-
-
-def _report(cls: type[R], value: Any) -> R:
-    """The engine's report as ``cls``.
-
-    DELETE after the storage branch merges: the engine then returns StoreInfo and yields the
-    progress dataclasses itself, and this passes them through unchanged.
-    """
-    if isinstance(value, cls) or not isinstance(value, dict):
-        return value
-    fields = dict(value)
-    if cls is StoreInfo:
-        fields["object_count"] = fields.pop("objects")
-        fields["packs"] = tuple(PackReport(**p) for p in fields.get("packs", ()))
-    if "problems" in fields:
-        fields["problems"] = [Problem(**p) for p in fields["problems"]]
-    return cls(**fields)

@@ -10,14 +10,13 @@ drift from the entries they count):
 - ``meta``: repository identity and totals;
 - ``dicts``: zstd dictionary id -> dictionary bytes.
 
-Every write transaction is committed with an fsync (LMDB ``sync=True``): an entry that
-exists after ``commit`` survives a crash.
+The environment itself (durable commits, a full disk reported as StorageFull, batched
+walks, the swap for a compacted copy) is ``lmdb_env.LmdbEnvironment``; this module only says
+what the databases hold.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,9 +24,14 @@ from typing import NamedTuple
 
 import lmdb
 
-from hoard_server.errors import DataLoss, StorageFull
-from hoard_server.storage import modes
-from hoard_server.storage.pack import _ENCODINGS, HEADER_SIZE, Encoding, RecordHeader, fsync_dir
+from hoard_server.errors import DataLoss
+from hoard_server.storage.lmdb_env import (
+    LmdbEnvironment,
+    WriteTransaction,
+    index_write_error,
+    recover_swap,
+)
+from hoard_server.storage.pack import _ENCODINGS, HEADER_SIZE, Encoding, RecordHeader
 
 LOCATION = struct.Struct("<IQQQB")
 _PACK_STATE = struct.Struct("<QQB")
@@ -95,154 +99,18 @@ class Totals:
     stored_bytes: int = 0
 
 
-_FULL_MARGIN = 64 << 20  # an index commit failing with less free space than this: a full disk
-
-
-def index_write_error(exc: lmdb.Error, path: str) -> Exception:
-    """What a failed LMDB write means for the user.
-
-    On a full disk LMDB's commit fails with ENOSPC, or with EIO when its page write came
-    up short, and keeps failing so while the disk stays full; both are a full disk to the
-    user (RESOURCE_EXHAUSTED), judged by the free space left. Anything else stays as it is.
-    """
-    if isinstance(exc, lmdb.MapFullError):
-        return StorageFull(f"the object index at {path} reached its map size; raise index_map_size")
-    try:
-        st = os.statvfs(path)
-        full = st.f_bavail * st.f_frsize < _FULL_MARGIN
-    except OSError:
-        full = False
-    if isinstance(exc, lmdb.DiskError) or full:
-        return StorageFull(
-            f"no space left on the storage device while committing the object index "
-            f"(LMDB: {exc}); free space or delete objects and run maintenance"
-        )
-    return exc
-
-
-class WriteTransaction:
-    """An LMDB write transaction whose commit reports a full disk as StorageFull.
-
-    Everything else is the lmdb transaction's own API. As a context manager it commits on
-    a normal exit (unless already committed or aborted) and aborts on an exception.
-    """
-
-    __slots__ = ("_done", "_path", "_txn")
-
-    def __init__(self, txn: lmdb.Transaction, path: str) -> None:
-        self._txn = txn
-        self._path = path
-        self._done = False
-
-    def __getattr__(self, name: str):
-        return getattr(self._txn, name)
-
-    def commit(self) -> None:
-        self._done = True
-        try:
-            self._txn.commit()
-        except lmdb.Error as exc:
-            raise index_write_error(exc, self._path) from exc
-
-    def abort(self) -> None:
-        self._done = True
-        self._txn.abort()
-
-    def __enter__(self) -> WriteTransaction:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if not self._done:
-            if exc_type is None:
-                self.commit()
-                return
-            self.abort()
-        if isinstance(exc, lmdb.Error):  # e.g. the map filled up during a put
-            translated = index_write_error(exc, self._path)
-            if translated is not exc:
-                raise translated from exc
-
-
-def recover_swap(path: str) -> None:
-    """Finish or undo an index swap that a crash interrupted."""
-    compact, old = path + ".compact", path + ".old"
-    if not os.path.exists(path) and os.path.exists(compact) and os.path.exists(old):
-        os.rename(compact, path)  # the copy was complete: the first rename had happened
-    shutil.rmtree(compact, ignore_errors=True)
-    if os.path.exists(path):
-        shutil.rmtree(old, ignore_errors=True)
-    elif os.path.exists(old):
-        os.rename(old, path)
-
-
-class ObjectIndex:
-    """Typed access to a repository's LMDB environment."""
+class ObjectIndex(LmdbEnvironment):
+    """Typed access to a repository's index: objects, packs, totals, identity, dictionaries."""
 
     def __init__(self, path: str, map_size: int = 1 << 40) -> None:
-        self.path = path
-        self.map_size = map_size
-        recover_swap(path)
-        self._open()
+        super().__init__(path, map_size, ("objects", "packs", "meta", "dicts"))
 
     def _open(self) -> None:
-        try:
-            self.env = lmdb.open(
-                self.path,
-                map_size=self.map_size,
-                max_dbs=8,
-                subdir=True,
-                sync=True,
-                metasync=True,
-                readahead=False,
-                max_readers=1024,
-                lock=True,
-                mode=modes.dir_mode(),
-            )
-        except lmdb.Error as exc:
-            raise StorageFull(f"cannot open the object index at {self.path}: {exc}") from exc
-        self.objects_db = self._objects = self.env.open_db(b"objects")
-        self._packs = self.env.open_db(b"packs")
-        self._meta = self.env.open_db(b"meta")
-        self._dicts = self.env.open_db(b"dicts")
-
-    def usage(self) -> tuple[int, int]:
-        """(bytes of the index file, bytes its trees use): LMDB reuses free pages but never
-        gives them back, so a large difference is worth a compaction."""
-        psize = self.env.stat()["psize"]
-        used = 4  # meta pages and the main tree, roughly
-        with self.env.begin() as txn:
-            for db in (self._objects, self._packs, self._meta, self._dicts):
-                st = txn.stat(db)
-                used += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
-        return (self.env.info()["last_pgno"] + 1) * psize, used * psize
-
-    def replace_with_compacted_copy(self) -> None:
-        """Swap the index file for a compacted copy. The caller guarantees that nothing
-        else uses the index meanwhile (Repository holds every operation back)."""
-        tmp = self.path + ".compact"
-        shutil.rmtree(tmp, ignore_errors=True)
-        modes.makedirs(tmp)
-        self.env.copy(tmp, compact=True)  # complete and synced before anything moves
-        self.env.close()
-        old = self.path + ".old"
-        os.rename(self.path, old)
-        os.rename(tmp, self.path)  # a crash between the renames: recover_swap finishes it
-        fsync_dir(os.path.dirname(self.path))
-        shutil.rmtree(old, ignore_errors=True)
-        self._open()
-
-    def close(self) -> None:
-        self.env.close()
-
-    # -- transactions ----------------------------------------------------------------
-    def read(self) -> lmdb.Transaction:
-        return self.env.begin(buffers=False)
-
-    def write(self) -> WriteTransaction:
-        try:
-            return WriteTransaction(self.env.begin(write=True), self.path)
-        except lmdb.Error as exc:
-            raise index_write_error(exc, self.path) from exc
+        super()._open()  # also after a swap for a compacted copy: the handles are new
+        self.objects_db = self._objects = self.dbs["objects"]
+        self._packs = self.dbs["packs"]
+        self._meta = self.dbs["meta"]
+        self._dicts = self.dbs["dicts"]
 
     # -- objects ---------------------------------------------------------------------
     def get(self, txn: lmdb.Transaction, digest: bytes) -> Location | None:
@@ -271,24 +139,7 @@ class ObjectIndex:
         txn.delete(digest, db=self._objects)
 
     def _entries(self, after: bytes | None) -> Iterator[tuple[bytes, bytes]]:
-        """(digest, encoded location) in key order, strictly after ``after``; read 10k at a
-        time, each batch in a fresh read transaction, so none stays open for long (an old
-        snapshot would keep LMDB from reusing pages)."""
-        last = after
-        while True:
-            batch: list[tuple[bytes, bytes]] = []
-            with self.read() as txn:
-                cur = txn.cursor(db=self._objects)
-                found = cur.set_range(last) if last is not None else cur.first()
-                if found and last is not None and cur.key() == last:
-                    found = cur.next()
-                while found and len(batch) < 10_000:
-                    batch.append((cur.key(), cur.value()))
-                    found = cur.next()
-            yield from batch
-            if len(batch) < 10_000:
-                return
-            last = batch[-1][0]
+        return self.walk(self._objects, after)
 
     def iter_digests(self, after: bytes | None = None) -> Iterator[bytes]:
         for digest, _ in self._entries(after):
@@ -348,7 +199,14 @@ class ObjectIndex:
         with self.write() as txn:
             txn.put(dict_id.to_bytes(4, "big"), data, db=self._dicts)
 
-    def disk_bytes(self) -> int:
-        info = self.env.info()
-        stat = self.env.stat()
-        return (info["last_pgno"] + 1) * stat["psize"]
+
+__all__ = [
+    "LOCATION",
+    "Location",
+    "ObjectIndex",
+    "PackState",
+    "Totals",
+    "WriteTransaction",
+    "index_write_error",
+    "recover_swap",
+]

@@ -26,7 +26,9 @@ def parse_key(key: str) -> bytes:
                 return digest
     shown = key if len(key) <= 80 else key[:77] + "..."
     raise InvalidArgument(
-        f"key {shown!r} is not a SHA-256 key (64 lowercase hexadecimal characters)"
+        f"key {shown!r} is not a SHA-256 key (64 lowercase hexadecimal characters)",
+        reason="INVALID_KEY",
+        key=shown,
     )
 
 
@@ -39,4 +41,5 @@ def format_key(digest: bytes) -> str:
 
 
 def key_of(data: bytes | bytearray | memoryview) -> bytes:
+    """The digest of ``data``: what its key stands for."""
     return hashlib.sha256(data).digest()

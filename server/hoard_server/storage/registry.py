@@ -1,6 +1,6 @@
 """The data directory: named repositories, created, opened, listed and erased.
 
-    <data_dir>/repositories/<name>/      one Repository each
+    <data_dir>/repositories/<name>/      one Repository each (names: ``layout.py``)
 
 A repository directory appears by an atomic rename once initialised and disappears by a
 rename before it is deleted, so a crash never leaves a half-made or half-erased repository
@@ -16,35 +16,33 @@ import os
 import re
 import shutil
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from hoard_server.errors import FailedPrecondition, InvalidArgument, RepositoryNotFound
 from hoard_server.storage import modes
+from hoard_server.storage.layout import DataDirLayout, scratch_path
 from hoard_server.storage.repository import Repository, StorageSettings
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_SCRATCH = re.compile(r"\.(creating|erasing)-[0-9a-f]{8,32}")
 # how leftovers were named before: "<name>.creating-<hex>" is also a valid repository name
 _LEGACY_SCRATCH = re.compile(r".+\.(creating|erasing)-[0-9a-z]+")
-
-
-def scratch_path(root: str, kind: str) -> str:
-    """A fresh name in ``root`` for a repository being made ("creating") or removed
-    ("erasing"); start-up removes such leftovers, and no repository name can look like one."""
-    return os.path.join(root, f".{kind}-{uuid.uuid4().hex}")
 
 
 def check_repository_name(name: str) -> str:
     """The one place a repository name is validated."""
     if not name:
-        raise InvalidArgument("no repository named: every request must name its repository")
+        raise InvalidArgument(
+            "no repository named: every request must name its repository",
+            reason="INVALID_REPOSITORY_NAME",
+        )
     if not _NAME.fullmatch(name):
         raise InvalidArgument(
             f"repository name {name[:140]!r} is not valid: use 1-128 letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit"
+            "or '-', starting with a letter or digit",
+            reason="INVALID_REPOSITORY_NAME",
+            repository=name[:140],
         )
     return name
 
@@ -55,7 +53,8 @@ class RepositoryRegistry:
     def __init__(self, data_dir: str, settings: StorageSettings | None = None) -> None:
         self.data_dir = os.path.abspath(data_dir)
         self.settings = settings or StorageSettings()
-        self._root = os.path.join(self.data_dir, "repositories")
+        self._layout = DataDirLayout(self.data_dir)
+        self._root = self._layout.repositories_dir
         modes.makedirs(self._root, exist_ok=True)
         # Guards _open and _erasing and makes create/get/erase's checks and renames atomic.
         # Never held while waiting for a repository's operations (which may be slow).
@@ -66,7 +65,7 @@ class RepositoryRegistry:
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="codec"
         )
         for entry in os.listdir(self._root):
-            if _SCRATCH.fullmatch(entry):
+            if DataDirLayout.is_scratch(entry):
                 log.info("removing leftover %s", entry)
                 shutil.rmtree(os.path.join(self._root, entry), ignore_errors=True)
             elif _LEGACY_SCRATCH.fullmatch(entry):
@@ -77,7 +76,7 @@ class RepositoryRegistry:
                 )
 
     def _path(self, name: str) -> str:
-        return os.path.join(self._root, check_repository_name(name))
+        return self._layout.repository(check_repository_name(name)).root
 
     def names(self) -> list[str]:
         return sorted(
@@ -113,7 +112,7 @@ class RepositoryRegistry:
             if os.path.isdir(path):
                 return self.get(name), False
             repo = Repository.create(
-                name, path, self.settings, self.pool, scratch_path(self._root, "creating")
+                name, path, self.settings, self.pool, self._layout.scratch("creating")
             )
             self._open[name] = repo
             log.info("created repository %s (uuid %s)", name, repo.uuid)
@@ -137,7 +136,7 @@ class RepositoryRegistry:
             if repo is not None:
                 repo.close()
             with self._lock:
-                doomed = scratch_path(self._root, "erasing")
+                doomed = self._layout.scratch("erasing")
                 os.rename(path, doomed)
         finally:
             with self._lock:
@@ -153,3 +152,6 @@ class RepositoryRegistry:
         for repo in repos:
             repo.close() if timeout is None else repo.close(timeout)
         self.pool.shutdown(wait=True)
+
+
+__all__ = ["RepositoryRegistry", "check_repository_name", "scratch_path"]

@@ -18,6 +18,7 @@ from concurrent.futures import Executor, Future
 
 from hoard_server.storage import modes
 from hoard_server.storage.codec import Codec, FrameTable
+from hoard_server.storage.layout import UPLOAD_SUFFIX
 from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, Encoding, RecordHeader, raise_if_full
 from hoard_server.storage.writer import StagedRecord
 
@@ -25,8 +26,11 @@ _IN_FLIGHT = 16  # frames being compressed at once, per upload
 
 
 class StagedUpload:
+    """One upload streamed into ``staging_dir``: ``write`` chunks, then ``finish`` (or
+    ``abort``). The content is hashed here as it arrives, once."""
+
     def __init__(self, staging_dir: str, codec: Codec, pool: Executor) -> None:
-        self.path = os.path.join(staging_dir, f"{uuid.uuid4().hex}.upload")
+        self.path = os.path.join(staging_dir, uuid.uuid4().hex + UPLOAD_SUFFIX)
         self._codec = codec
         self._pool = pool
         self._hash = hashlib.sha256()

@@ -1,4 +1,4 @@
-"""The pack writer: one thread per repository that group-commits new records.
+"""The pack writer: appends records to packs and indexes them, one group commit at a time.
 
 Durability order, for every group of puts gathered from the queue:
 
@@ -13,23 +13,25 @@ A crash before (3) leaves bytes past a pack's committed end (cut off at the next
 or a pack file the index does not know (deleted at start-up); neither is ever visible.
 A failure in (1)-(3) truncates the packs back and fails the whole group; puts are
 idempotent, so callers simply retry.
+
+The batching itself (a writer thread, one commit per group of submissions) is
+``group_commit.GroupCommit``; this module is what one commit does with pack records.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import queue
-import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import lmdb
 
 from hoard_server.errors import StorageFull
+from hoard_server.storage.group_commit import GroupCommit
 from hoard_server.storage.index import LOCATION, ObjectIndex, PackState
+from hoard_server.storage.layout import RepositoryLayout
 from hoard_server.storage.pack import (
     HEADER_SIZE,
     PACK_MAGIC,
@@ -41,8 +43,6 @@ from hoard_server.storage.pack import (
     fsync_dir,
     raise_if_full,
 )
-
-log = logging.getLogger(__name__)
 
 _GROUP_BYTES = 64 << 20  # stop gathering a group past this many body bytes
 
@@ -91,11 +91,7 @@ class RelocatedRecord:
     old_pack_id: int
 
 
-@dataclass(slots=True)
-class _Submission:
-    records: list[NewRecord | StagedRecord | RelocatedRecord]
-    future: Future = field(default_factory=Future)
-    seal: bool = False  # after this group, start a new pack
+Record = NewRecord | StagedRecord | RelocatedRecord
 
 
 class PackWriter:
@@ -104,106 +100,62 @@ class PackWriter:
     def __init__(
         self,
         index: ObjectIndex,
-        packs_dir: str,
+        layout: RepositoryLayout,
         pack_max_bytes: int,
         current: tuple[int, int] | None,
         next_pack_id: int,
     ) -> None:
         self._index = index
-        self._packs_dir = packs_dir
+        self._layout = layout
         self._pack_max = pack_max_bytes
         self._next_id = next_pack_id
         self._current_id: int | None = None
         self._appender: PackAppender | None = None
         if current is not None:
             self._current_id = current[0]
-            self._appender = PackAppender(self.pack_path(current[0]), current[1])
-        self._queue: queue.SimpleQueue[_Submission | None] = queue.SimpleQueue()
-        self._closed = False
-        self.groups_committed = 0  # one pack fsync + one index commit each
-        self.records_committed = 0
-        self._thread = threading.Thread(
-            target=self._run, name=f"pack-writer:{packs_dir}", daemon=True
+            self._appender = PackAppender(layout.pack_path(current[0]), current[1])
+        self._group: GroupCommit[Record, bool] = GroupCommit(
+            self._commit,
+            name=f"pack-writer:{layout.packs_dir}",
+            size_of=lambda r: r.body_size,
+            group_bytes=_GROUP_BYTES,
+            quiet=(StorageFull,),
         )
-        self._thread.start()
 
     @property
     def current_pack_id(self) -> int | None:
         """The pack new records are appended to (never a compaction candidate)."""
         return self._current_id
 
-    def pack_path(self, pack_id: int) -> str:
-        return os.path.join(self._packs_dir, f"{pack_id:08d}.pack")
+    @property
+    def groups_committed(self) -> int:
+        """Commits so far: one pack fsync and one index transaction each."""
+        return self._group.groups_committed
 
-    def submit(self, records: list[NewRecord | StagedRecord | RelocatedRecord]) -> Future:
+    def submit(self, records: list[Record]) -> Future:
         """Queue records; the future resolves to a list of "created" flags once durable."""
-        if self._closed:
-            raise RuntimeError("the repository is closed")
-        sub = _Submission(records)
-        self._queue.put(sub)
-        return sub.future
+        return self._group.submit(records)
 
     def seal(self) -> Future:
         """Finish the current pack: everything queued before goes in it, later records go
         to a new one. Lets compaction reclaim space in the pack being written."""
-        sub = _Submission([], seal=True)
-        self._queue.put(sub)
-        return sub.future
+        return self._group.submit([], then=self._close_current)
+
+    def _close_current(self) -> None:  # on the writer thread
+        if self._appender is not None:
+            self._appender.close()
+            self._current_id, self._appender = None, None
 
     def close(self) -> None:
         """Commit everything queued, then stop the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join()
-        if self._appender is not None:
-            self._appender.close()
-            self._appender = None
+        self._group.close()
+        self._close_current()
 
-    # -- the writer thread ---------------------------------------------------------------
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            size = sum(getattr(r, "body_size", 0) for r in first.records)
-            while size < _GROUP_BYTES:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                group.append(nxt)
-                size += sum(getattr(r, "body_size", 0) for r in nxt.records)
-            try:
-                records = [r for s in group for r in s.records]
-                results = self._commit(records) if records else []
-                if any(s.seal for s in group) and self._appender is not None:
-                    self._appender.close()
-                    self._current_id, self._appender = None, None
-            except BaseException as exc:  # the group failed as a whole; callers retry
-                if not isinstance(exc, StorageFull):
-                    log.exception("group commit failed")
-                for s in group:
-                    s.future.set_exception(exc)
-                continue
-            self.groups_committed += 1
-            self.records_committed += sum(results)
-            i = 0
-            for s in group:
-                n = len(s.records)
-                s.future.set_result(results[i : i + n])
-                i += n
-
+    # -- one commit, on the writer thread ----------------------------------------------------
     def _roll_over(self, txn: lmdb.Transaction) -> tuple[int, PackAppender]:
         pack_id = self._next_id
         self._next_id += 1
-        path = self.pack_path(pack_id)
+        path = self._layout.pack_path(pack_id)
         try:
             create_pack(path)
         except OSError as exc:
@@ -211,7 +163,7 @@ class PackWriter:
         self._index.put_pack(txn, pack_id, PackState(end=len(PACK_MAGIC)))
         return pack_id, PackAppender(path, len(PACK_MAGIC))
 
-    def _commit(self, records: list[NewRecord | StagedRecord | RelocatedRecord]) -> list[bool]:
+    def _commit(self, records: list[Record]) -> list[bool]:
         index = self._index
         results = [False] * len(records)
         seen: set[bytes] = set()
@@ -308,9 +260,9 @@ class PackWriter:
                 state.end = end
                 index.put_pack(txn, pid, state)
             for path, pack_id in renamed:
-                os.rename(path, self.pack_path(pack_id))
+                os.rename(path, self._layout.pack_path(pack_id))
             if renamed:
-                fsync_dir(self._packs_dir)
+                fsync_dir(self._layout.packs_dir)
             # (3): the index, in key order (a sorted putmulti touches each page once)
             for pid, n in moved_out.items():
                 state = index.get_pack(txn, pid)
@@ -327,7 +279,10 @@ class PackWriter:
             txn.abort()
             self._undo(touched, created_packs, renamed, old_current)
             if isinstance(exc, lmdb.MapFullError):
-                raise StorageFull("the object index is full (raise its map size)") from exc
+                raise StorageFull(
+                    "the object index is full (raise its map size)",
+                    setting="index_map_size",
+                ) from exc
             if isinstance(exc, OSError):
                 raise_if_full(exc, "committing a group of puts")
             raise
@@ -346,10 +301,10 @@ class PackWriter:
                 app.rollback(self._committed_end(pid, app))
         for pid, app in created_packs:
             app.close()
-            _unlink(self.pack_path(pid))
+            _unlink(self._layout.pack_path(pid))
         for path, pack_id in renamed:
             _unlink(path)
-            _unlink(self.pack_path(pack_id))
+            _unlink(self._layout.pack_path(pack_id))
         self._current_id, self._appender = old_current
 
     def _committed_end(self, pid: int, app: PackAppender) -> int:
