@@ -279,7 +279,7 @@ def test_error_info_for_repositories(stubs, name):
     for call in calls:
         _code, info = error_info(call)
         assert info.reason == reason
-        assert info.metadata["repository"] == name
+        assert name.startswith(info.metadata["repository"])  # long names are cut short
 
 
 def put(objects, repository: str, chunks, expected: str = "", finish: bool = True):
