@@ -19,8 +19,11 @@ import random
 from collections.abc import Callable
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from hoard_server.errors import (
+    ERROR_DOMAIN,
     DataLoss,
     FailedPrecondition,
     HoardError,
@@ -74,14 +77,41 @@ def trailers_of(exc: BaseException, code: grpc.StatusCode) -> tuple[tuple[str, s
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
     code, message = status_of(exc)
-    trailers = trailers_of(exc, code)
-    if trailers:
-        context.set_trailing_metadata(trailers)
     if code == grpc.StatusCode.INTERNAL:
         log.error("%s failed", method, exc_info=exc)
     else:
         log.debug("%s: %s: %s", method, code.name, message)
-    context.abort(code, message)
+    # The SDK picks its exception from this ErrorInfo, never from the message.
+    info = error_details_pb2.ErrorInfo(
+        domain=ERROR_DOMAIN,
+        reason=_reason_of(exc, code),
+        metadata=getattr(exc, "details", None) or {},
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    trailers = (*trailers_of(exc, code), (STATUS_DETAILS_KEY, status.SerializeToString()))
+    context.abort_with_status(_Status(code, message, trailers))
+
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
+
+
+def _reason_of(exc: BaseException, code: grpc.StatusCode) -> str:
+    """The domain error's reason; for anything else, the status code's name (STORAGE_FULL
+    for a full disk reported by the OS)."""
+    if isinstance(exc, HoardError):
+        return exc.reason
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return "STORAGE_FULL"
+    return code.name
 
 
 def grpc_errors(method: Callable) -> Callable:
