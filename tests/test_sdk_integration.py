@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 import hoard
-from hoard.client import channel_options
+from hoard.transport import channel_options
 
 MiB = 1 << 20
 
@@ -202,7 +202,8 @@ def test_reader_fetches_about_what_is_read(logged):
     key = repo.put_object(data)
     log.take()
     with repo.open(key) as handle:
-        assert [name for name, _ in log.take()] == ["Stat"]
+        (call,) = log.take()  # opening reads the head, which also says the size (and that
+        assert call[0] == "ReadRange" and call[1].offset == 0  # the object exists)
         handle.seek(0, io.SEEK_END)
         handle.seek(-100, io.SEEK_CUR)
         handle.seek(9_000_001)
@@ -219,6 +220,44 @@ def test_reader_fetches_about_what_is_read(logged):
         while handle.read(64 << 10):
             pass
         assert len(log.take()) < 20  # sequential reads are read ahead, not one call each
+
+
+def test_a_ranged_read_is_one_round_trip(logged):
+    from hoard.io import open_object
+
+    repo, log = logged
+    data = os.urandom(2 * MiB)
+    key = repo.put_object(data)
+    log.take()
+    assert repo.read(key, 1_000_000, 100) == data[1_000_000:1_000_100]
+    assert [name for name, _ in log.take()] == ["ReadRange"]
+    # the objects API's reader opens without a call: a seek and a small read are one call
+    with open_object(repo.objects, key) as handle:
+        handle.seek(1_500_000)
+        assert handle.read(10) == data[1_500_000:1_500_010]
+        assert [name for name, _ in log.take()] == ["ReadRange"]
+        assert handle.seek(0, io.SEEK_END) == len(data)  # the reply told the size
+        assert log.take() == []
+
+
+def test_the_lazy_reader_reports_a_missing_object_at_its_first_read(sdk_repo):
+    from hoard.io import open_object
+
+    with open_object(sdk_repo.objects, "0" * 64) as handle, pytest.raises(FileNotFoundError):
+        handle.read(1)
+
+
+def test_errors_carry_the_daemons_reason_and_details(sdk_client, sdk_repo):
+    with pytest.raises(hoard.RepositoryNotFoundError) as caught:
+        sdk_client.repository("nowhere").objects.has(["0" * 64])
+    assert caught.value.reason == "REPOSITORY_NOT_FOUND"
+    assert caught.value.details["repository"] == "nowhere"
+    with pytest.raises(hoard.ObjectNotFoundError) as caught:
+        sdk_repo.objects.read("0" * 64, 0, 1)
+    assert caught.value.reason == "OBJECT_NOT_FOUND" and caught.value.keys == ["0" * 64]
+    with pytest.raises(hoard.InvalidArgumentError) as caught:
+        sdk_repo.objects.has(["not a key"])
+    assert caught.value.reason and caught.value.reason != "OBJECT_NOT_FOUND"
 
 
 def test_get_object_content_is_one_call(logged):
@@ -293,9 +332,14 @@ def test_stat_info_and_maintain(sdk_repo):
     assert info["compression_ratio"] > 1 and info["key_format"] == "sha256"
     assert info["uuid"] == sdk_repo.uuid
     assert isinstance(sdk_repo.get_info(detailed=True)["pack_details"], list)
+    assert type(sdk_repo.get_info()) is dict  # AiiDA's contract
     reports = []
     last = sdk_repo.maintain(dry_run=True, live=True, progress=reports.append)
     assert reports and last == reports[-1] and "stage" in last
+    assert isinstance(last, hoard.reports.MaintainProgress) and last.stage == last["stage"]
+    typed = sdk_repo.admin.info(detailed=True)
+    assert typed.object_count == 1 and typed.packs and typed.packs[0].live_bytes > 0
+    assert typed.packs[0]["pack_id"] == typed.packs[0].pack_id
 
 
 # -- retries -----------------------------------------------------------------------------------

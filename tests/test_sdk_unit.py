@@ -16,7 +16,9 @@ import pytest
 
 import hoard
 from hoard import cli
-from hoard.client import channel_options, resolve_target, service_config
+from hoard.admin import backup_destination
+from hoard.aiida import is_readable_byte_stream
+from hoard.cli import output, serve
 from hoard.errors import (
     AuthenticationError,
     DataCorruptionError,
@@ -24,6 +26,7 @@ from hoard.errors import (
     FailedPreconditionError,
     HoardError,
     InvalidArgumentError,
+    NotFoundError,
     ObjectNotFoundError,
     OutOfRangeError,
     OverloadedError,
@@ -33,13 +36,17 @@ from hoard.errors import (
     StorageFullError,
     UnavailableError,
     error_for_status,
+    error_info,
     from_rpc_error,
 )
-from hoard.repository import (
-    ObjectStream,
-    backup_destination,
+from hoard.io import ObjectStream
+from hoard.transport import (
+    METHODS,
+    RetryPolicy,
+    channel_options,
     is_local_target,
-    is_readable_byte_stream,
+    resolve_target,
+    service_config,
 )
 
 KEY = "a" * 64
@@ -61,7 +68,7 @@ def offline_repo():
 # -- error mapping ---------------------------------------------------------------------------
 
 MAPPING = [
-    (grpc.StatusCode.NOT_FOUND, "object not found: " + KEY, ObjectNotFoundError, FileNotFoundError),
+    (grpc.StatusCode.NOT_FOUND, "object not found: " + KEY, NotFoundError, FileNotFoundError),
     (grpc.StatusCode.INVALID_ARGUMENT, "bad key", InvalidArgumentError, ValueError),
     (grpc.StatusCode.OUT_OF_RANGE, "offset past end", OutOfRangeError, ValueError),
     (grpc.StatusCode.FAILED_PRECONDITION, "busy", FailedPreconditionError, RuntimeError),
@@ -83,22 +90,47 @@ def test_status_codes_map_to_exceptions_that_keep_message_and_code(code, message
     assert exc.code is code
 
 
-def test_not_found_about_a_repository_is_a_repository_error():
-    exc = error_for_status(grpc.StatusCode.NOT_FOUND, "repository 'x' does not exist")
-    assert type(exc) is RepositoryNotFoundError
-    assert isinstance(exc, FileNotFoundError)
-    assert not isinstance(exc, ObjectNotFoundError)
+def test_the_reason_not_the_message_picks_the_exception():
+    exc = error_for_status(
+        grpc.StatusCode.NOT_FOUND, "no such thing", "REPOSITORY_NOT_FOUND", {"repository": "x"}
+    )
+    assert type(exc) is RepositoryNotFoundError and isinstance(exc, FileNotFoundError)
+    assert exc.reason == "REPOSITORY_NOT_FOUND" and exc.details == {"repository": "x"}
+    # a message that reads like one is not parsed
+    plain = error_for_status(grpc.StatusCode.NOT_FOUND, "repository 'x' does not exist")
+    assert type(plain) is NotFoundError and plain.reason == "" and plain.details == {}
 
 
-def test_object_not_found_names_the_keys_of_the_message():
+def test_object_not_found_takes_its_keys_from_the_details():
     other = "b" * 64
-    exc = error_for_status(grpc.StatusCode.NOT_FOUND, f"2 objects not found: {KEY}, {other}")
-    assert exc.keys == [KEY, other]
+    exc = error_for_status(
+        grpc.StatusCode.NOT_FOUND, "2 objects", "OBJECT_NOT_FOUND", {"keys": f"{KEY},{other}"}
+    )
+    assert type(exc) is ObjectNotFoundError and exc.keys == [KEY, other]
+    assert error_for_status(grpc.StatusCode.NOT_FOUND, f"not found: {KEY}").reason == ""
+
+
+def test_an_error_info_trailer_is_decoded():
+    from google.protobuf import any_pb2
+    from google.rpc import error_details_pb2, status_pb2
+
+    info = error_details_pb2.ErrorInfo(domain="hoard", reason="INVALID_KEY", metadata={"key": "k"})
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=3, message="bad key", details=[detail]).SerializeToString()
+    trailers = [("grpc-retry-pushback-ms", "5"), ("grpc-status-details-bin", status)]
+    assert error_info(trailers) == ("INVALID_KEY", {"key": "k"})
+    assert error_info([("grpc-status-details-bin", b"\xff garbage")]) == ("", {})
+    foreign = error_details_pb2.ErrorInfo(domain="googleapis.com", reason="OTHER")
+    detail.Pack(foreign)
+    status = status_pb2.Status(code=3, details=[detail]).SerializeToString()
+    assert error_info([("grpc-status-details-bin", status)]) == ("", {})
 
 
 def test_storage_full_carries_enospc_and_stays_readable():
     exc = error_for_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "no space left", "STORAGE_FULL")
     assert type(exc) is StorageFullError and isinstance(exc, OSError)
+    assert exc.reason == "STORAGE_FULL" and exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert exc.errno == errno.ENOSPC
     assert str(exc) == "no space left"
 
@@ -243,7 +275,7 @@ def test_an_absent_daemon_raises_connection_error(offline_repo):
 
 
 def test_reader_seeks_with_every_whence_without_reading(offline_repo):
-    raw = ObjectStream(offline_repo, KEY, 1000)
+    raw = ObjectStream(offline_repo.objects, KEY, 1000)
     with io.BufferedReader(raw) as handle:
         assert handle.seekable() and handle.readable()
         assert handle.seek(0, io.SEEK_END) == 1000
@@ -261,14 +293,14 @@ def test_reader_seeks_with_every_whence_without_reading(offline_repo):
 
 
 def test_reader_of_an_empty_object_reads_nothing_without_a_call(offline_repo):
-    with io.BufferedReader(ObjectStream(offline_repo, KEY, 0)) as handle:
+    with io.BufferedReader(ObjectStream(offline_repo.objects, KEY, 0)) as handle:
         assert handle.read() == b""
         assert handle.read(1) == b""
         assert handle.readinto(bytearray(4)) == 0
 
 
 def test_closed_reader_refuses_io(offline_repo):
-    raw = ObjectStream(offline_repo, KEY, 10)
+    raw = ObjectStream(offline_repo.objects, KEY, 10)
     raw.close()
     with pytest.raises(ValueError):
         raw.seek(0)
@@ -279,19 +311,22 @@ def test_closed_reader_refuses_io(offline_repo):
 # -- channel set-up ------------------------------------------------------------------------
 
 
-def test_retry_policy_covers_idempotent_methods_only():
-    config = service_config(5)
+def test_retry_policy_comes_from_the_protos_idempotency_levels():
+    config = service_config(RetryPolicy.from_retries(5))
     (method_config,) = config["methodConfig"]
     names = {(n["service"], n["method"]) for n in method_config["name"]}
-    assert ("hoard.v1.Objects", "Delete") not in names
-    assert ("hoard.v1.Repositories", "EraseRepository") not in names
-    assert ("hoard.v1.Objects", "PutBatch") in names
+    replayable = {(m.service, m.name) for m in METHODS.values() if m.replayable}
+    assert ("hoard.v1.Objects", "Delete") not in replayable
+    assert ("hoard.v1.Repositories", "EraseRepository") not in replayable
+    assert {("hoard.v1.Objects", "PutBatch"), ("hoard.v1.Objects", "Read")} <= names
     assert ("hoard.v1.Repositories", "CreateRepository") in names
+    # gRPC retries what it can buffer; a streamed Put is replayed by the transport alone
+    assert names == {(s, n) for s, n in replayable if n != "Put"}
     policy = method_config["retryPolicy"]
     # RESOURCE_EXHAUSTED only as far as the daemon's pushback allows (none for a full disk)
     assert policy["retryableStatusCodes"] == ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
     assert 2 <= policy["maxAttempts"] <= 5
-    assert service_config(0) == {"methodConfig": []}
+    assert service_config(RetryPolicy.from_retries(0)) == {"methodConfig": []}
 
 
 def test_channel_options_allow_64_mib_messages_and_retries():
@@ -299,7 +334,7 @@ def test_channel_options_allow_64_mib_messages_and_retries():
     assert options["grpc.max_send_message_length"] == 64 << 20
     assert options["grpc.max_receive_message_length"] == 64 << 20
     assert options["grpc.enable_retries"] == 1
-    assert json.loads(options["grpc.service_config"]) == service_config(3)
+    assert json.loads(options["grpc.service_config"]) == service_config(RetryPolicy.from_retries(3))
 
 
 def test_target_defaults_to_env_then_loopback(monkeypatch):
@@ -359,15 +394,15 @@ def test_cli_rejects_bad_maintenance_options(argv, capsys):
 
 
 def test_cli_dates_are_readable():
-    assert cli._when(None) == "never"
-    assert cli._when(0.0) == "never"
-    text = cli._when(time.time() - 90)
+    assert output.when(None) == "never"
+    assert output.when(0.0) == "never"
+    text = output.when(time.time() - 90)
     assert text.startswith(time.strftime("%Y-")) and text.endswith("(90 s ago)")
-    assert cli._when(time.time() - 3 * 86400).endswith("(3 days ago)")
+    assert output.when(time.time() - 3 * 86400).endswith("(3 days ago)")
 
 
 def test_cli_progress_without_a_terminal_prints_lines(capsys):
-    with cli._Progress("obj", min_interval=3600) as bar:
+    with output.Progress("obj", min_interval=3600) as bar:
         bar.update("verify", 1, 10, "", "first")
         bar.update("verify", 2, 10, "", "throttled")
         bar.write("KEY  pack 1: bad")
@@ -378,9 +413,9 @@ def test_cli_progress_without_a_terminal_prints_lines(capsys):
 
 
 def test_cli_finds_serve_after_global_options():
-    assert cli._serve_split(["--target", "x:1", "serve", "--listen", "y"]) == 2
-    assert cli._serve_split(["-r", "serve", "ls"]) is None  # "serve" is -r's value here
-    assert cli._serve_split(["put", "serve"]) is None
+    assert serve.find_serve(["--target", "x:1", "serve", "--listen", "y"]) == 2
+    assert serve.find_serve(["-r", "serve", "ls"]) is None  # "serve" is -r's value here
+    assert serve.find_serve(["put", "serve"]) is None
 
 
 def test_cli_reports_an_absent_daemon_without_a_traceback(capsys):

@@ -9,13 +9,18 @@
 
 ``Repository`` offers AiiDA's repository-backend method set (``put_object_from_filelike``,
 ``has_objects``, ``open``, ``iter_object_streams``, ``delete_objects``, ...) one to one.
+
+The layers, from the wire up: ``transport`` (channel, retries, error translation),
+``requests``/``replies`` (pure message building and parsing), ``objects`` and ``admin``
+(typed APIs), ``io`` (the seekable reader), ``aiida`` (the AiiDA face), ``cli``.
 """
 
 from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from hoard.client import Client, RepositoryInfo, connect
+from hoard.aiida import Repository
+from hoard.client import Client, connect
 from hoard.errors import (
     AuthenticationError,
     DataCorruptionError,
@@ -33,7 +38,7 @@ from hoard.errors import (
     StorageFullError,
     UnavailableError,
 )
-from hoard.repository import ObjectStat, Repository
+from hoard.reports import ObjectStat, RepositoryInfo
 
 try:
     __version__ = _metadata.version("hoard")

@@ -1,21 +1,27 @@
-"""The SDK's exceptions, and the one place that maps gRPC status codes to them.
+"""The SDK's exceptions, and the one place a failed call becomes one of them.
 
 Every exception derives from :class:`HoardError` and from the built-in exception a Python
 program (or AiiDA) already catches for that condition: a missing object is a
 ``FileNotFoundError``, a bad argument a ``ValueError``, a full disk an ``OSError`` with
-``errno.ENOSPC``. The server's message is kept as the text, the status code as ``.code``.
+``errno.ENOSPC``.
+
+The daemon says what went wrong in a ``google.rpc.ErrorInfo`` (domain ``hoard``) carried in
+the status details: its ``reason`` picks the exception, its ``metadata`` becomes
+``.details``. The message is kept as the text for people and never parsed. A status without
+an ErrorInfo (from gRPC itself, or an older daemon) is mapped by its code alone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import re
-from collections.abc import Iterator
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 __all__ = [
+    "ERROR_DOMAIN",
     "AuthenticationError",
     "DataCorruptionError",
     "DeadlineExceededError",
@@ -32,20 +38,37 @@ __all__ = [
     "StorageFullError",
     "UnavailableError",
     "error_for_status",
+    "error_info",
     "from_rpc_error",
-    "translate_rpc_errors",
+    "retry_pushback",
 ]
 
-_KEY_PATTERN = re.compile(r"\b[0-9a-f]{64}\b")
+ERROR_DOMAIN = "hoard"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
 class HoardError(Exception):
-    """Base of every error the SDK raises; ``code`` is the gRPC status, if one caused it."""
+    """Base of every error the SDK raises.
 
-    def __init__(self, message: str = "", *, code: grpc.StatusCode | None = None) -> None:
+    ``code``: the gRPC status, if a call failed; ``reason``: the daemon's stable name for
+    the condition ("" when it gave none); ``details``: what it concerns (``key``,
+    ``repository``, ``path``, ...), as strings.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: grpc.StatusCode | None = None,
+        reason: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.reason = reason
+        self.details: dict[str, str] = dict(details or {})
 
     def __str__(self) -> str:
         return self.message
@@ -56,17 +79,25 @@ class NotFoundError(HoardError, FileNotFoundError):
 
 
 class ObjectNotFoundError(NotFoundError):
-    """One or more objects are missing; ``keys`` lists the keys named in the message."""
+    """One or more objects are missing; ``keys`` lists them (from the daemon's details)."""
 
     def __init__(
         self,
         message: str = "",
         *,
         code: grpc.StatusCode | None = grpc.StatusCode.NOT_FOUND,
-        keys: list[str] | None = None,
+        reason: str = "OBJECT_NOT_FOUND",
+        details: Mapping[str, str] | None = None,
+        keys: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(message, code=code)
-        self.keys = list(keys) if keys is not None else _KEY_PATTERN.findall(message)
+        details = dict(details or {})
+        if keys is None:
+            joined = details.get("keys") or details.get("key") or ""
+            keys = [k for k in joined.split(",") if k]
+        elif "keys" not in details:
+            details["keys"] = ",".join(keys)
+        super().__init__(message, code=code, reason=reason, details=details)
+        self.keys = list(keys)
 
 
 class RepositoryNotFoundError(NotFoundError):
@@ -99,8 +130,8 @@ class OverloadedError(ResourceExhaustedError):
 class StorageFullError(HoardError, OSError):
     """The daemon's disk or index is full; nothing was stored. ``errno`` is ``ENOSPC``."""
 
-    def __init__(self, message: str = "", *, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(message, code=code)
+    def __init__(self, message: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
         self.errno = errno.ENOSPC
         self.strerror = message
 
@@ -126,7 +157,7 @@ class DeadlineExceededError(HoardError, TimeoutError):
 
 
 _BY_CODE: dict[grpc.StatusCode, type[HoardError]] = {
-    grpc.StatusCode.NOT_FOUND: ObjectNotFoundError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.OUT_OF_RANGE: OutOfRangeError,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
@@ -138,51 +169,73 @@ _BY_CODE: dict[grpc.StatusCode, type[HoardError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
 }
 
-
+# Reasons that name a narrower condition than their status code. Any other reason (INVALID_KEY,
+# HASH_MISMATCH, DATA_LOSS, ...) is kept on the exception and the code picks the class.
 _BY_REASON: dict[str, type[HoardError]] = {
+    "OBJECT_NOT_FOUND": ObjectNotFoundError,
+    "REPOSITORY_NOT_FOUND": RepositoryNotFoundError,
     "STORAGE_FULL": StorageFullError,
     "OVERLOADED": OverloadedError,
 }
 
 
-def error_for_status(code: grpc.StatusCode | None, message: str, reason: str = "") -> HoardError:
-    """The exception for a status code, the daemon's ``hoard-reason`` trailer (if any) and
-    its message (kept verbatim).
+def error_for_status(
+    code: grpc.StatusCode | None,
+    message: str,
+    reason: str = "",
+    details: Mapping[str, str] | None = None,
+) -> HoardError:
+    """The exception for a status ``code``, the daemon's ``reason`` and ``details`` (from
+    its ErrorInfo) and its ``message`` (kept verbatim, never inspected).
 
-    RESOURCE_EXHAUSTED is a :class:`StorageFullError` only when the daemon says the disk is
-    full, an :class:`OverloadedError` when it says it is busy, else a
-    :class:`ResourceExhaustedError`. NOT_FOUND is a :class:`RepositoryNotFoundError` when
-    the message is about the repository (the daemon's repository messages start with
-    ``"repository "``), else an :class:`ObjectNotFoundError`. Codes without a dedicated
-    class give a plain HoardError.
+    A RESOURCE_EXHAUSTED is a :class:`StorageFullError` only when the reason says the disk
+    is full; codes without a dedicated class give a plain :class:`HoardError`.
     """
-    if code is grpc.StatusCode.NOT_FOUND and message.startswith("repository "):
-        return RepositoryNotFoundError(message, code=code)
-    cls = _BY_CODE.get(code, HoardError) if code is not None else HoardError
-    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        cls = _BY_REASON.get(reason, cls)
+    cls = _BY_REASON.get(reason) or (_BY_CODE.get(code, HoardError) if code else HoardError)
     if not message:
         message = f"the daemon answered {code.name}" if code is not None else "gRPC call failed"
-    return cls(message, code=code)
+    return cls(message, code=code, reason=reason, details=details)
+
+
+def _trailers(error: grpc.RpcError) -> Sequence[tuple[str, str | bytes]]:
+    trailing = getattr(error, "trailing_metadata", None)
+    return (trailing() or ()) if callable(trailing) else ()
+
+
+def error_info(trailers: Sequence[tuple[str, str | bytes]]) -> tuple[str, dict[str, str]]:
+    """``(reason, metadata)`` of the hoard ErrorInfo in a call's trailers; ``("", {})`` when
+    there is none (or it does not decode)."""
+    for key, value in trailers:
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status()
+        try:
+            status.ParseFromString(value)
+        except Exception:  # a garbled trailer is no reason to hide the status itself
+            return "", {}
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == ERROR_DOMAIN:
+                return info.reason, dict(info.metadata)
+    return "", {}
+
+
+def retry_pushback(error: grpc.RpcError) -> float | None:
+    """The delay (seconds) after which the daemon says a retry may succeed; negative when
+    it says not to retry; None when it said nothing."""
+    for key, value in _trailers(error):
+        if key == PUSHBACK_KEY:
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+            try:
+                return int(text) / 1000
+            except ValueError:
+                return None
+    return None
 
 
 def from_rpc_error(error: grpc.RpcError) -> HoardError:
     """Translate a failed gRPC call into the matching :class:`HoardError`."""
     code = error.code() if callable(getattr(error, "code", None)) else None
-    details = error.details() if callable(getattr(error, "details", None)) else None
-    reason = ""
-    trailers = getattr(error, "trailing_metadata", None)
-    if callable(trailers):
-        for key, value in trailers() or ():
-            if key == "hoard-reason":
-                reason = value if isinstance(value, str) else value.decode("ascii", "replace")
-    return error_for_status(code, details or "", reason)
-
-
-@contextlib.contextmanager
-def translate_rpc_errors() -> Iterator[None]:
-    """Re-raise any ``grpc.RpcError`` raised inside the block as a :class:`HoardError`."""
-    try:
-        yield
-    except grpc.RpcError as error:
-        raise from_rpc_error(error) from None
+    message = error.details() if callable(getattr(error, "details", None)) else None
+    reason, details = error_info(_trailers(error))
+    return error_for_status(code, message or "", reason, details)

@@ -24,13 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhoard/v1/repositories.proto\x12\x08hoard.v1\"T\n\x0eRepositoryInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x12\n\nkey_format\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\"-\n\x17\x43reateRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"*\n\x14GetRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"\x19\n\x17ListRepositoriesRequest\"J\n\x18ListRepositoriesResponse\x12.\n\x0crepositories\x18\x01 \x03(\x0b\x32\x18.hoard.v1.RepositoryInfo\",\n\x16\x45raseRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"\x19\n\x17\x45raseRepositoryResponse2\xdd\x02\n\x0cRepositories\x12O\n\x10\x43reateRepository\x12!.hoard.v1.CreateRepositoryRequest\x1a\x18.hoard.v1.RepositoryInfo\x12I\n\rGetRepository\x12\x1e.hoard.v1.GetRepositoryRequest\x1a\x18.hoard.v1.RepositoryInfo\x12Y\n\x10ListRepositories\x12!.hoard.v1.ListRepositoriesRequest\x1a\".hoard.v1.ListRepositoriesResponse\x12V\n\x0f\x45raseRepository\x12 .hoard.v1.EraseRepositoryRequest\x1a!.hoard.v1.EraseRepositoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhoard/v1/repositories.proto\x12\x08hoard.v1\"T\n\x0eRepositoryInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x12\n\nkey_format\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\"-\n\x17\x43reateRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"*\n\x14GetRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"\x19\n\x17ListRepositoriesRequest\"J\n\x18ListRepositoriesResponse\x12.\n\x0crepositories\x18\x01 \x03(\x0b\x32\x18.hoard.v1.RepositoryInfo\",\n\x16\x45raseRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"\x19\n\x17\x45raseRepositoryResponse2\xec\x02\n\x0cRepositories\x12T\n\x10\x43reateRepository\x12!.hoard.v1.CreateRepositoryRequest\x1a\x18.hoard.v1.RepositoryInfo\"\x03\x90\x02\x02\x12N\n\rGetRepository\x12\x1e.hoard.v1.GetRepositoryRequest\x1a\x18.hoard.v1.RepositoryInfo\"\x03\x90\x02\x01\x12^\n\x10ListRepositories\x12!.hoard.v1.ListRepositoriesRequest\x1a\".hoard.v1.ListRepositoriesResponse\"\x03\x90\x02\x01\x12V\n\x0f\x45raseRepository\x12 .hoard.v1.EraseRepositoryRequest\x1a!.hoard.v1.EraseRepositoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hoard.v1.repositories_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REPOSITORIES'].methods_by_name['CreateRepository']._loaded_options = None
+  _globals['_REPOSITORIES'].methods_by_name['CreateRepository']._serialized_options = b'\220\002\002'
+  _globals['_REPOSITORIES'].methods_by_name['GetRepository']._loaded_options = None
+  _globals['_REPOSITORIES'].methods_by_name['GetRepository']._serialized_options = b'\220\002\001'
+  _globals['_REPOSITORIES'].methods_by_name['ListRepositories']._loaded_options = None
+  _globals['_REPOSITORIES'].methods_by_name['ListRepositories']._serialized_options = b'\220\002\001'
   _globals['_REPOSITORYINFO']._serialized_start=41
   _globals['_REPOSITORYINFO']._serialized_end=125
   _globals['_CREATEREPOSITORYREQUEST']._serialized_start=127
@@ -46,5 +52,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ERASEREPOSITORYRESPONSE']._serialized_start=367
   _globals['_ERASEREPOSITORYRESPONSE']._serialized_end=392
   _globals['_REPOSITORIES']._serialized_start=395
-  _globals['_REPOSITORIES']._serialized_end=744
+  _globals['_REPOSITORIES']._serialized_end=759
 # @@protoc_insertion_point(module_scope)

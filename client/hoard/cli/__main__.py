@@ -1,0 +1,7 @@
+"""``python -m hoard.cli``."""
+
+import sys
+
+from hoard.cli import main
+
+sys.exit(main())
