@@ -210,25 +210,10 @@ def backup(client: Client, args: argparse.Namespace) -> int:
 
 
 def restore(client: Client | None, args: argparse.Namespace) -> int:
+    """Offline, on the daemon's host: the server package does the work."""
     try:
-        import hoard_server
+        from hoard_server import commands
     except ImportError:
         print(SERVER_MISSING, file=sys.stderr)
         return 2
-    try:
-        from hoard_server import backup as server_backup
-        from hoard_server import errors
-    except ImportError as exc:
-        version = getattr(hoard_server, "__version__", "?")
-        print(f"hoard: this hoard server ({version}) cannot restore: {exc}", file=sys.stderr)
-        return 1
-    try:
-        result = server_backup.restore(args.backup_dir, args.data_dir, args.restore_as)
-    except errors.HoardError as exc:
-        print(f"hoard: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"restored repository {result['repository']!r} into {args.data_dir}: "
-        f"{result['objects']} objects, {result['packs']} packs ({human(result['bytes'])})"
-    )
-    return 0
+    return commands.restore(args.backup_dir, args.data_dir, args.restore_as)

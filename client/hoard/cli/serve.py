@@ -34,8 +34,8 @@ def find_serve(argv: list[str]) -> int | None:
 def run(argv: list[str]) -> int:
     """Run the daemon with its own arguments; 2 when the server package is missing."""
     try:
-        from hoard_server import daemon
+        from hoard_server import commands
     except ImportError:
         print(SERVER_MISSING, file=sys.stderr)
         return 2
-    return daemon.main(argv) or 0
+    return commands.serve(argv)
