@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from harness import wait_until
 
 import hoard
 from hoard_server.daemon.config import ConfigError, is_loopback, load_config
@@ -137,11 +139,11 @@ def test_the_daemon_compacts_on_its_own_schedule(daemon_factory):
         repo = client.repository()
         objs = [os.urandom(3000) for _ in range(400)]
         keys = repo.put_objects(objs)
+        before = len(daemon.log)
         repo.delete_objects(keys[::2])
         assert repo.get_info()["reclaimable_bytes"] > 0
-        deadline = time.monotonic() + 60
-        while repo.get_info()["last_maintenance"] is None and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # the end of a run that began after the delete: the second to end after it
+        daemon.wait_for_log("scheduled maintenance of default: ", count=2, since=before, timeout=60)
         info = repo.get_info()
         assert info["last_maintenance"] is not None
         assert info["reclaimable_bytes"] < 256 << 10  # all but what landed since
@@ -151,10 +153,13 @@ def test_the_daemon_compacts_on_its_own_schedule(daemon_factory):
 
 
 class _Slow(io.RawIOBase):
-    """20 MiB, 1 MiB at a time with a pause: an upload that is in flight for ~1 s."""
+    """20 MiB, 1 MiB at a time; after ``hold_at`` MiB it waits for ``go``: an upload that is
+    surely in flight while the test signals the daemon."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold_at: int = 10) -> None:
         self.sent = 0
+        self.hold_at = hold_at
+        self.go = threading.Event()
 
     def readable(self) -> bool:
         return True
@@ -162,7 +167,8 @@ class _Slow(io.RawIOBase):
     def readinto(self, b) -> int:
         if self.sent >= 20:
             return 0
-        time.sleep(0.05)
+        if self.sent == self.hold_at:
+            self.go.wait(60)
         n = min(len(b), 1 << 20)
         b[:n] = bytes([self.sent]) * n
         self.sent += 1
@@ -170,23 +176,27 @@ class _Slow(io.RawIOBase):
 
 
 def test_sigterm_lets_in_flight_uploads_finish(hoard_daemon):
-    import threading
-
     result: dict[str, object] = {}
+    source = _Slow()
 
     def upload() -> None:
         with hoard.connect(hoard_daemon.target, retries=0) as client:
             try:
                 result["key"] = client.repository().put_object_from_filelike(
-                    io.BufferedReader(_Slow(), buffer_size=1 << 20)
+                    io.BufferedReader(source, buffer_size=1 << 20)
                 )
             except Exception as exc:
                 result["error"] = exc
 
     t = threading.Thread(target=upload)
     t.start()
-    time.sleep(0.4)  # the upload is under way
-    assert hoard_daemon.stop() == 0  # SIGTERM: graceful
+    staging = Path(hoard_daemon.data_dir, "repositories", "default", "staging")
+    wait_until(lambda: any(staging.glob("*.upload")), what="the upload to be under way")
+    before = len(hoard_daemon.log)
+    hoard_daemon.signal(signal.SIGTERM)  # graceful
+    hoard_daemon.wait_for_log("received SIGTERM", since=before)
+    source.go.set()  # the rest of the upload arrives during the shutdown
+    assert hoard_daemon.wait() == 0
     t.join(60)
     assert "error" not in result, result
     expected = b"".join(bytes([i]) * (1 << 20) for i in range(20))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import random
 import struct
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from harness import WaitTimeout, wait_until
 
 import hoard
 from hoard.errors import DataCorruptionError
@@ -294,12 +294,10 @@ def read_paths(
 def _store_dictionary_objects(repo, rng: random.Random) -> bool:
     """Get a dictionary trained (2000 small samples); False if it takes too long."""
     repo.put_objects([text(rng, 1024) for _ in range(2000)])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if repo.get_info()["has_dictionary"]:
-            return True
-        time.sleep(0.1)
-    return False
+    try:
+        return wait_until(lambda: repo.get_info()["has_dictionary"], timeout=20)
+    except WaitTimeout:
+        return False
 
 
 def test_damaged_pack_never_serves_wrong_bytes(daemon_factory, tmp_path):

@@ -6,7 +6,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 import hoard
 
 sys.path.insert(0, str(Path(__file__).parent))
+from harness import wait_until
 from workers import content, pool_sizes
 
 WORKERS = str(Path(__file__).parent / "workers.py")
@@ -75,16 +75,24 @@ def test_objects_survive_a_graceful_restart(hoard_daemon):
             assert repo.get_object_content(key) == d
 
 
-@pytest.mark.parametrize("seconds", [3.0])
-def test_kill_9_during_concurrent_puts_loses_nothing_acknowledged(
-    daemon_factory, tmp_path, seconds
-):
+def _acked(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+@pytest.mark.parametrize("acks", [200])
+def test_kill_9_during_concurrent_puts_loses_nothing_acknowledged(daemon_factory, tmp_path, acks):
     daemon = daemon_factory()
     procs = [
-        spawn("hammer", daemon.target, s, tmp_path / f"ack{s}", "--seconds", "60")
+        spawn("hammer", daemon.target, s, tmp_path / f"ack{s}", "--seconds", "120")
         for s in range(1, 5)
     ]
-    time.sleep(seconds)
+    paths = [tmp_path / f"ack{s}" for s in range(1, 5)]
+    # every worker has had writes acknowledged, so all four are mid-traffic at the kill
+    wait_until(
+        lambda: all(_acked(p) for p in paths) and sum(map(_acked, paths)) >= acks,
+        timeout=90,
+        what=f"{acks} acknowledged writes from every worker",
+    )
     daemon.kill()  # SIGKILL mid-stream: no flush, no shutdown
     for p in procs:
         p.kill()
@@ -303,13 +311,15 @@ def test_cancelled_compaction_leaves_a_whole_store_and_resumes(daemon_factory):
         next(stream)
         stream.cancel()  # the client walks away mid-run
         channel.close()
-        deadline = time.monotonic() + 30  # the daemon notices and lets go of the repository
-        while time.monotonic() < deadline:
+
+        def maintain_again() -> dict | None:
             try:
-                second = repo.maintain(dead_fraction=1e-9)
-                break
+                return repo.maintain(dead_fraction=1e-9)
             except hoard.FailedPreconditionError:  # the cancelled run is still finishing a pack
-                time.sleep(0.1)
+                return None
+
+        # the daemon notices the cancel and lets go of the repository
+        second = wait_until(maintain_again, timeout=30, what="the cancelled run to let go")
         assert 0 < second["done"] < total
         assert repo.get_info()["reclaimable_bytes"] == 0
         live = dict(zip(keys[1::2], objs[1::2], strict=True))

@@ -7,16 +7,19 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from harness import wait_until
 
 import hoard
 from hoard.v1 import objects_pb2 as pb
 from hoard.v1 import objects_pb2_grpc
 
 WORKERS = 8
+SLOTS = WORKERS * 3 // 8  # read streams, and upload streams, served at once by default
 # New settings go through the environment: a daemon that does not know them still starts.
 ENV = {"HOARD_STREAM_IDLE_TIMEOUT": "30"}
 SERVE = ("--workers", str(WORKERS), "--grace-period", "2")
@@ -65,7 +68,14 @@ def test_stalled_streams_leave_health_and_short_calls_answering(daemon_factory):
         reads = [stub.Read(pb.ReadRequest(repository="default", key=key)) for _ in range(WORKERS)]
         puts = [stub.Put.future(_header_only("default", release)) for _ in range(WORKERS)]
         try:
-            time.sleep(1.5)  # let every stream reach the daemon and stall
+            # every stream reached the daemon: all but the slots' worth were refused
+            wait_until(
+                lambda: (
+                    sum(c.done() for c in reads) >= WORKERS - SLOTS
+                    and sum(f.done() for f in puts) >= WORKERS - SLOTS
+                ),
+                what="the streams beyond the slots to be refused",
+            )
             started = time.monotonic()
             _healthy(d.target)
             assert client.repository().has_objects([key]) == [True]
@@ -93,10 +103,13 @@ def test_idle_streams_are_cancelled(daemon_factory):
         stub = objects_pb2_grpc.ObjectsStub(ch)
         (key,) = _put_big(stub, _pattern(24 << 20))
         # as many as there are read slots (3 of 8 workers): all must come back
-        reads = [stub.Read(pb.ReadRequest(repository="default", key=key)) for _ in range(3)]
+        before = len(d.log)
+        reads = [stub.Read(pb.ReadRequest(repository="default", key=key)) for _ in range(SLOTS)]
         put = stub.Put.future(_header_only("default", release))
         try:
-            time.sleep(4)
+            # (a Read's status reaches our side only once we read on: the daemon's log says)
+            d.wait_for_log("cancelling a stream", count=SLOTS + 1, since=before)
+            put.exception(timeout=30)
             assert put.done() and put.exception() is not None
             assert put.exception().code() == grpc.StatusCode.CANCELLED
             for read in reads:
@@ -126,8 +139,10 @@ def test_stalled_reader_does_not_block_maintenance(daemon_factory):
         repo = client.repository()
         read = stub.Read(pb.ReadRequest(repository="default", key=key))
         try:
-            first = next(read)  # the stream is under way, then the client stops reading
-            time.sleep(1)
+            # The stream is under way, then the client stops reading: the daemon's sends
+            # stall once the flow-control windows fill, before or during the maintenance
+            # below (24 MiB do not fit in them), and maintenance must not wait for them.
+            first = next(read)
             repo.delete_objects([doomed])
             report = repo.maintain(dead_fraction=1e-9)
             assert report["done"] == 1, report
@@ -138,29 +153,30 @@ def test_stalled_reader_does_not_block_maintenance(daemon_factory):
             read.cancel()
 
 
+def _staged_then_idle(repository: str, release: threading.Event) -> Iterator[pb.PutRequest]:
+    """An upload past the in-memory limit (so it is staged on disk) that then goes idle."""
+    yield pb.PutRequest(header=pb.PutHeader(repository=repository))
+    for i in range(9):
+        yield pb.PutRequest(chunk=_pattern(1 << 20, seed=2000 + i))
+    release.wait()
+
+
 def test_idle_upload_does_not_block_erase_or_create(daemon_factory):
     d = daemon_factory(None, *SERVE, env=ENV)
     release = threading.Event()
     with _hostile_channel(d.target) as ch, hoard.connect(d.target, timeout=5) as client:
         client.create_repository("doomed")
         stub = objects_pb2_grpc.ObjectsStub(ch)
-        put = stub.Put.future(_header_only("doomed", release))
+        put = stub.Put.future(_staged_then_idle("doomed", release))
+        staging = Path(d.data_dir, "repositories", "doomed", "staging")
         try:
-            time.sleep(1)
+            wait_until(lambda: any(staging.glob("*.upload")), what="the upload to be staged")
             client.erase_repository("doomed")
             client.create_repository("other")
             assert "doomed" not in [r.name for r in client.list_repositories()]
         finally:
             put.cancel()
             release.set()
-
-
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) << 10
-    raise AssertionError("no VmRSS")
 
 
 def test_read_many_memory_is_bounded(daemon_factory):
@@ -173,11 +189,11 @@ def test_read_many_memory_is_bounded(daemon_factory):
         for _ in stub.ReadMany(request):  # warm up: one well-behaved ReadMany
             pass
         time.sleep(0.5)
-        before = _rss(d.proc.pid)
+        before = d.rss()
         calls = [stub.ReadMany(request) for _ in range(clients)]
         try:
             time.sleep(4)
-            grown = _rss(d.proc.pid) - before
+            grown = d.rss() - before
             assert grown < 150 << 20, f"daemon RSS grew by {grown >> 20} MiB"
         finally:
             for c in calls:
@@ -218,10 +234,14 @@ def test_tiny_response_budget_still_serves_everything(daemon_factory):
         read_all()
 
 
-def _unsized_upload(release: threading.Event, chunks: int = 3) -> Iterator[pb.PutRequest]:
+def _unsized_upload(
+    release: threading.Event, chunks: int = 3, sent: threading.Event | None = None
+) -> Iterator[pb.PutRequest]:
     yield pb.PutRequest(header=pb.PutHeader(repository="default"))
     for i in range(chunks):
         yield pb.PutRequest(chunk=_pattern(64 << 10, seed=1000 + i))
+    if sent is not None:
+        sent.set()  # grpc asked for the message after the last chunk: all were handed over
     release.wait(10)
 
 
@@ -240,8 +260,9 @@ def test_aborted_uploads_store_nothing(daemon_factory):
                 with pytest.raises(grpc.RpcError):
                     call.result()
             else:  # the client cancels mid-upload
-                call = stub.Put.future(_unsized_upload(release))
-                time.sleep(0.2)
+                sent = threading.Event()
+                call = stub.Put.future(_unsized_upload(release, sent=sent))
+                assert sent.wait(10)
                 call.cancel()
             release.set()
         time.sleep(0.5)
@@ -294,7 +315,6 @@ def test_the_sdk_retries_a_busy_daemon_as_it_asks_and_never_a_full_one(daemon_fa
         stub = objects_pb2_grpc.ObjectsStub(channel)
         stalled = stub.Read(pb.ReadRequest(repository="default", key=key))
         next(stalled)  # the only read slot is now held by a client that does not read on
-        time.sleep(0.5)
         with pytest.raises(hoard.OverloadedError) as refused:
             repo.get_object_content(key)  # every retry finds the slot still taken
         assert not isinstance(refused.value, hoard.StorageFullError)
@@ -347,7 +367,7 @@ def test_unary_replies_a_frozen_client_never_takes_are_bounded(daemon_factory, t
         key = repo.put_object(data)
         assert repo.read(key, 0, 4096) == data[:4096]
         time.sleep(0.5)
-        before = _rss(d.proc.pid)
+        before = d.rss()
         script = tmp_path / "frozen.py"
         script.write_text(_FROZEN_CLIENT)
         child = subprocess.Popen(
@@ -359,13 +379,20 @@ def test_unary_replies_a_frozen_client_never_takes_are_bounded(daemon_factory, t
             assert child.stdout.readline().strip() == "sent"
             child.send_signal(signal.SIGSTOP)  # it stops reading its socket
             time.sleep(2.5)
-            grown = _rss(d.proc.pid) - before
+            grown = d.rss() - before
             # the budget, plus replies being built (a few copies each) and what the allocator
             # keeps; before the budget covered ReadRange this grew by ~950 MiB
             assert grown < 320 << 20, f"daemon RSS grew by {grown >> 20} MiB"
             _healthy(d.target)
-            time.sleep(2)  # an unanswered ping: the connection is dropped, the budget returns
-            assert repo.read(key, 1 << 20, 4 << 20) == data[1 << 20 : 5 << 20]
+
+            def read_served() -> bool:
+                try:
+                    return repo.read(key, 1 << 20, 4 << 20) == data[1 << 20 : 5 << 20]
+                except hoard.OverloadedError:
+                    return False
+
+            # an unanswered ping: the connection is dropped, the budget returns
+            wait_until(read_served, what="a read served once the frozen client is dropped")
         finally:
             child.kill()
             child.wait()

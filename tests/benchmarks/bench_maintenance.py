@@ -262,16 +262,13 @@ def run(cfg: Settings, work: str, log: Callable[[str], None]) -> tuple[Side, Sid
     facts["deleted_large"] = len(set(large_keys) - live_large)
 
     hoard_side, peer_side = Side(), Side()
-    daemon = HoardDaemon(os.path.join(work, "hoard-data"), os.path.join(work, "hoard.log"))
+    env = {"HOARD_PACK_MAX_BYTES": str(pack_bytes), "HOARD_MAINTENANCE_INTERVAL": "0"}
+    daemon = HoardDaemon(os.path.join(work, "hoard-data"), os.path.join(work, "hoard.log"), env=env)
     client = None
     try:
         # -- hoard -----------------------------------------------------------------------------
         log(f"starting the hoard daemon on {daemon.target}, packs of {cfg.pack_mib} MiB ...")
-        # HoardDaemon passes no extra flags; the daemon reads HOARD_* from its environment,
-        # which it inherits from this process.
-        env = {"HOARD_PACK_MAX_BYTES": str(pack_bytes), "HOARD_MAINTENANCE_INTERVAL": "0"}
-        with mock.patch.dict(os.environ, env):
-            daemon.start()
+        daemon.start()  # settings through HOARD_* in its environment
         client = hoard.connect(daemon.target, timeout=120)
         repo = client.repository("bench")
         repo.initialise()

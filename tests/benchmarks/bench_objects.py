@@ -21,8 +21,6 @@ import platform
 import random
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,8 @@ from typing import Any
 
 import grpc
 import numpy as np
+
+from tests.harness.daemon import DaemonProcess, DaemonStartError
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -291,12 +291,6 @@ def filesystem_of(path: str) -> tuple[str, str]:
     return best
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def percentiles(samples: list[float]) -> tuple[float, float]:
     p50, p99 = np.percentile(np.array(samples), [50, 99])
     return float(p50), float(p99)
@@ -305,63 +299,22 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 # -- the hoard daemon -----------------------------------------------------------------------------
 
 
-class HoardDaemon:
-    """``python -m hoard_server serve`` on a free loopback port, its log in a file."""
+class HoardDaemon(DaemonProcess):
+    """The test harness's daemon with its log also in a file (kept with the run's files)."""
 
-    def __init__(self, data_dir: str, log_path: str) -> None:
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, data_dir: str, log_path: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(data_dir, env=env, log_path=log_path)
 
-    def start(self, timeout: float = 60.0) -> HoardDaemon:
-        import hoard
-
-        cmd = [
-            sys.executable,
-            "-m",
-            "hoard_server",
-            "serve",
-            "--listen",
-            self.target,
-            "--data-dir",
-            self.data_dir,
-        ]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        with hoard.connect(self.target, timeout=2, retries=0) as probe:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"hoard daemon exited during start-up:\n{self.log_tail()}")
-                try:
-                    probe.list_repositories()
-                    return self
-                except Exception:
-                    if time.monotonic() > deadline:
-                        self.stop()
-                        raise RuntimeError(
-                            f"hoard daemon did not accept connections in {timeout:.0f} s:\n"
-                            + self.log_tail()
-                        ) from None
-                    time.sleep(0.1)
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError), open(self.log_path, errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:])
-        return ""
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> HoardDaemon:
+        super().start(timeout, attempts)
+        return self
 
     def stop(self, timeout: float = 60.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
+        """SIGTERM and wait; None (with a warning) if it had to be killed."""
         try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(30)
-            print(f"warning: hoard daemon ignored SIGTERM for {timeout:.0f} s; killed it")
+            return super().stop(timeout)
+        except DaemonStartError as exc:
+            print(f"warning: {exc}")
             return None
 
 

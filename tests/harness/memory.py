@@ -1,0 +1,27 @@
+"""A process's resident memory, from /proc (Linux)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _status_field(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) << 10
+    raise AssertionError(f"/proc/{pid}/status has no {field}")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size now."""
+    return _status_field(pid, "VmRSS")
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The high-water mark of the resident set since start (or the last reset)."""
+    return _status_field(pid, "VmHWM")
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start a new high-water mark at the current RSS (``clear_refs``, Linux 4.0+)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
