@@ -135,7 +135,14 @@ class DaemonProcess:
     def _wait_serving(self, deadline: float) -> None:
         assert self.proc is not None
         request = health_pb2.HealthCheckRequest()
-        with grpc.insecure_channel(self.target) as channel:
+        # the daemon is not listening yet at first: retry the connection every 20-100 ms,
+        # not after gRPC's default back-off of a second
+        backoff = [
+            ("grpc.initial_reconnect_backoff_ms", 20),
+            ("grpc.min_reconnect_backoff_ms", 20),
+            ("grpc.max_reconnect_backoff_ms", 100),
+        ]
+        with grpc.insecure_channel(self.target, options=backoff) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while True:
                 if self.proc.poll() is not None:
