@@ -19,8 +19,8 @@ import hoard
 from hoard import cli
 from hoard.v1 import objects_pb2 as pb
 from hoard.v1 import objects_pb2_grpc
-from hoard_server.backup import restore
 from hoard_server.errors import FailedPrecondition
+from hoard_server.maintenance.backup import restore
 
 PACK_MAX = 64 << 10  # small packs, so that a backup has several to copy
 

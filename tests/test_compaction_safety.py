@@ -223,7 +223,7 @@ def test_issue_scenario_second_run_still_keeps_the_object(daemon_factory):
 def test_more_live_entries_than_held_at_once_take_several_walks(tmp_path, monkeypatch):
     """Engine level: with a tiny entry budget, packs are collected over several index
     walks (whole packs deferred, one pack split by offset) and nothing is lost."""
-    from hoard_server.storage import compactor
+    from hoard_server.maintenance import compactor
     from hoard_server.storage.registry import RepositoryRegistry
     from hoard_server.storage.repository import StorageSettings
 
@@ -248,10 +248,10 @@ def test_more_live_entries_than_held_at_once_take_several_walks(tmp_path, monkey
         live = {k: o for i, (k, o) in enumerate(zip(keys, objs, strict=True)) if i % 3}
         steps = list(repo.maintain(dead_fraction=1e-9))
         assert len(walks) > 2
-        assert steps[-1]["done"] == steps[0]["total"] and steps[-1]["problem_count"] == 0
-        assert repo.info()["reclaimable_bytes"] == 0
+        assert steps[-1].done == steps[0].total and steps[-1].problem_count == 0
+        assert repo.info().reclaimable_bytes == 0
         assert all(b"".join(repo.read(k)[1]) == o for k, o in live.items())
-        assert list(repo.verify())[-1]["problem_count"] == 0
+        assert list(repo.verify())[-1].problem_count == 0
     finally:
         reg.close()
 

@@ -454,13 +454,13 @@ def test_damaged_frame_table_is_data_loss_on_every_path(engine, where):
         _read(engine, key, FRAME + 10, 100)
     with pytest.raises(DataLoss):
         list(engine.read_many([key]))
-    problems = [p for s in engine.verify() for p in s["problems"]]
-    assert [p["key"] for p in problems] == [key]
+    problems = [p for s in engine.verify() for p in s.problems]
+    assert [p.key for p in problems] == [key]
     assert _read(engine, ok_key) == b"healthy " * 100
 
 
 def test_verify_reports_any_failure_and_carries_on(engine, monkeypatch):
-    from hoard_server.storage import verify
+    from hoard_server.maintenance import verifier as verify
 
     keys = [k for k, _ in engine.put_many([b"object %d " % i * 50 for i in range(5)])]
     real = verify.Verifier._check_at
@@ -472,9 +472,9 @@ def test_verify_reports_any_failure_and_carries_on(engine, monkeypatch):
 
     monkeypatch.setattr(verify.Verifier, "_check_at", failing)
     last = list(engine.verify())[-1]
-    assert [p["key"] for p in last["problems"]] == [keys[2]]
-    assert "ValueError" in last["problems"][0]["problem"]
-    assert last["checked_objects"] == 5
+    assert [p.key for p in last.problems] == [keys[2]]
+    assert "ValueError" in last.problems[0].problem
+    assert last.checked_objects == 5
 
 
 @pytest.mark.parametrize("kind", ["zstd", "frames"])

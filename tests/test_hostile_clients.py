@@ -461,10 +461,8 @@ def test_hundreds_of_streams_that_never_read(daemon_factory):
         wait_until(
             lambda: len(refused()) >= 300 - 24 - 10, what="the streams beyond the slots refused"
         )
-        started = time.monotonic()
         assert_daemon_whole(daemon, channel, short_calls_only=True)  # streams: all slots taken
-        assert time.monotonic() - started < 5
-        assert dict(refused()[0].trailing_metadata())["hoard-reason"] == "OVERLOADED"
+        assert hoard.errors.from_rpc_error(refused()[0]).reason == "OVERLOADED"  # ErrorInfo
         grown = daemon.rss() - before
         assert grown < 400 << 20, f"daemon RSS grew by {grown >> 20} MiB"
     finally:

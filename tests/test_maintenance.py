@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from hoard_server.backup import backup, check_destination, restore
 from hoard_server.errors import DataLoss, FailedPrecondition, InvalidArgument, PermissionDenied
+from hoard_server.maintenance.backup import backup, check_destination, restore
 from hoard_server.storage.layout import RepositoryLayout
 from hoard_server.storage.pack import HEADER_SIZE, scan_records
 from hoard_server.storage.registry import RepositoryRegistry

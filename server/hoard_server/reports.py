@@ -12,21 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-class _ByName:
-    """Transitional: ``report["field"]`` reads a field, as the dict reports these replace
-    allowed, for callers not yet moved to attributes. New code uses attributes."""
-
-    __slots__ = ()
-
-    def __getitem__(self, name: str) -> object:
-        try:
-            return getattr(self, name)
-        except AttributeError:
-            raise KeyError(name) from None
-
-
 @dataclass(frozen=True, slots=True)
-class PackReport(_ByName):
+class PackReport:
     pack_id: int
     size: int
     live_bytes: int
@@ -35,7 +22,7 @@ class PackReport(_ByName):
 
 
 @dataclass(frozen=True, slots=True)
-class StoreInfo(_ByName):
+class StoreInfo:
     repository: str
     uuid: str
     key_format: str
@@ -54,7 +41,7 @@ class StoreInfo(_ByName):
 
 
 @dataclass(frozen=True, slots=True)
-class Problem(_ByName):
+class Problem:
     """A damaged or missing object (``key``) or pack (``key`` empty)."""
 
     key: str
@@ -63,7 +50,7 @@ class Problem(_ByName):
 
 
 @dataclass(slots=True)
-class MaintenanceProgress(_ByName):
+class MaintenanceProgress:
     stage: str  # "plan", "compact", "index", "done"
     message: str
     done: int = 0  # packs handled so far, of total
@@ -78,7 +65,7 @@ class MaintenanceProgress(_ByName):
 
 
 @dataclass(slots=True)
-class VerifyProgress(_ByName):
+class VerifyProgress:
     checked_objects: int = 0
     total_objects: int = 0
     checked_bytes: int = 0
@@ -88,7 +75,7 @@ class VerifyProgress(_ByName):
 
 
 @dataclass(slots=True)
-class BackupProgress(_ByName):
+class BackupProgress:
     stage: str  # "snapshot", "packs", "done"
     message: str
     packs_total: int = 0

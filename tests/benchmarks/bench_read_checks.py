@@ -24,9 +24,9 @@ from hashlib import sha256
 
 import zstandard
 
-from hoard_server.storage import repository as repository_module
 from hoard_server.storage.codec import FRAME_SIZE, Codec, FrameTable
 from hoard_server.storage.pack import Encoding
+from hoard_server.storage.packed import reads as reads_module
 from hoard_server.storage.registry import RepositoryRegistry
 from hoard_server.storage.repository import Repository, StorageSettings
 
@@ -71,14 +71,14 @@ class UncheckedCodec(Codec):
 
 @contextmanager
 def unchecked(repo: Repository) -> Iterator[None]:
-    cls, hashed = repo.codec.__class__, repository_module._hashed
+    cls, hashed = repo.codec.__class__, reads_module._hashed
     repo.codec.__class__ = UncheckedCodec
-    repository_module._hashed = lambda chunks, digest: chunks  # type: ignore[assignment]
+    reads_module._hashed = lambda chunks, digest: chunks  # type: ignore[assignment]
     try:
         yield
     finally:
         repo.codec.__class__ = cls
-        repository_module._hashed = hashed
+        reads_module._hashed = hashed
 
 
 def make_legacy(repo: Repository, key: str) -> None:

@@ -56,8 +56,6 @@ _CODES: list[tuple[type[HoardError], grpc.StatusCode]] = [
 ]
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"  # gRPC's retry policy honours it (gRFC A6)
-# DELETE once the SDK reads the reason from ErrorInfo: the reason, as a trailer of its own.
-REASON_KEY = "hoard-reason"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +111,7 @@ def status_of(failure: Failure) -> grpc.Status:
     status = rpc_status.to_status(detail)
     extra: tuple[tuple[str, str], ...] = ()
     if failure.retry_pushback_ms is not None:
-        extra = ((REASON_KEY, failure.reason), (PUSHBACK_KEY, str(failure.retry_pushback_ms)))
+        extra = ((PUSHBACK_KEY, str(failure.retry_pushback_ms)),)
     return status._replace(trailing_metadata=(*status.trailing_metadata, *extra))
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from hoard_server.backup import backup, resolve_destination
 from hoard_server.errors import HoardError, InvalidArgument
+from hoard_server.maintenance.backup import backup, resolve_destination
 from hoard_server.reports import (
     BackupProgress,
     MaintenanceProgress,

@@ -23,7 +23,6 @@ from hoard_server.storage.blobstore import READ_MANY_INLINE, ObjectStat
 from hoard_server.storage.codec import FRAME_SIZE
 from hoard_server.storage.index import ObjectIndex
 from hoard_server.storage.layout import RepositoryLayout
-from hoard_server.storage.packed.reads import _hashed
 from hoard_server.storage.packed.store import CLOSE_WAIT, INLINE_LIMIT, RETIRE_WAIT, PackedStore
 from hoard_server.storage.records import check_record
 from hoard_server.storage.settings import StorageSettings
@@ -108,5 +107,4 @@ __all__ = [
     "ObjectStat",
     "Repository",
     "StorageSettings",
-    "_hashed",
 ]
