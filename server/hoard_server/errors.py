@@ -1,7 +1,7 @@
 """Domain errors raised by the storage engine and the services.
 
 Each names a user-visible condition; the servicers map them to gRPC status codes in one
-place (``hoard_server.services.status``). Messages are written for a person to act on;
+place (``hoard_server.grpc.status``). Messages are written for a person to act on;
 ``reason`` and ``details`` are for programs: they travel as a ``google.rpc.ErrorInfo``
 (domain ``hoard``), and the SDK picks its exception from them, never from the message.
 Reasons are UPPER_SNAKE_CASE and stable: clients rely on them.
