@@ -417,13 +417,9 @@ def test_dictionary_is_trained_and_used(registry):
 
     first = [doc(i) for i in range(2500)]
     repo.put_many(first)
-    for _ in range(100):
-        if repo.info().has_dictionary:
-            break
-        import time
+    from harness import wait_until
 
-        time.sleep(0.1)
-    assert repo.info().has_dictionary
+    wait_until(lambda: repo.info().has_dictionary, timeout=20, what="a trained dictionary")
     later = [doc(i) for i in range(2500, 2600)]
     keys = [k for k, _ in repo.put_many(later)]
     assert {s.encoding for s in repo.stat_many(keys)} == {"zstd-dict"}

@@ -8,10 +8,11 @@ must not fill with tracebacks, and what was stored before is still there, byte f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -350,25 +351,29 @@ def test_extreme_numbers(daemon, channel):
 def test_cancel_mid_stream(daemon, channel, call):
     """A client that goes away mid-stream costs nothing lasting."""
     for _ in range(5):
-        if call.client_streaming:
+        if call.client_streaming:  # cancelled once its first message is on its way
             messages = call.make("default", KEY)
+            sent, resume = threading.Event(), threading.Event()
 
-            def slow(messages=messages):
+            def requests(messages=messages, sent=sent, resume=resume):
                 yield messages[0]
-                time.sleep(0.2)
+                sent.set()  # grpc asks for the next one: the first has gone out
+                resume.wait(10)
                 yield from messages[1:]
 
             future = channel.stream_unary(
                 call.path,
                 request_serializer=lambda m: m.SerializeToString(),
-            ).future(slow())
-            time.sleep(0.05)
+            ).future(requests())
+            assert sent.wait(10)
             future.cancel()
-        else:
+            resume.set()
+        else:  # cancelled once its first reply arrived (or right away if it failed)
             stream = channel.unary_stream(
                 call.path, request_serializer=lambda m: m.SerializeToString()
             )(call.make("default", KEY)[0])
-            time.sleep(0.02)
+            with contextlib.suppress(grpc.RpcError, StopIteration):
+                next(stream)
             stream.cancel()
     assert_daemon_whole(daemon, channel)
 

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from harness import wait_until
 
 from hoard_server.errors import DataLoss, FailedPrecondition, InvalidArgument, PermissionDenied
 from hoard_server.maintenance.backup import backup, check_destination, restore
@@ -119,9 +120,12 @@ def test_compaction_is_live_reads_writes_and_deletes_go_on(filled):
 
     doomed, kept = keys[:50], keys[50:]
 
+    reads = [0]
+
     def reader():  # only objects nobody deletes: every read must succeed, exactly
         rng = random.Random(1)
         while not stop.is_set():
+            reads[0] += 1
             try:
                 k = rng.choice(kept)
                 assert read_all(repo, k) == live[k]
@@ -158,7 +162,8 @@ def test_compaction_is_live_reads_writes_and_deletes_go_on(filled):
     try:
         steps = list(repo.maintain(dead_fraction=1e-9))
     finally:
-        time.sleep(0.2)
+        done = reads[0]  # reads go on a while after the last move, from the new places
+        wait_until(lambda: reads[0] >= done + 20 or errors, what="reads after compaction")
         stop.set()
         for t in threads:
             t.join()

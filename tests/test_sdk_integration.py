@@ -7,11 +7,9 @@ import hashlib
 import io
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
-import time
 
 import grpc
 import pytest
@@ -345,11 +343,15 @@ def test_stat_info_and_maintain(sdk_repo):
 # -- retries -----------------------------------------------------------------------------------
 
 
-class _SlowSeekableStream(io.RawIOBase):
-    """A binary stream that takes its time, so that the daemon can die mid-put."""
+class _PausingStream(io.RawIOBase):
+    """A seekable binary stream that stops at ``pause_at`` bytes, the first time, until
+    ``resume`` is set: the daemon can be killed while a put is surely in the middle."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, pause_at: int) -> None:
         self._data = io.BytesIO(data)
+        self._pause_at = pause_at
+        self.paused = threading.Event()
+        self.resume = threading.Event()
         self.seeks = 0
 
     def readable(self) -> bool:
@@ -366,32 +368,27 @@ class _SlowSeekableStream(io.RawIOBase):
         return self._data.tell()
 
     def readinto(self, buffer) -> int:
-        time.sleep(0.03)
+        if self._data.tell() >= self._pause_at and not self.resume.is_set():
+            self.paused.set()
+            assert self.resume.wait(30), "the test never resumed the stream"
         return self._data.readinto(buffer)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_put_survives_a_daemon_restart(daemon_factory, tmp_path):
-    target = f"127.0.0.1:{_free_port()}"
-    daemon = daemon_factory(tmp_path / "data", "--listen", target)
+    daemon = daemon_factory(tmp_path / "data")  # the harness keeps its port across restarts
     data = os.urandom(30 * MiB)
+    stream = _PausingStream(data, pause_at=5 * MiB)
 
     def crash_and_restart() -> None:
-        time.sleep(0.4)
-        daemon.kill()
-        time.sleep(0.3)
+        assert stream.paused.wait(30), "the put never got going"
+        daemon.kill()  # mid-upload: 5 MiB of 30 sent
+        stream.resume.set()  # the SDK now finds the daemon gone, and retries
         daemon.start()
 
     bouncer = threading.Thread(target=crash_and_restart)
-    with hoard.connect(target, retries=5) as client:
+    with hoard.connect(daemon.target, retries=5) as client:
         repo = client.repository()
         bouncer.start()
-        stream = _SlowSeekableStream(data)
         key = repo.put_object_from_filelike(stream)
         bouncer.join()
         assert stream.seeks >= 1  # the put was started over from the stream's start
