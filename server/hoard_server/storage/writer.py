@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -132,7 +133,7 @@ class PackWriter:
         """Commits so far: one pack fsync and one index transaction each."""
         return self._group.groups_committed
 
-    def submit(self, records: list[Record]) -> Future:
+    def submit(self, records: Sequence[Record]) -> Future:
         """Queue records; the future resolves to a list of "created" flags once durable."""
         return self._group.submit(records)
 
