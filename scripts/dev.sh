@@ -2,7 +2,7 @@
 # One entry point for a fresh checkout (needs only python3 >= 3.11 with pip and venv):
 #
 #   scripts/dev.sh serve [hoard serve options]   set up, then run the daemon on 127.0.0.1:50051
-#   scripts/dev.sh test  [pytest options]        set up, then check stubs, lint and run the tests
+#   scripts/dev.sh test  [pytest options]        set up, then check stubs, lint, type-check, run the tests
 #   scripts/dev.sh bench [benchmark options]     set up with the peers, then run the benchmarks
 #
 # Everything is installed into ./.venv; nothing outside the checkout is touched.
@@ -31,6 +31,7 @@ case "$cmd" in
         setup dev
         "$VENV/bin/python" scripts/gen_protos.py --check
         "$VENV/bin/ruff" check .
+        "$VENV/bin/python" -m mypy
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     bench)

@@ -244,6 +244,7 @@ class Repository:
         objects arrive inlined, large ones are read lazily. A missing key raises
         FileNotFoundError."""
         for key, size, data in self._read_many(keys):
+            handle: BinaryIO
             if data is not None:
                 handle = io.BufferedReader(io.BytesIO(data))
             else:

@@ -78,7 +78,7 @@ class HoardRepositoryBackend(AbstractRepositoryBackend):
         return self._repository.has_object(key)
 
     @contextlib.contextmanager
-    def open(self, key: str) -> Iterator[BinaryIO]:  # type: ignore[override]
+    def open(self, key: str) -> Iterator[BinaryIO]:
         with self._repository.open(key) as handle:
             yield handle
 

@@ -9,6 +9,7 @@ softens the first into the second.)
 
 from __future__ import annotations
 
+import builtins
 import collections
 import io
 import os
@@ -167,7 +168,8 @@ class Objects:
         for message in self.transport.server_stream("Objects.List", request):
             yield from message.keys
 
-    def list_page(self, page_size: int, page_token: str = "") -> tuple[list[str], str]:
+    # (``list`` is a method from here on: the builtin is spelt ``builtins.list`` in signatures)
+    def list_page(self, page_size: int, page_token: str = "") -> tuple[builtins.list[str], str]:
         """At most ``page_size`` keys after ``page_token``, and the next page's token ("" at
         the end)."""
         if page_size <= 0:
@@ -185,7 +187,9 @@ class Objects:
             token = message.next_page_token
         return keys, token
 
-    def delete(self, keys: list[str], *, require_all: bool) -> tuple[list[str], list[str]]:
+    def delete(
+        self, keys: builtins.list[str], *, require_all: bool
+    ) -> tuple[builtins.list[str], builtins.list[str]]:
         """Delete these objects; ``(deleted, missing)``. With ``require_all`` a missing key
         deletes nothing."""
         request = pb.DeleteRequest(repository=self.repository, keys=keys, require_all=require_all)

@@ -289,7 +289,7 @@ class Transport:
         name: str,
         requests: Callable[[], Iterable[Any]],
         *,
-        rewind: Callable[[], None] | None = None,
+        rewind: Callable[[], object] | None = None,
     ) -> Any:
         """Call a client-streaming method with the messages ``requests()`` yields; its reply.
 

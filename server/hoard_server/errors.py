@@ -9,8 +9,6 @@ Reasons are UPPER_SNAKE_CASE and stable: clients rely on them.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 ERROR_DOMAIN = "hoard"
 
 
@@ -21,12 +19,12 @@ class HoardError(Exception):
     ``details``: what it concerns, as strings (``key``, ``keys``, ``repository``, ``path``,
     ``pack_id``, ``setting``...)."""
 
-    reason: ClassVar[str] = "ERROR"
+    reason: str = "ERROR"  # a subclass's default; an instance may refine it
 
     def __init__(self, message: str = "", *, reason: str | None = None, **details: object):
         super().__init__(message)
         if reason is not None:
-            self.reason = reason  # type: ignore[misc]
+            self.reason = reason
         self.details: dict[str, str] = {k: str(v) for k, v in details.items() if v is not None}
 
 
@@ -93,8 +91,15 @@ class Overloaded(HoardError):
 
     reason = "OVERLOADED"
 
-    def __init__(self, message: str, retry_after: float = 0.2, **details: object) -> None:
-        super().__init__(message, **details)
+    def __init__(
+        self,
+        message: str,
+        retry_after: float = 0.2,
+        *,
+        reason: str | None = None,
+        **details: object,
+    ) -> None:
+        super().__init__(message, reason=reason, **details)
         self.retry_after = retry_after
 
 

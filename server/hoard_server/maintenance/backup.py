@@ -35,7 +35,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Protocol
@@ -320,7 +320,7 @@ def _parse_manifest(raw: bytes, path: str) -> dict:
 
 def backup(
     repo: BackupSource, destination: str, root: str | None = None
-) -> Iterator[BackupProgress]:
+) -> Generator[BackupProgress, None, None]:
     """Write a consistent, incremental snapshot of ``repo`` into ``destination``.
 
     ``root`` is the real path of the backup root holding ``destination`` (default: its
@@ -421,28 +421,28 @@ def _backup_locked(
                 stage="snapshot",
                 message=f"index snapshot taken: {totals.objects} objects in {len(packs)} packs",
                 packs_total=len(packs),
-                bytes_total=sum(st.end for st in packs.values()),
+                bytes_total=sum(state.end for state in packs.values()),
                 objects=totals.objects,
             )
             yield replace(progress)
-            for pid, st in sorted(packs.items()):
+            for pid, state in sorted(packs.items()):
                 name = pack_name(pid)
                 fd = _open_file(pfd, name, path(PACKS, name), os.O_RDWR | os.O_CREAT)
                 try:
                     os.fchmod(fd, modes.file_mode())
                     have = os.fstat(fd).st_size
-                    if have == st.end:
+                    if have == state.end:
                         progress.packs_unchanged += 1
                         continue
-                    start = have if have < st.end else 0
+                    start = have if have < state.end else 0
                     progress.bytes_copied += _copy_into(
-                        repo.layout.pack_path(pid), fd, start, st.end
+                        repo.layout.pack_path(pid), fd, start, state.end
                     )
                 finally:
                     os.close(fd)
                 progress.packs_copied += 1
                 progress.stage = "packs"
-                progress.message = f"pack {pid}: copied {st.end - start} bytes"
+                progress.message = f"pack {pid}: copied {state.end - start} bytes"
                 yield replace(progress)
         os.fsync(pfd)
         # From here until the new manifest is in, the backup is incomplete rather than a

@@ -24,6 +24,7 @@ import struct
 import threading
 import zlib
 from array import array
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from itertools import accumulate
@@ -289,11 +290,12 @@ class Codec:
         ):
             if not idx:
                 continue
+            assert comp is not None  # with_dict has entries only when there is a dictionary
             if len(idx) < 16:
                 bodies = [comp.compress(objects[i]) for i in idx]
             else:
                 result = comp.multi_compress_to_buffer([objects[i] for i in idx], threads=-1)
-                bodies = [bytes(seg) for seg in result]
+                bodies = _segments(result)
             for i, body in zip(idx, bodies, strict=True):
                 data = objects[i]
                 out[i] = (
@@ -367,7 +369,7 @@ class Codec:
 
     def decode_batch(
         self,
-        items: list[tuple[Encoding, bytes | memoryview, int, bytes]],
+        items: Sequence[tuple[Encoding, bytes | memoryview, int, bytes]],
         pool: Executor | None = None,
     ) -> list[bytes]:
         """Decode many small bodies (encoding, body, raw size, digest), each checked like
@@ -390,9 +392,9 @@ class Codec:
                 sizes = array("Q", [items[i][2] for i in idx])
                 try:
                     result = self._decompressor(dict_id).multi_decompress_to_buffer(
-                        [items[i][1] for i in idx], decompressed_sizes=sizes, threads=-1
+                        [items[i][1] for i in idx], decompressed_sizes=memoryview(sizes), threads=-1
                     )
-                    decoded = [bytes(seg) for seg in result]
+                    decoded = _segments(result)
                 except (zstandard.ZstdError, ValueError):
                     decoded = None  # find the damaged one below
             hashes = _digests(decoded, pool) if decoded is not None else None
@@ -407,6 +409,12 @@ class Codec:
 
 _PARALLEL_HASH_BYTES = 1 << 20  # below this a batch is hashed on the calling thread
 _HASH_SHARES = 4
+
+
+def _segments(result: zstandard.BufferWithSegmentsCollection) -> list[bytes]:
+    """The segments of a multi-(de)compression result, as bytes. (The collection iterates by
+    index, which type checkers do not follow, hence the explicit indexing.)"""
+    return [result[i].tobytes() for i in range(len(result))]
 
 
 def _hash_all(blobs: list[bytes]) -> list[bytes]:

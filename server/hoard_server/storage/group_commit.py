@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _Submission(Generic[T]):
-    items: list[T]
+    items: Sequence[T]
     then: Callable[[], None] | None = None  # run on the writer thread after the commit
     future: Future = field(default_factory=Future)
 
@@ -60,7 +60,7 @@ class GroupCommit(Generic[T, R]):
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, items: list[T], then: Callable[[], None] | None = None) -> Future:
+    def submit(self, items: Sequence[T], then: Callable[[], None] | None = None) -> Future:
         """Queue ``items``; the future resolves to their results once committed.
 
         ``then`` runs on the writer thread right after the group holding these items

@@ -22,11 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import lmdb
-
 from hoard_server.errors import DataLoss
 from hoard_server.storage.lmdb_env import (
     LmdbEnvironment,
+    Txn,
     WriteTransaction,
     index_write_error,
     recover_swap,
@@ -72,7 +71,7 @@ class Location(NamedTuple):  # a tuple: made for every object a read touches
         )
 
     @classmethod
-    def decode(cls, buf: bytes) -> Location:
+    def decode(cls, buf: bytes | bytearray) -> Location:
         p, o, b, r, e = LOCATION.unpack(buf)
         return cls(p, o, b, r, _ENCODINGS[e])
 
@@ -113,7 +112,7 @@ class ObjectIndex(LmdbEnvironment):
         self._dicts = self.dbs["dicts"]
 
     # -- objects ---------------------------------------------------------------------
-    def get(self, txn: lmdb.Transaction, digest: bytes) -> Location | None:
+    def get(self, txn: Txn, digest: bytes) -> Location | None:
         buf = txn.get(digest, db=self._objects)
         return None if buf is None else Location.decode(buf)
 
@@ -132,10 +131,10 @@ class ObjectIndex(LmdbEnvironment):
             cur = txn.cursor(db=self._objects)
             return [cur.set_key(d) for d in digests]
 
-    def put(self, txn: lmdb.Transaction, digest: bytes, loc: Location) -> None:
+    def put(self, txn: Txn, digest: bytes, loc: Location) -> None:
         txn.put(digest, loc.encode(), db=self._objects)
 
-    def delete(self, txn: lmdb.Transaction, digest: bytes) -> None:
+    def delete(self, txn: Txn, digest: bytes) -> None:
         txn.delete(digest, db=self._objects)
 
     def _entries(self, after: bytes | None) -> Iterator[tuple[bytes, bytes]]:
@@ -154,40 +153,40 @@ class ObjectIndex(LmdbEnvironment):
             yield digest, Location.decode(value)
 
     # -- packs -----------------------------------------------------------------------
-    def packs(self, txn: lmdb.Transaction | None = None) -> dict[int, PackState]:
+    def packs(self, txn: Txn | None = None) -> dict[int, PackState]:
         if txn is None:
             with self.read() as t:
                 return self.packs(t)
         return {_PACK_ID.unpack(k)[0]: PackState.decode(v) for k, v in txn.cursor(db=self._packs)}
 
-    def get_pack(self, txn: lmdb.Transaction, pack_id: int) -> PackState | None:
+    def get_pack(self, txn: Txn, pack_id: int) -> PackState | None:
         buf = txn.get(_PACK_ID.pack(pack_id), db=self._packs)
         return None if buf is None else PackState.decode(buf)
 
-    def put_pack(self, txn: lmdb.Transaction, pack_id: int, state: PackState) -> None:
+    def put_pack(self, txn: Txn, pack_id: int, state: PackState) -> None:
         txn.put(_PACK_ID.pack(pack_id), state.encode(), db=self._packs)
 
-    def delete_pack(self, txn: lmdb.Transaction, pack_id: int) -> None:
+    def delete_pack(self, txn: Txn, pack_id: int) -> None:
         txn.delete(_PACK_ID.pack(pack_id), db=self._packs)
 
     # -- totals and identity ---------------------------------------------------------
-    def totals(self, txn: lmdb.Transaction | None = None) -> Totals:
+    def totals(self, txn: Txn | None = None) -> Totals:
         if txn is None:
             with self.read() as t:
                 return self.totals(t)
         buf = txn.get(b"totals", db=self._meta)
         return Totals() if buf is None else Totals(*_TOTALS.unpack(buf))
 
-    def put_totals(self, txn: lmdb.Transaction, t: Totals) -> None:
+    def put_totals(self, txn: Txn, t: Totals) -> None:
         txn.put(b"totals", _TOTALS.pack(t.objects, t.raw_bytes, t.stored_bytes), db=self._meta)
 
-    def get_meta(self, name: str, txn: lmdb.Transaction | None = None) -> bytes | None:
+    def get_meta(self, name: str, txn: Txn | None = None) -> bytes | None:
         if txn is None:
             with self.read() as t:
                 return t.get(name.encode(), db=self._meta)
         return txn.get(name.encode(), db=self._meta)
 
-    def put_meta(self, txn: lmdb.Transaction, name: str, value: bytes) -> None:
+    def put_meta(self, txn: Txn, name: str, value: bytes) -> None:
         txn.put(name.encode(), value, db=self._meta)
 
     # -- dictionaries ----------------------------------------------------------------
@@ -206,6 +205,7 @@ __all__ = [
     "ObjectIndex",
     "PackState",
     "Totals",
+    "Txn",
     "WriteTransaction",
     "index_write_error",
     "recover_swap",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any, Protocol
 
 import lmdb
 
@@ -51,6 +52,19 @@ def index_write_error(exc: lmdb.Error, path: str) -> Exception:
     return exc
 
 
+class Txn(Protocol):
+    """What the index asks of a transaction: lmdb's own read transaction (begun with
+    ``buffers=False``, so values are ``bytes``) or a ``WriteTransaction``."""
+
+    def get(self, key: bytes, *, db: lmdb._Database) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes, *, db: lmdb._Database) -> bool: ...
+
+    def delete(self, key: bytes, *, db: lmdb._Database) -> bool: ...
+
+    def cursor(self, *, db: lmdb._Database) -> lmdb.Cursor[bytes]: ...
+
+
 class WriteTransaction:
     """An LMDB write transaction whose commit reports a full disk as StorageFull.
 
@@ -60,13 +74,26 @@ class WriteTransaction:
 
     __slots__ = ("_done", "_path", "_txn")
 
-    def __init__(self, txn: lmdb.Transaction, path: str) -> None:
+    def __init__(self, txn: lmdb.Transaction[bytes], path: str) -> None:
         self._txn = txn
         self._path = path
         self._done = False
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._txn, name)
+
+    # The calls the index makes, spelt out (not left to __getattr__) so that this is a Txn.
+    def get(self, key: bytes, *, db: lmdb._Database) -> bytes | None:
+        return self._txn.get(key, db=db)
+
+    def put(self, key: bytes, value: bytes, *, db: lmdb._Database) -> bool:
+        return self._txn.put(key, value, db=db)
+
+    def delete(self, key: bytes, *, db: lmdb._Database) -> bool:
+        return self._txn.delete(key, db=db)
+
+    def cursor(self, *, db: lmdb._Database) -> lmdb.Cursor[bytes]:
+        return self._txn.cursor(db=db)
 
     def commit(self) -> None:
         self._done = True
@@ -141,7 +168,7 @@ class LmdbEnvironment:
         self.env.close()
 
     # -- transactions ----------------------------------------------------------------
-    def read(self) -> lmdb.Transaction:
+    def read(self) -> lmdb.Transaction[bytes]:
         return self.env.begin(buffers=False)
 
     def write(self) -> WriteTransaction:
@@ -151,7 +178,7 @@ class LmdbEnvironment:
             raise index_write_error(exc, self.path) from exc
 
     def walk(
-        self, db: object, after: bytes | None = None, batch: int = WALK_BATCH
+        self, db: lmdb._Database, after: bytes | None = None, batch: int = WALK_BATCH
     ) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of ``db`` in key order, strictly after ``after``, read ``batch`` at a
         time, each batch in a read transaction of its own."""
@@ -186,7 +213,7 @@ class LmdbEnvironment:
     def disk_bytes(self) -> int:
         return (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
 
-    def copy_to_fd(self, fd: int, txn: lmdb.Transaction) -> None:
+    def copy_to_fd(self, fd: int, txn: lmdb.Transaction[bytes]) -> None:
         """Write a compacted copy of the snapshot ``txn`` sees to ``fd`` (not synced)."""
         self.env.copyfd(fd, compact=True, txn=txn)
 

@@ -60,7 +60,7 @@ class RecordHeader(NamedTuple):  # a tuple: cheap to make in the compactor's hot
         )
 
     @classmethod
-    def decode(cls, buf: bytes) -> RecordHeader:
+    def decode(cls, buf: bytes | memoryview) -> RecordHeader:
         if len(buf) < HEADER_SIZE:
             raise DataLoss("pack record header is truncated")
         magic, encoding, digest, raw_size, body_size = RECORD_HEADER.unpack_from(buf)

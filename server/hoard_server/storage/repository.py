@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import Executor
 from functools import partial
 
@@ -57,7 +57,7 @@ class Repository(PackedStore):
 
     def maintain(
         self, dry_run: bool = False, dead_fraction: float = 0.0, max_packs: int = 0
-    ) -> Iterator[MaintenanceProgress]:
+    ) -> Generator[MaintenanceProgress, None, None]:
         """Live compaction with progress reports (see ``maintenance/compactor.py``);
         FailedPrecondition (MAINTENANCE_RUNNING) if a run is already going on."""
         from hoard_server.maintenance.compactor import Compactor  # maintenance sits above
@@ -86,7 +86,9 @@ class Repository(PackedStore):
             finally:
                 self._maintenance.release()
 
-    def verify(self, pack_id: int = 0, sample: float = 0.0) -> Iterator[VerifyProgress]:
+    def verify(
+        self, pack_id: int = 0, sample: float = 0.0
+    ) -> Generator[VerifyProgress, None, None]:
         """Re-read and re-hash objects; report every problem (see
         ``maintenance/verifier.py``)."""
         from hoard_server.maintenance.verifier import Verifier

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ import lmdb
 
 from hoard_server.errors import StorageFull
 from hoard_server.storage.group_commit import GroupCommit
-from hoard_server.storage.index import LOCATION, ObjectIndex, PackState
+from hoard_server.storage.index import LOCATION, ObjectIndex, PackState, Txn
 from hoard_server.storage.layout import RepositoryLayout
 from hoard_server.storage.pack import (
     HEADER_SIZE,
@@ -132,7 +133,7 @@ class PackWriter:
         """Commits so far: one pack fsync and one index transaction each."""
         return self._group.groups_committed
 
-    def submit(self, records: list[Record]) -> Future:
+    def submit(self, records: Sequence[Record]) -> Future:
         """Queue records; the future resolves to a list of "created" flags once durable."""
         return self._group.submit(records)
 
@@ -152,7 +153,7 @@ class PackWriter:
         self._close_current()
 
     # -- one commit, on the writer thread ----------------------------------------------------
-    def _roll_over(self, txn: lmdb.Transaction) -> tuple[int, PackAppender]:
+    def _roll_over(self, txn: Txn) -> tuple[int, PackAppender]:
         pack_id = self._next_id
         self._next_id += 1
         path = self._layout.pack_path(pack_id)
@@ -229,6 +230,8 @@ class PackWriter:
                     ):
                         self._current_id, self._appender = self._roll_over(txn)
                         created_packs.append((self._current_id, self._appender))
+                    # the current pack id and its appender are set and cleared together
+                    assert self._current_id is not None
                     slot = touched.setdefault(
                         self._current_id, [self._appender, [], self._appender.end]
                     )
@@ -265,10 +268,10 @@ class PackWriter:
                 fsync_dir(self._layout.packs_dir)
             # (3): the index, in key order (a sorted putmulti touches each page once)
             for pid, n in moved_out.items():
-                state = index.get_pack(txn, pid)
-                if state is not None:
-                    state.dead_bytes += n
-                    index.put_pack(txn, pid, state)
+                old_state = index.get_pack(txn, pid)
+                if old_state is not None:
+                    old_state.dead_bytes += n
+                    index.put_pack(txn, pid, old_state)
             if self._next_id != first_new_id:
                 index.put_meta(txn, "next_pack_id", str(self._next_id).encode())
             entries.sort()

@@ -56,7 +56,13 @@ class DictionaryTrainer:
     def _train(self, samples: list[bytes]) -> None:
         try:
             with self._activity.hold(reader=False):
-                d = zstandard.train_dictionary(_DICT_SIZE, samples, level=self._level)
+                # zstandard's stub wants a list[ByteString], which a list[bytes] is not only
+                # because list is invariant; the function just reads the samples
+                d = zstandard.train_dictionary(
+                    _DICT_SIZE,
+                    samples,  # type: ignore[arg-type]
+                    level=self._level,
+                )
                 data = d.as_bytes()
                 self._index.put_dictionary(d.dict_id(), data)  # durable before any use
                 self._codec.add_dictionary(data)

@@ -114,7 +114,7 @@ class ObjectReader:
         """The object at ``loc``, checked against ``digest``."""
         if loc.encoding == Encoding.FRAMES:
             table = self.frame_table(loc)
-            parts = (
+            parts: Iterator[bytes] = (
                 self._frame_part(loc, table, i, 0, loc.raw_size) for i in range(len(table.stored))
             )
             if not table.checks_all:  # compressed frames of an older table: hash it too
