@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from hoard.admin import Admin
-from hoard.errors import ObjectNotFoundError, RepositoryNotFoundError
+from hoard.errors import InvalidArgumentError, ObjectNotFoundError, RepositoryNotFoundError
 from hoard.io import READER_BUFFER_BYTES, open_object
 from hoard.objects import Objects, ProgressCallback
 from hoard.reports import (
@@ -150,7 +150,14 @@ class Repository:
     def has_objects(self, keys: Iterable[str]) -> list[bool]:
         """Whether each key is stored, in the order given (False for a non-key)."""
         keys = list(keys)
-        asked = [key for key in keys if is_key(key)]
+        if not all(isinstance(key, str) for key in keys):
+            is_key(next(key for key in keys if not isinstance(key, str)))  # TypeError
+        try:  # as they are: checking every key here would cost more than the call
+            return self.objects.has(keys)
+        except InvalidArgumentError as exc:
+            if exc.reason != "INVALID_KEY":
+                raise
+        asked = [key for key in keys if is_key(key)]  # some string is not a key at all
         found = iter(self.objects.has(asked))
         return [next(found) if is_key(key) else False for key in keys]
 

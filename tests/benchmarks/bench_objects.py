@@ -362,8 +362,9 @@ def serve_raw_grpc() -> int:
 def raw_grpc_transfer(path: str, size: int) -> tuple[float, float, list[float]]:
     """Seconds to stream ``path`` up in 1 MiB messages and ``size`` bytes down, and the
     latencies of 1,000 sequential 4 KiB reads (a unary-stream call each, as a ranged read)."""
-    proc = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--raw-grpc-server"],
+    proc = subprocess.Popen(  # as a module, so that it imports what this one does
+        [sys.executable, "-m", "tests.benchmarks.bench_objects", "--raw-grpc-server"],
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
