@@ -448,3 +448,22 @@ def test_cli_parser_knows_every_subcommand():
         ["repo", "rm", "x"],
     ):
         assert callable(parser.parse_args(argv).run)
+
+
+def test_the_retry_table_in_the_docs_is_the_protos():
+    """docs/architecture.md lists which calls are retried; the protos decide."""
+    import pathlib
+    import re
+
+    from google.protobuf import descriptor_pb2
+
+    from hoard.transport import METHODS
+
+    doc = (pathlib.Path(__file__).parent.parent / "docs" / "architecture.md").read_text()
+    table = doc.split("<!-- retry-table")[1].split("<!-- end retry-table -->")[0]
+    rows = dict(re.findall(r"^\| (\w+\.\w+) \| (\w+) \|", table, re.M))
+    levels = descriptor_pb2.MethodOptions.IdempotencyLevel
+    assert rows == {name: levels.Name(m.idempotency_level) for name, m in METHODS.items()}
+    for name, m in METHODS.items():
+        retried = re.search(rf"^\| {re.escape(name)} \| \w+ \| (yes|no)", table, re.M)
+        assert retried and (retried.group(1) == "yes") == m.replayable, name
