@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import wait_until
+from harness import steady_rss, wait_until
 
 import hoard
 from hoard.v1 import objects_pb2 as pb
@@ -188,12 +188,11 @@ def test_read_many_memory_is_bounded(daemon_factory):
         request = pb.ReadManyRequest(repository="default", keys=keys, inline_limit=1 << 40)
         for _ in stub.ReadMany(request):  # warm up: one well-behaved ReadMany
             pass
-        time.sleep(0.5)
-        before = d.rss()
+        before = steady_rss(d.pid)
         calls = [stub.ReadMany(request) for _ in range(clients)]
         try:
-            time.sleep(4)
-            grown = d.rss() - before
+            # every stream has built what it will before its client reads: memory settles
+            grown = steady_rss(d.pid) - before
             assert grown < 150 << 20, f"daemon RSS grew by {grown >> 20} MiB"
         finally:
             for c in calls:
@@ -366,8 +365,7 @@ def test_unary_replies_a_frozen_client_never_takes_are_bounded(daemon_factory, t
         repo = client.repository()
         key = repo.put_object(data)
         assert repo.read(key, 0, 4096) == data[:4096]
-        time.sleep(0.5)
-        before = d.rss()
+        before = steady_rss(d.pid)
         script = tmp_path / "frozen.py"
         script.write_text(_FROZEN_CLIENT)
         child = subprocess.Popen(
@@ -378,8 +376,7 @@ def test_unary_replies_a_frozen_client_never_takes_are_bounded(daemon_factory, t
         try:
             assert child.stdout.readline().strip() == "sent"
             child.send_signal(signal.SIGSTOP)  # it stops reading its socket
-            time.sleep(2.5)
-            grown = d.rss() - before
+            grown = steady_rss(d.pid) - before  # once the replies have piled up as they will
             # the budget, plus replies being built (a few copies each) and what the allocator
             # keeps; before the budget covered ReadRange this grew by ~950 MiB
             assert grown < 320 << 20, f"daemon RSS grew by {grown >> 20} MiB"

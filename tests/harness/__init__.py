@@ -1,7 +1,7 @@
 """The test harness: the daemon subprocess, condition waits, memory readings, fixtures."""
 
 from .daemon import DaemonProcess, DaemonStartError, free_port
-from .memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+from .memory import peak_rss_bytes, reset_peak_rss, rss_bytes, steady_rss
 from .waiting import WaitTimeout, wait_until
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "peak_rss_bytes",
     "reset_peak_rss",
     "rss_bytes",
+    "steady_rss",
     "wait_until",
 ]

@@ -25,3 +25,20 @@ def peak_rss_bytes(pid: int) -> int:
 def reset_peak_rss(pid: int) -> None:
     """Start a new high-water mark at the current RSS (``clear_refs``, Linux 4.0+)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def steady_rss(pid: int, tolerance: int = 4 << 20, samples: int = 5, timeout: float = 30.0) -> int:
+    """The resident set size once it has settled: ``samples`` readings in a row, 0.2 s
+    apart, within ``tolerance`` of each other. For tests that measure what a load costs:
+    they wait for the daemon to reach the state the load leads to, not for a fixed time."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    window: list[int] = []
+    while True:
+        window = [*window[-(samples - 1) :], rss_bytes(pid)]
+        if len(window) == samples and max(window) - min(window) <= tolerance:
+            return window[-1]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the RSS of {pid} did not settle: last readings {window}")
+        time.sleep(0.2)
