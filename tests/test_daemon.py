@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -265,9 +266,11 @@ def _header_only(release: threading.Event):
 
 def test_health_answers_while_every_worker_of_the_daemon_is_busy(daemon_factory):
     """4 workers: two hold Put streams that send nothing more (both upload slots), two hold
-    health Watch streams (a watcher keeps its worker). A short call has to wait for a
-    worker; a health Check answers within a second all the same."""
+    reflection streams that send nothing (a bidirectional stream keeps its worker while it
+    waits for its client). A short call has to wait for a worker; a health Check answers
+    within a second all the same."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2_grpc
 
     from hoard.v1 import objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
 
@@ -277,11 +280,17 @@ def test_health_answers_while_every_worker_of_the_daemon_is_busy(daemon_factory)
     release = threading.Event()
     hostile = grpc.insecure_channel(d.target, options=[("grpc.use_local_subchannel_pool", 1)])
     puts = [objects_pb2_grpc.ObjectsStub(hostile).Put.future(_header_only(release)) for _ in "ab"]
-    watches = [
-        health_pb2_grpc.HealthStub(hostile).Watch(health_pb2.HealthCheckRequest()) for _ in "ab"
+
+    def silent() -> Iterator:
+        release.wait(30)
+        return
+        yield
+
+    silent_streams = [  # held open by a client that never asks anything
+        reflection_pb2_grpc.ServerReflectionStub(hostile).ServerReflectionInfo(silent())
+        for _ in "ab"
     ]
     try:
-        assert [next(w).status for w in watches] == [health_pb2.HealthCheckResponse.SERVING] * 2
         with grpc.insecure_channel(d.target) as channel:
 
             def every_worker_busy() -> bool:
@@ -294,7 +303,9 @@ def test_health_answers_while_every_worker_of_the_daemon_is_busy(daemon_factory)
                     return exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
                 return False
 
-            wait_until(every_worker_busy, what="the Puts and Watches to hold every worker")
+            wait_until(
+                every_worker_busy, what="the Puts and reflection streams to hold the workers"
+            )
             assert not any(p.done() for p in puts)
             # the probe's deadline is the assertion: it answers while no worker is free
             reply = health_pb2_grpc.HealthStub(channel).Check(
@@ -303,6 +314,30 @@ def test_health_answers_while_every_worker_of_the_daemon_is_busy(daemon_factory)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         release.set()
-        for w in watches:
+        for w in silent_streams:
             w.cancel()
         hostile.close()
+
+
+def test_health_watchers_do_not_hold_workers(daemon_factory):
+    """Health Watch streams are answered without a worker each (grpc's non-blocking
+    handler): many watchers leave every worker free for real calls."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    import hoard
+
+    d = daemon_factory(None, "--workers", "4")
+    with grpc.insecure_channel(d.target) as channel:
+        watches = [
+            health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            for _ in range(12)
+        ]
+        try:
+            assert {next(w).status for w in watches} == {health_pb2.HealthCheckResponse.SERVING}
+            with hoard.connect(d.target, timeout=5) as client:  # a worker is free for these
+                repo = client.repository()
+                key = repo.put_object(b"still served")
+                assert repo.get_object_content(key) == b"still served"
+        finally:
+            for w in watches:
+                w.cancel()

@@ -65,13 +65,18 @@ class DecodeGuard(grpc.ServerInterceptor):
                 yield decode(data, context)
 
         def unary_in(behaviour: Callable) -> Callable:
-            def handle(data: bytes, context: grpc.ServicerContext) -> Any:
+            def handle(data: bytes, context: grpc.ServicerContext, *more: Any) -> Any:
                 try:
                     request = decode(data, context)
                 except UndecodableRequest as exc:
                     abort(context, exc, method)
-                return behaviour(request, context)
+                return behaviour(request, context, *more)
 
+            # A non-blocking handler (health's Watch) gets grpc's send_response_callback as a
+            # third argument and returns at once instead of holding a worker: keep it so.
+            for marker in ("experimental_non_blocking", "experimental_thread_pool"):
+                if hasattr(behaviour, marker):
+                    setattr(handle, marker, getattr(behaviour, marker))
             return handle
 
         def stream_in_unary_out(behaviour: Callable) -> Callable:
