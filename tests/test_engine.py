@@ -521,3 +521,13 @@ def test_concurrent_puts_are_all_durable(repo):
         results = list(pool.map(lambda d: repo.put_many([d]), datas))
     assert [k for ((k, _),) in results] == [sha(d) for d in datas]
     assert repo.info().object_count == 50
+
+
+def test_read_many_inlines_no_object_above_the_limit(repo):
+    """``inline_limit`` holds for every encoding: a small object above it is not inlined
+    either (the caller reads it on its own), as the protocol says."""
+    small, tiny = b"s" * 5000, b"t" * 50
+    keys = [k for k, _ in repo.put_many([small, tiny])]
+    got = {k: (size, data) for k, size, data in repo.read_many(keys, inline_limit=100)}
+    assert got[keys[0]] == (5000, None)
+    assert got[keys[1]] == (50, tiny)

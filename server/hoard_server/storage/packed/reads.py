@@ -273,14 +273,14 @@ class ObjectReader:
 
         for i in order:
             loc = locs[i]
-            if loc.encoding == Encoding.FRAMES:
+            if loc.encoding == Encoding.FRAMES or loc.raw_size > inline_limit:
                 if run:
                     yield from flush_run()
                     run = []
-                if loc.raw_size <= inline_limit:
-                    yield keys[i], loc.raw_size, self.decode_whole(loc, digests[i])
-                else:
+                if loc.raw_size > inline_limit:  # whatever its encoding: the caller reads it
                     yield keys[i], loc.raw_size, None
+                else:
+                    yield keys[i], loc.raw_size, self.decode_whole(loc, digests[i])
                 continue
             if run:
                 prev, first = locs[run[-1]], locs[run[0]]
