@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from hoard import requests
 from hoard.reports import (
@@ -21,6 +22,8 @@ from hoard.reports import (
 from hoard.transport import Transport, is_local_target
 from hoard.v1 import objects_pb2 as pb
 from hoard.v1 import repositories_pb2 as repo_pb
+
+R = TypeVar("R", MaintainProgress, VerifyProgress)
 
 __all__ = ["Admin", "Repositories", "backup_destination"]
 
@@ -72,6 +75,20 @@ class Admin:
         request = pb.InfoRequest(repository=self.repository, detailed=detailed)
         return from_message(StoreInfo, self.transport.unary("Objects.Info", request))
 
+    def _follow(
+        self, method: str, request: Any, report: type[R], progress: Callable[[R], None] | None
+    ) -> tuple[R, list[Problem]]:
+        """Read a progress stream: its last report (an empty one if none came) and every
+        problem the reports named (each names only those new since the previous one)."""
+        last = report()
+        problems: list[Problem] = []
+        for message in self.transport.server_stream(method, request):
+            last = from_message(report, message)
+            problems.extend(last.problems)
+            if progress is not None:
+                progress(last)
+        return last, problems
+
     def maintain(
         self,
         dry_run: bool = False,
@@ -92,13 +109,7 @@ class Admin:
         request = requests.maintain_request(
             self.repository, dry_run, live, dead_fraction, max_packs
         )
-        last = MaintainProgress()
-        problems: list[Problem] = []
-        for message in self.transport.server_stream("Objects.Maintain", request):
-            last = from_message(MaintainProgress, message)
-            problems.extend(last.problems)
-            if progress is not None:
-                progress(last)
+        last, problems = self._follow("Objects.Maintain", request, MaintainProgress, progress)
         return dataclasses.replace(last, problems=problems)
 
     def verify(
@@ -112,13 +123,7 @@ class Admin:
         fraction) and check the index against the packs; every problem found, ``ok`` when
         none. ``progress`` receives every report (its ``problems`` are the new ones)."""
         request = requests.verify_request(self.repository, pack_id, sample)
-        last = VerifyProgress()
-        problems: list[Problem] = []
-        for message in self.transport.server_stream("Objects.Verify", request):
-            last = from_message(VerifyProgress, message)
-            problems.extend(last.problems)
-            if progress is not None:
-                progress(last)
+        last, problems = self._follow("Objects.Verify", request, VerifyProgress, progress)
         count = max(last.problem_count, len(problems))
         return VerifyResult(
             checked_objects=last.checked_objects,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 from hoard_server.errors import HoardError, InvalidArgument
 from hoard_server.maintenance.backup import backup, resolve_destination
@@ -81,8 +80,6 @@ class KeyPage:
 
 
 ReadManyItem = tuple[str, int, bytes | None]  # key, size, content (None: not inlined)
-
-R = TypeVar("R")
 
 
 class ObjectService:
@@ -215,7 +212,7 @@ class ObjectService:
         progress = self._repo(repository).maintain(
             dry_run=dry_run, dead_fraction=dead_fraction, max_packs=max_packs
         )
-        return _reports(MaintenanceProgress, progress)
+        return progress
 
     def verify(
         self, repository: str, pack_id: int = 0, sample: float = 0.0
@@ -223,7 +220,7 @@ class ObjectService:
         """Re-read and re-hash objects (all, one pack, or a ``sample`` fraction)."""
         if not 0 <= sample <= 1:
             raise InvalidArgument(f"sample must lie in [0, 1], not {sample}", setting="sample")
-        return _reports(VerifyProgress, self._repo(repository).verify(pack_id, sample))
+        return self._repo(repository).verify(pack_id, sample)
 
     def backup(self, repository: str, destination: str) -> Iterator[BackupProgress]:
         """Snapshot the repository into ``destination``, which must lie under a backup root."""
@@ -234,7 +231,7 @@ class ObjectService:
         except HoardError as exc:
             exc.details.setdefault("path", destination)
             raise
-        return _reports(BackupProgress, backup(self._repo(repository), real, root))
+        return backup(self._repo(repository), real, root)
 
 
 def _upload_chunks(
@@ -277,11 +274,3 @@ def _pages(keys: Iterable[str]) -> Iterator[KeyPage]:
             page = []
     if page:
         yield KeyPage(page)
-
-
-def _reports(cls: type[R], progress: Generator[R, None, None]) -> Generator[R, None, None]:
-    """The engine's typed progress reports; closing this closes the engine's run."""
-    try:
-        yield from progress
-    finally:
-        progress.close()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hoard_server.errors import InvalidArgument
 from hoard_server.storage.keys import KEY_FORMAT
-from hoard_server.storage.registry import RepositoryRegistry, check_repository_name
+from hoard_server.storage.registry import RepositoryRegistry
 from hoard_server.storage.repository import Repository
 
 
@@ -24,21 +23,9 @@ class RepositoryInfo:
         return cls(repo.name, repo.uuid, KEY_FORMAT, repo.created_at)
 
 
-def valid_name(name: str) -> str:
-    """``name`` if it may name a repository; InvalidArgument, reason INVALID_REPOSITORY_NAME
-    and the name in ``details["repository"]``, if not."""
-    try:
-        return check_repository_name(name)
-    except InvalidArgument as exc:
-        # The rule itself lives in the registry; this gives its error the precise reason.
-        exc.reason = "INVALID_REPOSITORY_NAME"
-        exc.details.setdefault("repository", name)
-        raise
-
-
 def open_repository(registry: RepositoryRegistry, name: str) -> Repository:
     """The repository a request names: INVALID_REPOSITORY_NAME or REPOSITORY_NOT_FOUND."""
-    return registry.get(valid_name(name))
+    return registry.get(name)  # the registry checks the name
 
 
 class RepositoryService:
@@ -49,7 +36,7 @@ class RepositoryService:
 
     def create(self, name: str) -> RepositoryInfo:
         """Create the repository, or describe it unchanged if it exists (idempotent)."""
-        repo, _created = self._registry.create(valid_name(name))
+        repo, _created = self._registry.create(name)
         return RepositoryInfo.of(repo)
 
     def get(self, name: str) -> RepositoryInfo:
@@ -67,4 +54,4 @@ class RepositoryService:
 
     def erase(self, name: str) -> None:
         """Delete the repository and everything it holds; REPOSITORY_NOT_FOUND if absent."""
-        self._registry.erase(valid_name(name))
+        self._registry.erase(name)

@@ -36,6 +36,7 @@ def check_repository_name(name: str) -> str:
         raise InvalidArgument(
             "no repository named: every request must name its repository",
             reason="INVALID_REPOSITORY_NAME",
+            repository="",
         )
     if not _NAME.fullmatch(name):
         raise InvalidArgument(
