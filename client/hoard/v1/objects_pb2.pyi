@@ -203,7 +203,7 @@ class PackInfo(_message.Message):
     def __init__(self, pack_id: _Optional[int] = ..., size: _Optional[int] = ..., live_bytes: _Optional[int] = ..., dead_bytes: _Optional[int] = ..., single_object: _Optional[bool] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("repository", "uuid", "key_format", "object_count", "raw_bytes", "stored_bytes", "on_disk_bytes", "pack_count", "reclaimable_bytes", "has_dictionary", "packs", "compression_ratio", "last_maintenance", "last_verification", "last_verification_errors")
+    __slots__ = ("repository", "uuid", "key_format", "object_count", "raw_bytes", "stored_bytes", "on_disk_bytes", "pack_count", "reclaimable_bytes", "has_dictionary", "packs", "compression_ratio", "last_maintenance", "last_verification", "last_verification_errors", "dataset_files", "dataset_bytes")
     REPOSITORY_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     KEY_FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +219,8 @@ class InfoResponse(_message.Message):
     LAST_MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
     LAST_VERIFICATION_FIELD_NUMBER: _ClassVar[int]
     LAST_VERIFICATION_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FILES_FIELD_NUMBER: _ClassVar[int]
+    DATASET_BYTES_FIELD_NUMBER: _ClassVar[int]
     repository: str
     uuid: str
     key_format: str
@@ -234,7 +236,9 @@ class InfoResponse(_message.Message):
     last_maintenance: float
     last_verification: float
     last_verification_errors: int
-    def __init__(self, repository: _Optional[str] = ..., uuid: _Optional[str] = ..., key_format: _Optional[str] = ..., object_count: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., on_disk_bytes: _Optional[int] = ..., pack_count: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., has_dictionary: _Optional[bool] = ..., packs: _Optional[_Iterable[_Union[PackInfo, _Mapping]]] = ..., compression_ratio: _Optional[float] = ..., last_maintenance: _Optional[float] = ..., last_verification: _Optional[float] = ..., last_verification_errors: _Optional[int] = ...) -> None: ...
+    dataset_files: int
+    dataset_bytes: int
+    def __init__(self, repository: _Optional[str] = ..., uuid: _Optional[str] = ..., key_format: _Optional[str] = ..., object_count: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., on_disk_bytes: _Optional[int] = ..., pack_count: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., has_dictionary: _Optional[bool] = ..., packs: _Optional[_Iterable[_Union[PackInfo, _Mapping]]] = ..., compression_ratio: _Optional[float] = ..., last_maintenance: _Optional[float] = ..., last_verification: _Optional[float] = ..., last_verification_errors: _Optional[int] = ..., dataset_files: _Optional[int] = ..., dataset_bytes: _Optional[int] = ...) -> None: ...
 
 class MaintainRequest(_message.Message):
     __slots__ = ("repository", "dry_run", "live", "dead_fraction", "max_packs")
@@ -287,14 +291,16 @@ class VerifyRequest(_message.Message):
     def __init__(self, repository: _Optional[str] = ..., pack_id: _Optional[int] = ..., sample: _Optional[float] = ...) -> None: ...
 
 class Problem(_message.Message):
-    __slots__ = ("key", "pack_id", "problem")
+    __slots__ = ("key", "pack_id", "problem", "path")
     KEY_FIELD_NUMBER: _ClassVar[int]
     PACK_ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
     key: str
     pack_id: int
     problem: str
-    def __init__(self, key: _Optional[str] = ..., pack_id: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...
+    path: str
+    def __init__(self, key: _Optional[str] = ..., pack_id: _Optional[int] = ..., problem: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class VerifyProgress(_message.Message):
     __slots__ = ("checked_objects", "total_objects", "checked_bytes", "problems", "done", "problem_count")
@@ -321,7 +327,7 @@ class BackupRequest(_message.Message):
     def __init__(self, repository: _Optional[str] = ..., destination: _Optional[str] = ...) -> None: ...
 
 class BackupProgress(_message.Message):
-    __slots__ = ("stage", "message", "packs_total", "packs_copied", "packs_unchanged", "bytes_copied", "bytes_total", "objects")
+    __slots__ = ("stage", "message", "packs_total", "packs_copied", "packs_unchanged", "bytes_copied", "bytes_total", "objects", "files_copied", "file_bytes")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PACKS_TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -330,6 +336,8 @@ class BackupProgress(_message.Message):
     BYTES_COPIED_FIELD_NUMBER: _ClassVar[int]
     BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    FILES_COPIED_FIELD_NUMBER: _ClassVar[int]
+    FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
     stage: str
     message: str
     packs_total: int
@@ -338,4 +346,6 @@ class BackupProgress(_message.Message):
     bytes_copied: int
     bytes_total: int
     objects: int
-    def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ..., packs_total: _Optional[int] = ..., packs_copied: _Optional[int] = ..., packs_unchanged: _Optional[int] = ..., bytes_copied: _Optional[int] = ..., bytes_total: _Optional[int] = ..., objects: _Optional[int] = ...) -> None: ...
+    files_copied: int
+    file_bytes: int
+    def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ..., packs_total: _Optional[int] = ..., packs_copied: _Optional[int] = ..., packs_unchanged: _Optional[int] = ..., bytes_copied: _Optional[int] = ..., bytes_total: _Optional[int] = ..., objects: _Optional[int] = ..., files_copied: _Optional[int] = ..., file_bytes: _Optional[int] = ...) -> None: ...

@@ -9,6 +9,7 @@
     <repo>/index/                           LMDB environment (ObjectIndex)
     <repo>/packs/00000001.pack ...          packs (format in ``pack.py``)
     <repo>/staging/<hex>.upload             large uploads in progress (emptied at start-up)
+    <repo>/datasets/<relative path>         HDF5 files of the datasets face (paths: sandbox.py)
 
 A backup directory has a repository's ``index/`` and ``packs/`` (so a daemon can open it as
 it is) plus ``backup.json`` and ``backup.lock``. Backups work relative to open directory
@@ -27,6 +28,7 @@ INDEX = "index"
 INDEX_DATA = "data.mdb"  # the LMDB data file inside INDEX
 PACKS = "packs"
 STAGING = "staging"
+DATASETS = "datasets"
 PACK_SUFFIX = ".pack"
 UPLOAD_SUFFIX = ".upload"
 BACKUP_MANIFEST = "backup.json"
@@ -68,13 +70,19 @@ class RepositoryLayout:
     def staging_dir(self) -> str:
         return os.path.join(self.root, STAGING)
 
+    @property
+    def datasets_dir(self) -> str:
+        """The top of the repository's dataset files (made on first use for repositories
+        created before the datasets face existed)."""
+        return os.path.join(self.root, DATASETS)
+
     def pack_path(self, pack_id: int) -> str:
         return os.path.join(self.root, PACKS, pack_name(pack_id))
 
     @property
     def directories(self) -> tuple[str, ...]:
         """Every directory a repository has, index last (LMDB creates its own files)."""
-        return (self.packs_dir, self.staging_dir, self.index_dir)
+        return (self.packs_dir, self.staging_dir, self.datasets_dir, self.index_dir)
 
 
 @dataclass(frozen=True)

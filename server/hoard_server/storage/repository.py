@@ -21,6 +21,7 @@ from hoard_server.reports import MaintenanceProgress, VerifyProgress
 from hoard_server.storage import modes
 from hoard_server.storage.blobstore import READ_MANY_INLINE, ObjectStat
 from hoard_server.storage.codec import FRAME_SIZE
+from hoard_server.storage.hdf5.files import OpenFiles
 from hoard_server.storage.index import ObjectIndex
 from hoard_server.storage.layout import RepositoryLayout
 from hoard_server.storage.packed.store import CLOSE_WAIT, INLINE_LIMIT, RETIRE_WAIT, PackedStore
@@ -34,6 +35,12 @@ class Repository(PackedStore):
     def __init__(self, name: str, path: str, settings: StorageSettings, pool: Executor) -> None:
         super().__init__(name, RepositoryLayout(path), settings, pool)
         self._maintenance = threading.Lock()
+        # the datasets face's HDF5 files (services/datasets); opened lazily, file by file
+        self.files = OpenFiles(self.layout.datasets_dir, name)
+
+    def close(self, timeout: float | None = CLOSE_WAIT) -> None:
+        self.files.close_all()
+        super().close(timeout)
 
     @classmethod
     def create(
