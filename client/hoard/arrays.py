@@ -50,8 +50,8 @@ def to_array(data: Any) -> pb.Array:
         raise TypeError(f"cannot send an array of dtype {array.dtype} (numbers, bytes or text)")
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
-    array = np.ascontiguousarray(array)
-    return pb.Array(dtype=array.dtype.str, shape=array.shape, data=array.tobytes())
+    # tobytes() is C order whatever the layout (ascontiguousarray would make a 0-d array 1-d)
+    return pb.Array(dtype=array.dtype.str, shape=array.shape, data=array.tobytes(order="C"))
 
 
 def from_array(message: pb.Array) -> np.ndarray:
@@ -61,7 +61,7 @@ def from_array(message: pb.Array) -> np.ndarray:
         items = list(message.strings)
         if not items:
             return np.empty(shape, dtype="<U1")
-        return np.asarray(items, dtype=str).reshape(shape)
+        return np.reshape(np.asarray(items, dtype=str), shape)
     dtype = np.dtype(message.dtype)
     expected = math.prod(shape) * dtype.itemsize
     if len(message.data) != expected:
@@ -69,7 +69,7 @@ def from_array(message: pb.Array) -> np.ndarray:
             f"array of shape {shape} and dtype {dtype} needs {expected} bytes, "
             f"the message holds {len(message.data)}"
         )
-    return np.frombuffer(message.data, dtype=dtype).reshape(shape).copy()
+    return np.frombuffer(message.data, dtype=dtype).copy().reshape(shape)
 
 
 def _all_text(array: np.ndarray) -> bool:
@@ -117,7 +117,7 @@ def _opt_int(value: Any) -> int | None:
 
 def selection_from_key(key: Key) -> pb.Selection:
     """The ``Selection`` message for ``key``; ``None`` or ``()`` selects everything."""
-    if key is None or key == ():
+    if key is None or (isinstance(key, tuple) and not key):
         return pb.Selection()
     items = []
     for item in normalise_key(key):
@@ -181,10 +181,18 @@ def to_value(value: Any) -> pb.Value:
     if isinstance(value, (bytes, np.bytes_)):
         return pb.Value(bytes_value=bytes(value))
     if isinstance(value, datetime.datetime):
-        return pb.Value(datetime_value=value.strftime(DATETIME_FORMAT))
+        return pb.Value(datetime_value=_datetime_text(value))
     if isinstance(value, (np.ndarray, list, tuple)):
         return pb.Value(array_value=to_array(value))
     raise TypeError(f"cannot store a metadata value of type {type(value).__name__}")
+
+
+def _datetime_text(value: datetime.datetime) -> str:
+    # DATETIME_FORMAT spelt out: strftime does not pad years before 1000 on every platform
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
+    )
 
 
 def from_value(message: pb.Value) -> Any:

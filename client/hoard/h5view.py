@@ -134,7 +134,7 @@ class Dataset:
         return self.shape[0]
 
     def __getitem__(self, key: Key) -> Any:
-        if key is Ellipsis or key == ():
+        if key is Ellipsis or (isinstance(key, tuple) and not key):
             key = None
         return self.datasets.get_data(self.file_path, self._dataset, key, shape=self._shape)
 
@@ -143,7 +143,7 @@ class Dataset:
         return np.asarray(data, dtype=dtype)
 
     def __setitem__(self, key: Key, value: Any) -> None:
-        if key not in (Ellipsis, (), slice(None)):
+        if not (key is Ellipsis or key == slice(None) or (isinstance(key, tuple) and not key)):
             raise NotImplementedError("only ds[...] = array (store_data) is supported")
         self._shape = self.datasets.store_data(self.file_path, self._dataset, value)
 
