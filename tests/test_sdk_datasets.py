@@ -112,7 +112,7 @@ def shape_and_key(draw: st.DrawFn) -> tuple[tuple[int, ...], Any]:
     items = per_axis[:head]
     if draw(st.booleans()):  # an ellipsis, then items for the last axes
         tail = draw(st.integers(0, len(shape) - head))
-        items = items + [Ellipsis] + per_axis[len(shape) - tail :]
+        items = [*items, Ellipsis, *per_axis[len(shape) - tail :]]
     # numpy treats several index lists as one fancy index; h5py allows one list per selection
     # and moves it to the front when integers stand apart from it (h5py keeps axes in place)
     lists = [i for i, item in enumerate(items) if isinstance(item, list)]
