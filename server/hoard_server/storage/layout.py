@@ -10,6 +10,8 @@
     <repo>/packs/00000001.pack ...          packs (format in ``pack.py``)
     <repo>/staging/<hex>.upload             large uploads in progress (emptied at start-up)
     <repo>/datasets/<relative path>         HDF5 files of the datasets face (paths: sandbox.py)
+    <repo>/datasets/.hoard-<kind>-<hex>     a dataset file being imported or copied (scratch;
+                                            never listed, zipped or counted)
 
 A backup directory has a repository's ``index/`` and ``packs/`` (so a daemon can open it as
 it is) plus ``backup.json`` and ``backup.lock``. Backups work relative to open directory
@@ -112,3 +114,16 @@ class DataDirLayout:
 def scratch_path(root: str, kind: str) -> str:
     """A fresh scratch name in the repositories directory ``root`` (see DataDirLayout)."""
     return os.path.join(root, f".{kind}-{uuid.uuid4().hex}")
+
+
+DATASET_SCRATCH_PREFIX = ".hoard-"
+
+
+def dataset_scratch(folder: str, kind: str) -> str:
+    """A fresh hidden name in a datasets ``folder`` for a file being made ("import",
+    "copy", "xml") before it is renamed into place."""
+    return os.path.join(folder, f"{DATASET_SCRATCH_PREFIX}{kind}-{uuid.uuid4().hex}")
+
+
+def is_dataset_scratch(name: str) -> bool:
+    return name.startswith(DATASET_SCRATCH_PREFIX)
