@@ -23,7 +23,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -499,7 +499,7 @@ class Datasets:
             if chunk.data:
                 yield chunk.data
 
-    def export(self, path: str, local_file: str | os.PathLike[str] | BinaryIO) -> int:
+    def export(self, path: str, local_file: str | os.PathLike[str] | IO[bytes]) -> int:
         """Download a consistent copy of ``path`` into ``local_file`` (a path, written whole
         or not at all, or a binary handle); the bytes written."""
         return _save(self.export_chunks(path), local_file)
@@ -520,7 +520,7 @@ class Datasets:
     def zip_folder(
         self,
         folder: str,
-        local_file: str | os.PathLike[str] | BinaryIO,
+        local_file: str | os.PathLike[str] | IO[bytes],
         *,
         exclude: Iterable[str] = (),
         need_parent_folder: bool = False,
@@ -531,7 +531,7 @@ class Datasets:
 
     def import_file(
         self,
-        local_file: str | os.PathLike[str] | BinaryIO,
+        local_file: str | os.PathLike[str] | IO[bytes],
         path: str,
         *,
         overwrite: bool = False,
@@ -541,7 +541,7 @@ class Datasets:
         without ``overwrite`` a :class:`~hoard.errors.FileAlreadyExistsError`."""
         header = pb.ImportHeader(repository=self.repository, path=path, overwrite=overwrite)
 
-        def requests(handle: BinaryIO) -> Iterator[pb.ImportRequest]:
+        def requests(handle: IO[bytes]) -> Iterator[pb.ImportRequest]:
             yield pb.ImportRequest(header=header)
             while chunk := handle.read(CHUNK_BYTES):
                 yield pb.ImportRequest(chunk=chunk)
@@ -562,7 +562,7 @@ def _estimated_bytes(shape: DatasetShape, selection: Key) -> int:
         return 0  # let the daemon say what is wrong with it
 
 
-def _save(chunks: Iterator[bytes], local_file: str | os.PathLike[str] | BinaryIO) -> int:
+def _save(chunks: Iterator[bytes], local_file: str | os.PathLike[str] | IO[bytes]) -> int:
     """Write ``chunks`` to a handle, or to a path through a temporary file renamed at the end
     (a failed transfer leaves no partial file)."""
     written = 0
