@@ -107,6 +107,8 @@ _TVB_BY_REASON: dict[str, type[TVBException]] = {
     "INVALID_PATH": FileStructureException,
     "NOT_A_DATASET": FileStructureException,
     "NOT_A_GROUP": FileStructureException,
+    "NOT_A_FILE": FileStructureException,
+    "NOT_A_FOLDER": FileStructureException,
 }
 # Conditions of the connection, not of the storage: raised as the SDK's own exceptions.
 _NOT_TVB = (errors.UnavailableError, errors.DeadlineExceededError, errors.OverloadedError)
