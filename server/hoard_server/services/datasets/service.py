@@ -253,7 +253,8 @@ class DatasetService:
     def append_stream(self, parts: Iterator[AppendPart]) -> Iterator[AppendAck]:
         """The Append stream: batches received while the previous ones were being written
         are committed together; one ack covers them. A bad batch ends the stream with its
-        error, after the ack of those before it."""
+        error, after the ack of those before it. A message naming neither ``where`` nor
+        ``dataset`` continues the previous message's dataset."""
         pending: queue.Queue[object] = queue.Queue(STREAM_QUEUE)
         done = threading.Event()
         end = object()
@@ -278,6 +279,7 @@ class DatasetService:
         reader.start()
         repository = path = ""
         files: OpenFiles | None = None
+        last: NodeRef | None = None
         try:
             finished = False
             while not finished:
@@ -301,16 +303,10 @@ class DatasetService:
                         break
                     assert isinstance(item, AppendPart)
                     try:
-                        if not repository:
-                            if not item.node.repository or not item.node.path:
-                                raise InvalidArgument(
-                                    "the first message of an Append stream must name the "
-                                    "repository and the path",
-                                    reason="INVALID_PATH",
-                                )
+                        if files is None:
+                            files = self._files(item.node.repository)
+                            files.resolve(item.node.path)
                             repository, path = item.node.repository, item.node.path
-                            files = self._files(repository)
-                            files.resolve(path)
                         elif item.node.repository not in ("", repository) or item.node.path not in (
                             "",
                             path,
@@ -321,7 +317,9 @@ class DatasetService:
                                 reason="INVALID_PATH",
                                 path=item.node.path,
                             )
-                        ref = NodeRef(repository, path, item.node.where, item.node.dataset)
+                        if item.node.where or item.node.dataset or last is None:
+                            last = NodeRef(repository, path, item.node.where, item.node.dataset)
+                        ref = last  # neither named: the previous message's dataset
                         batches.append(
                             self._batch(ref, item.data, item.grow_dimension, item.expected_length)
                         )
@@ -567,7 +565,11 @@ class DatasetService:
         files = self._files(ref.repository)
         with files.reading(ref.path) as f:
             found: list[tuple[str, h5py.Group | h5py.Dataset]] = [("/", f)]
-            f.visititems(lambda name, obj: found.append(("/" + name, obj)) and None)
+
+            def visit(name: str, obj: h5py.Group | h5py.Dataset) -> None:
+                found.append(("/" + name, obj))
+
+            f.visititems(visit)
             found.sort(key=lambda item: [p for p in item[0].split("/") if p])
             described = [
                 NodeDescription(

@@ -186,21 +186,22 @@ class GroupAppender:
                 result.shapes[batch.node] = tuple(state.shape)
             t.result = result
         for node, parts in accepted.items():
-            state = states[node]
-            assert state is not None
-            data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=state.grow)
-            if state.create:
-                self._create(f, node, state, data)
+            final = states[node]
+            assert final is not None
+            grow = final.grow
+            data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=grow)
+            if final.create:
+                self._create(f, node, final, data)
             ds = f[node]
-            end = ds.shape[state.grow]
-            added = data.shape[state.grow]
+            end = ds.shape[grow]
+            added = data.shape[grow]
             if added == 0:
                 continue
             new_shape = list(ds.shape)
-            new_shape[state.grow] = end + added
+            new_shape[grow] = end + added
             ds.resize(tuple(new_shape))
             where = [slice(None)] * ds.ndim
-            where[state.grow] = slice(end, end + added)
+            where[grow] = slice(end, end + added)
             ds[tuple(where)] = data
 
     def _create(self, f: h5py.File, node: str, state: _State, data: np.ndarray) -> None:
