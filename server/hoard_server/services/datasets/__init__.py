@@ -1,1 +1,2 @@
-"""The datasets face: HDF5 files of a repository with TVB's semantics (plain Python)."""
+"""The datasets face: TVB's HDF5StorageManager (``service.DatasetService``) and its
+FilesHelper side, over a repository's HDF5 files (``storage/hdf5``)."""
