@@ -250,16 +250,23 @@ def test_missing_things_raise_their_exceptions(ds: Any) -> None:
 
 def test_a_reply_past_the_limit_is_read_streamed(daemon_factory: Any, tmp_path: Path) -> None:
     import hoard
+    from hoard import errors
 
-    daemon = daemon_factory(tmp_path / "d", env={"HOARD_DATASETS_MAX_REPLY_BYTES": "65536"})
+    daemon = daemon_factory(tmp_path / "d", env={"HOARD_MAX_REPLY_BYTES": "65536"})
     with hoard.connect(daemon.target) as client:
         ds = client.datasets()
-        data = np.random.default_rng(1).random((300, 100))  # 240 kB
+        data = np.random.default_rng(1).random((1500, 200))  # 2.4 MB: three 1 MiB blocks
         ds.store_data("big.h5", "data", data)
+        request = pb.GetDataRequest(node=ds.node("big.h5", "data"))
+        with pytest.raises(errors.ReplyTooLargeError):  # what the SDK hides
+            client.transport.unary("Datasets.GetData", request)
         np.testing.assert_array_equal(ds.get_data("big.h5", "data"), data)
         np.testing.assert_array_equal(ds.get_data("big.h5", "data", (slice(None), 5)), data[:, 5])
+        view = ds.open("big.h5")["data"]
+        np.testing.assert_array_equal(view[100:1400:3, ::-2], data[100:1400:3, ::-2])
         blocks = list(ds.read_data("big.h5", "data"))
-        assert len(blocks) > 1 and blocks[0][2] == (300, 100)
+        assert len(blocks) > 1 and all(shape == (1500, 200) for _, _, shape in blocks)
+        assert [offset for offset, _, _ in blocks] == sorted({o for o, _, _ in blocks})
 
 
 def test_metadata_round_trip(ds: Any) -> None:
@@ -270,7 +277,7 @@ def test_metadata_round_trip(ds: Any) -> None:
     values = {"n": 3, "x": 1.5, "s": "text", "b": True, "when": when, "none": None}
     ds.set_metadata("meta.h5", values, tvb_specific_metadata=True)
     ds.set_metadata("meta.h5", {"unit": "ms"}, "data")
-    assert ds.get_metadata("meta.h5") == values
+    assert ds.get_metadata("meta.h5") == {**values, "Data_version": 5}  # stamped at creation
     assert ds.get_metadata("meta.h5", "data") == {"unit": "ms"}
     assert ds.remove_metadata("meta.h5", "n", tvb_specific_metadata=True)
     assert not ds.remove_metadata("meta.h5", "n", tvb_specific_metadata=True)
