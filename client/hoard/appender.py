@@ -69,7 +69,7 @@ class Appender:
         max_rows: int = 10_000,
         max_bytes: int = 1 << 20,
         max_delay: float = 0.005,
-        resume_attempts: int | None = None,
+        resume_timeout: float = 30.0,
     ) -> None:
         self.datasets = datasets
         self.path = path
@@ -79,11 +79,8 @@ class Appender:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.max_delay = max_delay
-        policy = datasets.transport.policy
-        self._policy = policy
-        self._resume_attempts = (
-            policy.max_attempts - 1 if resume_attempts is None else resume_attempts
-        )
+        self._policy = datasets.transport.policy
+        self._resume_timeout = resume_timeout if self._policy.max_attempts > 1 else 0.0
         self._cond = threading.Condition()
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
@@ -319,9 +316,13 @@ class Appender:
             self._fail(exc)
 
     def _resume(self, cause: UnavailableError, generation: int) -> None:
-        """Reconnect after a lost connection, resending only what did not land."""
-        for attempt in range(self._resume_attempts):
+        """Reconnect after a lost connection, resending only what did not land. Tries for
+        up to ``resume_timeout`` seconds (a daemon restarting takes a few)."""
+        deadline = time.monotonic() + self._resume_timeout
+        attempt = 0
+        while time.monotonic() < deadline:
             time.sleep(self._policy.backoff(attempt))
+            attempt += 1
             try:
                 length = self._current_length()
             except UnavailableError:
