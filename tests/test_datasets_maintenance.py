@@ -181,14 +181,21 @@ def test_verify_finds_damage_in_the_last_block_with_bounded_reads(engine_repo):
     assert "dataset /data: reading [3950:4000]" in problem
 
 
-def test_verify_shares_the_writers_handle_of_an_open_file(engine_repo):
+def test_verify_checks_a_file_open_for_writing_and_leaves_the_writer_be(engine_repo):
     with engine_repo.files.writing("open.h5", create=True) as f:
-        ds = f.create_dataset("rows", shape=(0, WIDTH), maxshape=(None, WIDTH), chunks=(16, WIDTH))
+        ds = f.create_dataset(
+            "rows", shape=(0, WIDTH), maxshape=(None, WIDTH), chunks=(16, WIDTH), dtype="<f8"
+        )
+        f.swmr_mode = True
         ds.resize(100, axis=0)
-        ds[:] = 1.0
-    # a second, read-only open of a file this process has open for writing would fail
+        ds[:] = 1.0  # not flushed: verify reads it through the daemon's handle
+        handle = f
     reports = list(engine_repo.verify())
     assert reports[-1].done and reports[-1].problem_count == 0
+    assert handle.id.valid and handle.swmr_mode  # the writer's handle was not closed
+    with engine_repo.files.writing("open.h5") as f:
+        assert f is handle
+        f["rows"].resize(200, axis=0)
 
 
 @settings(max_examples=200, deadline=None)
@@ -385,3 +392,17 @@ def test_backup_while_a_writer_appends_holds_a_prefix_of_the_acknowledged_rows(
     assert not failed, failed
     # the source itself still carries the flag (the writer has it open): only the copy changed
     assert superblock.status_flags(Path(full).read_bytes()[: superblock.HEAD_BYTES]) != 0
+
+
+def test_backup_copies_what_the_daemons_open_handle_holds(engine_repo, tmp_path):
+    """Rows written through the daemon's handle but not yet flushed are in HDF5's caches,
+    not on disk: the backup must flush them (OpenFiles.consistent) before it copies."""
+    with engine_repo.files.writing("open.h5", create=True) as f:
+        ds = f.create_dataset("rows", shape=(0,), maxshape=(None,), chunks=(256,), dtype="<i8")
+        f.flush()
+        ds.resize(1000, axis=0)
+        ds[:] = np.arange(1000)  # no flush: the handle stays open, as a writer leaves it
+    dest = tmp_path / "backups" / "b"
+    list(backup(engine_repo, str(dest)))
+    with h5py.File(dest / "datasets" / "open.h5", "r") as f:
+        assert np.array_equal(f["rows"][()], np.arange(1000))
