@@ -365,7 +365,7 @@ def test_backup_while_a_writer_appends_holds_a_prefix_of_the_acknowledged_rows(
                     finally:
                         os.close(fd)
                 acked = n + 37  # acknowledged: durable
-        except BaseException as exc:  # noqa: BLE001 (reported by the test)
+        except BaseException as exc:  # reported by the test
             failed.append(exc)
 
     thread = threading.Thread(target=writer)
