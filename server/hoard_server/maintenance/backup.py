@@ -19,8 +19,9 @@ place, and packs that compaction removed are deleted from the backup only after 
 
 Dataset files: each is copied whole while its writes are paused and it is flushed
 (``OpenFiles.consistent``), so the copy is a valid HDF5 file holding every write acknowledged
-before the copy began; the superblock's "open for writing" flags, set while the daemon has
-the file open, are cleared in the copy so that any HDF5 reader opens it. A copy is written
+before the copy began (a writer of that file waits for the copy to finish). The superblock's
+"open for writing" flags, set while the daemon has the file open, are cleared in the copy so
+that any HDF5 reader opens it. A copy is written
 under a hidden temporary name and renamed into place; it keeps its source's modification
 time, so a file of the same size and mtime is not copied again. Files deleted from the
 repository are deleted from the backup. They are updated after the index swap, while the
@@ -555,11 +556,12 @@ def _backup_files(
         _prune(sfd, "", wanted, folders, shown)  # first: a deleted file may be a folder now
         for entry in sources:
             try:
-                result = _backup_file(repo.files, entry.path, sfd, shown, tag)
-            except HoardError as exc:  # a name the sandbox refuses: not a file we serve
+                repo.files.resolve(entry.path)
+            except InvalidArgument as exc:  # a name the sandbox refuses: no file we serve
                 progress.message = f"file {entry.path} skipped: {exc}"
                 yield replace(progress, stage="files")
                 continue
+            result = _backup_file(repo.files, entry.path, sfd, shown, tag)
             if result is None:  # deleted since it was listed (and from the backup)
                 continue
             copied[entry.path], n = result
