@@ -406,3 +406,18 @@ def test_backup_copies_what_the_daemons_open_handle_holds(engine_repo, tmp_path)
     list(backup(engine_repo, str(dest)))
     with h5py.File(dest / "datasets" / "open.h5", "r") as f:
         assert np.array_equal(f["rows"][()], np.arange(1000))
+
+
+def test_a_file_the_sandbox_refuses_is_skipped_by_backup_and_reported_by_verify(
+    engine_repo, tmp_path
+):
+    top = Path(engine_repo.layout.datasets_dir)
+    write_h5(top / "fine.h5")
+    write_h5(top / "odd\\name.h5", seed=1)  # placed by hand: no client path can name it
+    reports = list(backup(engine_repo, str(tmp_path / "backups" / "b")))
+    assert reports[-1].stage == "done" and reports[-1].files_copied == 1
+    assert any("odd\\name.h5 skipped" in r.message for r in reports)
+    assert sorted(os.listdir(tmp_path / "backups" / "b" / "datasets")) == ["fine.h5"]
+    problems = [p for r in engine_repo.verify() for p in r.problems]
+    assert [p.path for p in problems] == ["odd\\name.h5"]
+    assert "cannot be checked" in problems[0].problem
