@@ -771,3 +771,58 @@ def test_an_import_cut_short_leaves_nothing(hoard_daemon, stub):
     resume.set()
     wait_until(lambda: os.listdir(top) == [], what="the scratch file removed")
     assert not os.path.exists(os.path.join(top, "in", "cut.h5"))
+
+
+def test_streams_take_slots(daemon_factory, tmp_path):
+    """A client that opens streams and never reads them holds at most the slots of their
+    kind; the next is refused at once (RESOURCE_EXHAUSTED, OVERLOADED); health and short
+    calls keep answering, and the slots come back when the client goes away."""
+    d = daemon_factory(tmp_path / "data", "--max-read-streams", "2", "--max-upload-streams", "1")
+    big = io.BytesIO()
+    with h5py.File(big, "w") as f:
+        f["x"] = np.frombuffer(os.urandom(32 << 20), dtype="u1")
+    with grpc.insecure_channel(d.target) as channel:
+        stub = datasets_pb2_grpc.DatasetFilesStub(channel)
+        stub.ImportFile(import_requests("big.h5", big.getvalue()), timeout=60)
+        export = pb.FileRequest(repository="default", path="big.h5")
+        held = [stub.ExportFile(export), stub.ZipFolder(pb.ZipFolderRequest(repository="default"))]
+        for stream in held:
+            next(stream)  # admitted, and never read further
+        for refused in (
+            lambda: next(stub.ExportFile(export)),
+            lambda: next(stub.ListFiles(pb.ListFilesRequest(repository="default"))),
+        ):
+            code, why, message = failure(refused)
+            assert (code, why) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "OVERLOADED"), message
+            assert "max_read_streams" in message
+        sent, resume = threading.Event(), threading.Event()
+
+        def stalled_upload() -> Iterator[pb.ImportRequest]:
+            yield pb.ImportRequest(header=pb.ImportHeader(repository="default", path="up.h5"))
+            sent.set()
+            resume.wait(30)
+
+        upload = stub.ImportFile.future(stalled_upload())
+        assert sent.wait(10)
+        wait_until(
+            lambda: (
+                failure(lambda: stub.ImportFile(import_requests("x.h5", b"x")))[1] == "OVERLOADED"
+            ),
+            what="the second upload refused",
+        )
+        usage = stub.DiskUsage(pb.DiskUsageRequest(repository="default"))  # short calls answer
+        assert usage.files == 1
+        for stream in held:
+            stream.cancel()
+        upload.cancel()
+        resume.set()
+
+        def slots_back() -> bool:
+            try:
+                return len(b"".join(c.data for c in stub.ExportFile(export))) > 32 << 20
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                return False
+
+        wait_until(slots_back, what="the read slots back")
+        assert not os.path.exists(os.path.join(datasets_dir(d), "up.h5"))
