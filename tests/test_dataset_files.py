@@ -826,3 +826,21 @@ def test_streams_take_slots(daemon_factory, tmp_path):
 
         wait_until(slots_back, what="the read slots back")
         assert not os.path.exists(os.path.join(datasets_dir(d), "up.h5"))
+
+
+def test_scratch_files_a_crash_left_are_removed_when_the_repository_opens(tmp_path):
+    registry = RepositoryRegistry(str(tmp_path / "data"))
+    registry.create("default")
+    service = DatasetFileService(registry)
+    files = registry.get("default").files
+    service.create_folder("default", "kept")
+    plain(files, ".hoard-import-0123abcd", b"half an upload")
+    plain(files, "kept/.hoard-lookalike", b"not ours: only the top holds scratch files")
+    registry.close()
+    registry = RepositoryRegistry(str(tmp_path / "data"))
+    try:
+        files = registry.get("default").files
+        assert sorted(os.listdir(files.root)) == ["kept"]
+        assert os.listdir(files.resolve("kept")) == [".hoard-lookalike"]
+    finally:
+        registry.close()
