@@ -570,6 +570,18 @@ def test_every_operation_refuses_paths_leaving_the_repository(service, files, tm
             assert reason(exc) == "INVALID_PATH", (name, path)
     assert tree(str(outside)) == before
     assert tree(files.root) == inside
+    # a link out inside a folder: walks neither follow nor show it; removals take the link
+    os.symlink(outside, files.resolve("in/link"))
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(service.zip_folder("default", ""))))
+    assert archive.namelist() == ["in/a.h5"]
+    assert service.disk_usage("default", "").files == 1
+    service.rename_folder("default", "in", "in2")
+    service.remove_folder("default", "in2")
+    service.create_folder("default", "in3")
+    os.symlink(outside, files.resolve("in3/link"))
+    service.remove_files("default", ["in3"])
+    assert tree(str(outside)) == before
+    assert sorted(os.listdir(files.root)) == ["out"]
 
 
 # -- through the daemon -----------------------------------------------------------------------
