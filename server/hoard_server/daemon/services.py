@@ -12,13 +12,22 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from hoard.v1 import objects_pb2, objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
+from hoard.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    objects_pb2,
+    objects_pb2_grpc,
+    repositories_pb2,
+    repositories_pb2_grpc,
+)
 from hoard_server.daemon.builder import Service
 from hoard_server.daemon.config import Config, stream_slots, where
+from hoard_server.grpc.dataset_files import DatasetFilesServicer
 from hoard_server.grpc.interceptors.decode_guard import DecodeGuard
 from hoard_server.grpc.limits import StreamLimits
 from hoard_server.grpc.objects import ObjectsServicer
 from hoard_server.grpc.repositories import RepositoriesServicer
+from hoard_server.services.datasets.files import DatasetFileService
 from hoard_server.services.objects import ObjectService
 from hoard_server.services.repositories import RepositoryService
 from hoard_server.storage.registry import RepositoryRegistry
@@ -78,6 +87,11 @@ SERVICES: tuple[Service[ServiceContext], ...] = (
         _name(repositories_pb2, "Repositories"),
         lambda ctx: RepositoriesServicer(RepositoryService(ctx.registry)),
         repositories_pb2_grpc.add_RepositoriesServicer_to_server,
+    ),
+    Service(
+        _name(datasets_pb2, "DatasetFiles"),
+        lambda ctx: DatasetFilesServicer(DatasetFileService(ctx.registry), ctx.limits),
+        datasets_pb2_grpc.add_DatasetFilesServicer_to_server,
     ),
     # Check answers on the probe pool even when every worker is busy. Watch stays on the
     # workers: it holds its thread for as long as the watcher stays.

@@ -26,7 +26,7 @@ from hoard_server.storage.codec import FRAME_SIZE
 from hoard_server.storage.hdf5.files import OpenFiles
 from hoard_server.storage.hdf5.inventory import dataset_files
 from hoard_server.storage.index import ObjectIndex
-from hoard_server.storage.layout import RepositoryLayout
+from hoard_server.storage.layout import RepositoryLayout, remove_dataset_scratch
 from hoard_server.storage.packed.store import CLOSE_WAIT, INLINE_LIMIT, RETIRE_WAIT, PackedStore
 from hoard_server.storage.records import check_record
 from hoard_server.storage.settings import StorageSettings
@@ -40,6 +40,7 @@ class Repository(PackedStore):
         self._maintenance = threading.Lock()
         # the datasets face's HDF5 files (services/datasets); opened lazily, file by file
         self.files = OpenFiles(self.layout.datasets_dir, name)
+        remove_dataset_scratch(self.layout.datasets_dir)  # a crash's leftovers
 
     def close(self, timeout: float | None = CLOSE_WAIT) -> None:
         self.files.close_all()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import h5py
@@ -111,6 +111,27 @@ class OpenFiles:
                 entry.handle = None
             yield full
 
+    @contextmanager
+    def exclusive_under(self, *paths: str) -> Iterator[list[str]]:
+        """``exclusive`` for every file at or below each of ``paths`` (files or folders),
+        all at once: for a folder renamed or removed, or a file renamed onto another. Yields
+        the absolute paths.
+
+        The doors are taken in path order (as any caller holding several must), so two
+        such callers cannot deadlock. Covers the files that exist or are open when it
+        starts; symbolic links are not followed."""
+        fulls = [self.resolve(p) for p in paths]
+        with self._lock:
+            known = list(self._entries)
+        targets: set[str] = set()
+        for full in fulls:
+            targets.update(k for k in known if k == full or k.startswith(full + os.sep))
+            targets.update(_files_at_or_below(full))
+        with ExitStack() as stack:
+            for target in sorted(targets):
+                stack.enter_context(self.exclusive(sandbox.relative(self.root, target)))
+            yield fulls
+
     def close(self, path: str) -> None:
         """Flush and release the handle on one file (TVB close_file)."""
         with self.exclusive(path):
@@ -125,3 +146,16 @@ class OpenFiles:
                 if entry.handle is not None:
                     entry.handle.close()
                     entry.handle = None
+
+
+def _files_at_or_below(full: str) -> Iterator[str]:
+    """``full`` if it is a file, else every file below it (links neither followed nor given)."""
+    if os.path.isfile(full) and not os.path.islink(full):
+        yield full
+        return
+    for top, dirs, names in os.walk(full):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(top, d))]
+        for name in names:
+            path = os.path.join(top, name)
+            if not os.path.islink(path):
+                yield path
