@@ -176,7 +176,7 @@ class DatasetFileService:
             if _check_destination(files, destination, dst, overwrite, same=src == dst):
                 _make_parents(files, destination, dst)
                 with open(src, "rb") as reader:
-                    _write_into_place(dst, "copy", lambda fd: _copy(reader.fileno(), fd))
+                    _write_into_place(files, dst, "copy", lambda fd: _copy(reader.fileno(), fd))
             return _entry(destination, dst)
 
     def remove_files(
@@ -351,7 +351,7 @@ class DatasetFileService:
             if os.path.isdir(full):
                 raise _not_a_file(files, path)
             _make_parents(files, path, full)
-            _write_into_place(full, "xml", lambda fd: _write_all(fd, document))
+            _write_into_place(files, full, "xml", lambda fd: _write_all(fd, document))
             return _entry(path, full)
 
     def read_xml_metadata(self, repository: str, path: str) -> dict[str, str]:
@@ -617,10 +617,11 @@ def _clear_status_flags(fd: int) -> None:
         os.pwrite(fd, bytes(head), 0)
 
 
-def _write_into_place(full: str, kind: str, fill: Callable[[int], None]) -> None:
-    """Make the file at ``full`` whole or not at all: ``fill`` a scratch file next to it,
+def _write_into_place(files: OpenFiles, full: str, kind: str, fill: Callable[[int], None]) -> None:
+    """Make the file at ``full`` whole or not at all: ``fill`` a scratch file at the top
+    of the datasets folder (where every scratch file is, so one listing finds leftovers),
     clear its HDF5 status flags, fsync it and rename it over ``full``."""
-    scratch = layout.dataset_scratch(os.path.dirname(full), kind)
+    scratch = layout.dataset_scratch(files.root, kind)
     try:
         fd = os.open(scratch, os.O_RDWR | os.O_CREAT | os.O_EXCL, modes.file_mode())
         try:
