@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from hoard_server.errors import InvalidArgument, OutOfRange
+from hoard_server.storage.hdf5 import nodes
 
 Item = int | slice | EllipsisType | Sequence[int]
 
@@ -111,11 +112,12 @@ class Selection:
 
     def read(self, ds: h5py.Dataset) -> np.ndarray:
         """The selected elements (text as an object array of str)."""
-        source = ds.asstr() if h5py.check_string_dtype(ds.dtype) is not None else ds
+        source = ds.asstr() if nodes.is_text(ds.dtype) else ds
+        dtype = object if source is not ds else ds.dtype  # a scalar read loses |S widths
         if not self.axes:
-            return np.asarray(source[()], dtype=object if source is not ds else None)
+            return np.asarray(source[()], dtype=dtype)
         if self.count == 0:
-            return np.empty(self.shape, dtype=object if source is not ds else ds.dtype)
+            return np.empty(self.shape, dtype=dtype)
         key: list[int | slice | list[int]] = []
         flips: list[int] = []
         out_axis = 0
@@ -132,10 +134,10 @@ class Selection:
                 key.append(slice(last, a.first + 1, -a.step))
                 flips.append(out_axis)
             out_axis += 1
-        data = np.asarray(source[tuple(key)])
+        data = np.asarray(source[tuple(key)], dtype=dtype)
         for axis in flips:
             data = np.flip(data, axis)
-        return np.ascontiguousarray(data)
+        return data if data.flags.c_contiguous else data.copy(order="C")
 
 
 def _axis(item: Item, n: int, dim: int, shape: tuple[int, ...]) -> _Axis:

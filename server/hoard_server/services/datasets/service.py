@@ -124,7 +124,7 @@ def _stamp(f: h5py.File) -> None:
 
 
 def shape_of(ds: h5py.Dataset) -> DatasetShape:
-    string = h5py.check_string_dtype(ds.dtype) is not None
+    string = nodes.is_text(ds.dtype)
     return DatasetShape(
         tuple(ds.shape or ()),
         arrays.STR if string else ds.dtype.str,
@@ -189,7 +189,7 @@ class DatasetService:
             if nodes.exists(f, node):
                 old = nodes.dataset(f, node, ref.path, ref.repository)
                 if old.shape == value.shape and (
-                    (string and h5py.check_string_dtype(old.dtype) is not None)
+                    (string and nodes.is_text(old.dtype))
                     or (not string and old.dtype == value.dtype)
                 ):
                     if value.ndim == 0:
@@ -201,7 +201,7 @@ class DatasetService:
             if string:
                 ds = f.create_dataset(node, data=value, dtype=STRING_DTYPE)
             else:
-                ds = f.create_dataset(node, data=value)
+                ds = f.create_dataset(node, data=value, dtype=value.dtype)
             return shape_of(ds)
 
     @staticmethod
@@ -331,9 +331,9 @@ class DatasetService:
                     assert files is not None
                     result = self._appender.append(files, path, batches, _stamp)
                     if result.written:
-                        last = batches[result.written - 1]
+                        tail = batches[result.written - 1]
                         yield AppendAck(
-                            sequences[result.written - 1], last.node, result.shapes[last.node]
+                            sequences[result.written - 1], tail.node, result.shapes[tail.node]
                         )
                     if result.error is not None:
                         failure = result.error
@@ -351,7 +351,7 @@ class DatasetService:
         with files.reading(ref.path) as f:
             ds = nodes.dataset(f, ref.node, ref.path, ref.repository)
             sel = Selection.parse(items, tuple(ds.shape or ()))
-            itemsize = 1 if h5py.check_string_dtype(ds.dtype) is not None else ds.dtype.itemsize
+            itemsize = 1 if nodes.is_text(ds.dtype) else ds.dtype.itemsize
             if sel.count * itemsize > limit:
                 raise self._too_large(ref, sel.count * itemsize)
             value = sel.read(ds)
@@ -379,7 +379,7 @@ class DatasetService:
         with files.reading(ref.path) as f:
             ds = nodes.dataset(f, ref.node, ref.path, ref.repository)
             sel = Selection.parse(items, tuple(ds.shape or ()))
-            itemsize = 64 if h5py.check_string_dtype(ds.dtype) is not None else ds.dtype.itemsize
+            itemsize = 64 if nodes.is_text(ds.dtype) else ds.dtype.itemsize
         shape = sel.shape
         if not shape:
             blocks = [(0, 1)]

@@ -86,7 +86,7 @@ class _Queue:
 
 
 def _is_string(dtype: np.dtype) -> bool:
-    return dtype.kind in "OU" or h5py.check_string_dtype(dtype) is not None
+    return dtype.kind in "OU" or nodes.is_text(dtype)
 
 
 class GroupAppender:
@@ -228,7 +228,7 @@ class GroupAppender:
             list(ds.shape),
             ds.dtype,
             ds.maxshape or (),
-            h5py.check_string_dtype(ds.dtype) is not None,
+            nodes.is_text(ds.dtype),
             grow=0,
         )
 

@@ -61,5 +61,11 @@ def dataset(f: h5py.File, node: str, path: str = "", repository: str | None = No
     return obj
 
 
+def is_text(dtype) -> bool:
+    """Whether a dataset's dtype is variable-length text (fixed-length bytes are not)."""
+    info = h5py.check_string_dtype(dtype)
+    return info is not None and info.length is None
+
+
 def exists(f: h5py.File, node: str) -> bool:
     return node == "/" or node in f
