@@ -374,7 +374,7 @@ def test_the_dataset_view_appends_and_follows(ds: Any) -> None:
     assert view.shape == (3, 3)
     view.append(np.full((1, 3), 7.0), grow_dimension=0)  # its own appends update it
     assert view.shape == (4, 3) and len(view) == 4 and view.chunks is not None
-    stream = view.follow(from_row=3)
+    stream = view.follow(from_row=3, grow_dimension=0)
     np.testing.assert_array_equal(next(stream), np.full((1, 3), 7.0))
     stream.close()
 

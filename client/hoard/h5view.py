@@ -174,8 +174,11 @@ class Dataset:
             self.file_path, self._dataset, grow_dimension=grow_dimension, **options
         )
 
-    def follow(self, from_row: int = 0) -> Iterator[np.ndarray]:
-        return self.datasets.follow(self.file_path, self._dataset, from_row)
+    def follow(self, from_row: int = 0, grow_dimension: int = -1) -> Iterator[np.ndarray]:
+        """Blocks of rows along ``grow_dimension`` (TVB's default: the last) as they land."""
+        return self.datasets.follow(
+            self.file_path, self._dataset, from_row, grow_dimension=grow_dimension
+        )
 
     def __repr__(self) -> str:
         shape = self._shape.shape if self._shape is not None else "?"
