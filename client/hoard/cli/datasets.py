@@ -172,11 +172,11 @@ def describe(client: Client, args: argparse.Namespace) -> int:
     for node in description.nodes:
         depth = 0 if node.node == "/" else node.node.count("/")
         indent = "  " * depth
-        name = "/" if node.node == "/" else node.node.rsplit("/", 1)[-1]
+        name = node.node.rsplit("/", 1)[-1]
         if node.shape is not None:
             print(f"{indent}{name}  {_shape_text(node.shape)}")
         else:
-            print(f"{indent}{name}/")
+            print(f"{indent}{name}/")  # the root is "/"
         for key, value in node.attributes.items():
             print(f"{indent}  @{key} = {value!r}")
     return 0
