@@ -270,6 +270,46 @@ def test_a_reply_past_the_limit_is_read_streamed(daemon_factory: Any, tmp_path: 
         assert [offset for offset, _, _ in blocks] == sorted({o for o, _, _ in blocks})
 
 
+def test_a_selection_the_shape_says_is_large_is_streamed_at_once(
+    hoard_daemon: Any, monkeypatch: Any
+) -> None:
+    """Which RPCs a read makes: small selections one GetData, a large one (by the view's
+    shape) straight to ReadData, no refused GetData first."""
+    import grpc
+
+    import hoard
+    from hoard import datasets
+    from hoard.transport import channel_options
+
+    class Recorder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+        def __init__(self) -> None:
+            self.methods: list[str] = []
+
+        def intercept_unary_unary(self, proceed: Any, details: Any, request: Any) -> Any:
+            self.methods.append(details.method.rsplit("/", 1)[-1])
+            return proceed(details, request)
+
+        def intercept_unary_stream(self, proceed: Any, details: Any, request: Any) -> Any:
+            self.methods.append(details.method.rsplit("/", 1)[-1])
+            return proceed(details, request)
+
+    monkeypatch.setattr(datasets, "STREAMED_READ_BYTES", 4096)
+    recorder = Recorder()
+    channel = grpc.intercept_channel(
+        grpc.insecure_channel(hoard_daemon.target, options=channel_options(5)), recorder
+    )
+    with hoard.Client(channel, target=hoard_daemon.target) as client:
+        ds = client.datasets()
+        data = np.arange(2000, dtype="<i8").reshape(1000, 2)
+        ds.store_data("rec.h5", "data", data)
+        view = ds.open("rec.h5")["data"]
+        recorder.methods.clear()
+        np.testing.assert_array_equal(view[:10], data[:10])  # 160 bytes
+        np.testing.assert_array_equal(view[::2, 1], data[::2, 1])  # 4000 bytes
+        np.testing.assert_array_equal(view[:], data)  # 16000 bytes
+        assert recorder.methods == ["GetData", "GetData", "ReadData"]
+
+
 def test_metadata_round_trip(ds: Any) -> None:
     from hoard import errors
 
