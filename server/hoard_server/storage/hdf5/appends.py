@@ -119,21 +119,23 @@ class GroupAppender:
             ticket.event.clear()
             if ticket.result is not None:
                 return ticket.result
-        # the leader: write every batch waiting, then hand over
+        # the leader: write every batch waiting, then hand over (whatever happened)
         with self._lock:
             round_, queue.pending = queue.pending, []
-        self._round(files, path, round_, on_create)
-        for t in round_:
-            if t is not ticket:
-                t.event.set()
-        with self._lock:
-            if queue.pending:
-                nxt = queue.pending[0]
-                nxt.lead = True
-                nxt.event.set()
-            else:
-                queue.leader = False
-                self._queues.pop(key, None)
+        try:
+            self._round(files, path, round_, on_create)
+        finally:
+            for t in round_:
+                if t is not ticket:
+                    t.event.set()
+            with self._lock:
+                if queue.pending:
+                    nxt = queue.pending[0]
+                    nxt.lead = True
+                    nxt.event.set()
+                else:
+                    queue.leader = False
+                    self._queues.pop(key, None)
         assert ticket.result is not None
         return ticket.result
 
