@@ -274,6 +274,7 @@ def test_every_mistake_has_its_status_and_reason(stub, hoard_daemon):
         got_code, message, info = failure(call)
         assert (got_code, info.reason) == (code, reason), message
         assert info.domain == "hoard" and message
+        assert info.metadata["repository"] == "default"
     assert stub.GetDataShape(node("ts")).shape == [2, 4]
     stub.CloseFile(node())
     assert file_on_disk(hoard_daemon).read_bytes() == before
