@@ -276,6 +276,9 @@ BAD_ARRAYS = [
     (WireArray("", (1,), bytes(8)), "INVALID_DTYPE"),
     (WireArray("|S0", (1,), b""), "INVALID_DTYPE"),
     (WireArray("<f8", (1,) * 33, bytes(8)), "SHAPE_MISMATCH"),
+    (WireArray("<f8", (0, 2**63), b""), "SHAPE_MISMATCH"),
+    (WireArray("str", (0, 2**40, 2**40), b""), "SHAPE_MISMATCH"),
+    (WireArray("<f8", (2**64 - 1,), b""), "SHAPE_MISMATCH"),
 ]
 
 
