@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
 import os
 import threading
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import h5py
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import DaemonProcess, wait_until
@@ -26,6 +28,7 @@ from hypothesis import strategies as st
 
 import hoard
 from hoard.v1 import datasets_pb2 as dpb
+from hoard.v1 import datasets_pb2_grpc
 from hoard.v1 import objects_pb2 as opb
 from hoard.v1 import repositories_pb2 as rpb
 
@@ -48,6 +51,32 @@ class Call:
     has_repository: bool = True
     takes_key: bool = False
     endless: bool = False  # a stream that lasts until the client cancels (Follow)
+
+
+def _h5_file() -> bytes:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        f["x"] = list(range(10))
+    return buffer.getvalue()
+
+
+H5 = _h5_file()
+# Dataset files the fixture makes in "default" for the DatasetFiles calls. The renamed and
+# deleted ones are used once, by test_valid_requests_are_answered.
+STORED_H5 = "hostile/stored.h5"
+RENAME_ME = "hostile/rename-me.h5"
+DELETE_ME = "hostile/delete-me.h5"
+FOLDER_A = "hostile/folder-a"
+PROJECT_XML = "hostile/Project.xml"
+
+
+def _import(repo: str, key: str) -> list:
+    return [
+        dpb.ImportRequest(
+            header=dpb.ImportHeader(repository=repo, path="hostile/imported.h5", overwrite=True)
+        ),
+        dpb.ImportRequest(chunk=H5),
+    ]
 
 
 def _put(repo: str, key: str) -> list:
@@ -160,12 +189,111 @@ CALLS = [
         # never the repository the tests read back: erase a throwaway one
         lambda r, k: [rpb.EraseRepositoryRequest(repository=r if r != "default" else "scratch")],
     ),
+    Call(
+        "/hoard.v1.DatasetFiles/ListFiles",
+        False,
+        True,
+        lambda r, k: [dpb.ListFilesRequest(repository=r, folder="hostile", recursive=True)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/DeleteFile",
+        False,
+        False,
+        lambda r, k: [dpb.FileRequest(repository=r, path=DELETE_ME)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/RenameFile",
+        False,
+        False,
+        lambda r, k: [
+            dpb.RenameRequest(
+                repository=r, source=RENAME_ME, destination="hostile/renamed.h5", overwrite=True
+            )
+        ],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/CopyFile",
+        False,
+        False,
+        lambda r, k: [
+            dpb.RenameRequest(
+                repository=r, source=STORED_H5, destination="hostile/copy.h5", overwrite=True
+            )
+        ],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/RemoveFiles",
+        False,
+        False,
+        lambda r, k: [
+            dpb.RemoveFilesRequest(repository=r, paths=["hostile/absent"], ignore_errors=True)
+        ],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/DiskUsage",
+        False,
+        False,
+        lambda r, k: [dpb.DiskUsageRequest(repository=r, path="hostile", h5_only=True)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/ExportFile",
+        False,
+        True,
+        lambda r, k: [dpb.FileRequest(repository=r, path=STORED_H5)],
+    ),
+    Call("/hoard.v1.DatasetFiles/ImportFile", True, False, _import),
+    Call(
+        "/hoard.v1.DatasetFiles/SnapshotFile",
+        False,
+        False,
+        lambda r, k: [dpb.FileRequest(repository=r, path=STORED_H5)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/CreateFolder",
+        False,
+        False,
+        lambda r, k: [dpb.FolderRequest(repository=r, path="hostile/new-folder")],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/RenameFolder",
+        False,
+        False,
+        lambda r, k: [
+            dpb.RenameRequest(
+                repository=r, source=FOLDER_A, destination="hostile/folder-b", overwrite=True
+            )
+        ],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/RemoveFolder",
+        False,
+        False,
+        lambda r, k: [dpb.FolderRequest(repository=r, path="hostile/absent", ignore_errors=True)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/WriteXmlMetadata",
+        False,
+        False,
+        lambda r, k: [dpb.XmlMetadata(repository=r, path=PROJECT_XML, metadata={"name": "x"})],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/ReadXmlMetadata",
+        False,
+        False,
+        lambda r, k: [dpb.FileRequest(repository=r, path=PROJECT_XML)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/ZipFolder",
+        False,
+        True,
+        lambda r, k: [dpb.ZipFolderRequest(repository=r, folder="hostile", exclude=["copy.h5"])],
+    ),
 ]
-H5 = "hostile/t.h5"
+DATASETS_H5 = "hostile/datasets.h5"
 
 
 def _node(repo: str, dataset: str = "") -> dpb.NodeRef:
-    return dpb.NodeRef(repository=repo, path=H5, dataset=dataset)
+    return dpb.NodeRef(repository=repo, path=DATASETS_H5, dataset=dataset)
 
 
 def _rows(n: int = 2) -> dpb.Array:
@@ -248,7 +376,7 @@ def test_every_rpc_is_in_the_table():
     services = [
         *opb.DESCRIPTOR.services_by_name.values(),
         *rpb.DESCRIPTOR.services_by_name.values(),
-        dpb.DESCRIPTOR.services_by_name["Datasets"],
+        *dpb.DESCRIPTOR.services_by_name.values(),
     ]
     for service in services:
         for method in service.methods:
@@ -268,8 +396,20 @@ def daemon(tmp_path_factory):
     d = DaemonProcess(str(base / "data"), "--backup-root", str(BACKUP_ROOT)).start()
     with hoard.connect(d.target) as client:
         assert client.repository().put_object(STORED) == KEY
-    with grpc.insecure_channel(d.target) as ch:  # a dataset with rows, for the Datasets calls
-        for call in CALLS:
+    with grpc.insecure_channel(d.target) as ch:  # what the DatasetFiles calls act on
+        files = datasets_pb2_grpc.DatasetFilesStub(ch)
+        for path in (STORED_H5, RENAME_ME, DELETE_ME):
+            files.ImportFile(iter(_import("default", "")))
+            files.RenameFile(
+                dpb.RenameRequest(
+                    repository="default", source="hostile/imported.h5", destination=path
+                )
+            )
+        files.CreateFolder(dpb.FolderRequest(repository="default", path=FOLDER_A))
+        files.WriteXmlMetadata(
+            dpb.XmlMetadata(repository="default", path=PROJECT_XML, metadata={"name": "x"})
+        )
+        for call in CALLS:  # a dataset with rows, for the Datasets calls
             if call.path.endswith(("/StoreData", "/AppendData")):
                 assert send(ch, call, call.make("default", KEY))[0] == OK
     yield d

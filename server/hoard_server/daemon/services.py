@@ -22,11 +22,13 @@ from hoard.v1 import (
 )
 from hoard_server.daemon.builder import Service
 from hoard_server.daemon.config import Config, stream_slots, where
+from hoard_server.grpc.dataset_files import DatasetFilesServicer
 from hoard_server.grpc.datasets import DatasetsServicer
 from hoard_server.grpc.interceptors.decode_guard import DecodeGuard
 from hoard_server.grpc.limits import StreamLimits
 from hoard_server.grpc.objects import ObjectsServicer
 from hoard_server.grpc.repositories import RepositoriesServicer
+from hoard_server.services.datasets.files import DatasetFileService
 from hoard_server.services.datasets.service import DatasetService, DatasetSettings
 from hoard_server.services.objects import ObjectService
 from hoard_server.services.repositories import RepositoryService
@@ -102,6 +104,11 @@ SERVICES: tuple[Service[ServiceContext], ...] = (
         _name(datasets_pb2, "Datasets"),
         lambda ctx: DatasetsServicer(ctx.datasets, ctx.limits),
         datasets_pb2_grpc.add_DatasetsServicer_to_server,
+    ),
+    Service(
+        _name(datasets_pb2, "DatasetFiles"),
+        lambda ctx: DatasetFilesServicer(DatasetFileService(ctx.registry), ctx.limits),
+        datasets_pb2_grpc.add_DatasetFilesServicer_to_server,
     ),
     # Check answers on the probe pool even when every worker is busy. Watch stays on the
     # workers: it holds its thread for as long as the watcher stays.

@@ -41,7 +41,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import h5py
@@ -308,6 +308,27 @@ class OpenFiles:
                     watch.notify()
 
     @contextmanager
+    def exclusive_under(self, *paths: str) -> Iterator[list[str]]:
+        """``exclusive`` for every file at or below each of ``paths`` (files or folders),
+        all at once: for a folder renamed or removed, or a file renamed onto another. Yields
+        the absolute paths.
+
+        The doors are taken in path order (as any caller holding several must), so two
+        such callers cannot deadlock. Covers the files that exist or are open when it
+        starts; symbolic links are not followed."""
+        fulls = [self.resolve(p) for p in paths]
+        with self._lock:
+            known = list(self._entries)
+        targets: set[str] = set()
+        for full in fulls:
+            targets.update(k for k in known if k == full or k.startswith(full + os.sep))
+            targets.update(_files_at_or_below(full))
+        with ExitStack() as stack:
+            for target in sorted(targets):
+                stack.enter_context(self.exclusive(sandbox.relative(self.root, target)))
+            yield fulls
+
+    @contextmanager
     def watch(self, path: str) -> Iterator[FileWatch]:
         """Notifications of changes to one file, for as long as the block lasts."""
         full = self.resolve(path)
@@ -340,6 +361,19 @@ class OpenFiles:
         for full, entry in entries:
             with entry.lock:
                 self._close_handle(entry, full)
+
+
+def _files_at_or_below(full: str) -> Iterator[str]:
+    """``full`` if it is a file, else every file below it (links neither followed nor given)."""
+    if os.path.isfile(full) and not os.path.islink(full):
+        yield full
+        return
+    for top, dirs, names in os.walk(full):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(top, d))]
+        for name in names:
+            path = os.path.join(top, name)
+            if not os.path.islink(path):
+                yield path
 
 
 def _fsync(full: str) -> None:
