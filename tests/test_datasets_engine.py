@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from harness import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -186,6 +187,30 @@ def test_concurrent_writers_to_one_file_lose_nothing(files):
     for w in range(writers):  # each writer's rows in its order
         mine = [v for v in values if v // 1000 == w]
         assert mine == sorted(mine)
+
+
+def test_batches_waiting_for_a_file_are_committed_together(files):
+    appender = GroupAppender()
+    appender.append(files, "t.h5", [AppendBatch("/ts", rows(0, 1), 0)])
+    rounds = appender.rounds
+    results = []
+
+    def write(i: int) -> None:
+        results.append(appender.append(files, "t.h5", [AppendBatch("/ts", rows(i, 1), 0)]))
+
+    with files.writing("t.h5"):  # another writer holds the file meanwhile
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(1, 6)]
+        threads[0].start()  # the leader: takes its batch, then waits for the file
+        wait_until(lambda: appender.rounds == rounds + 1, what="the leader's round")
+        for t in threads[1:]:
+            t.start()
+        wait_until(lambda: appender.waiting(files, "t.h5") == 4, what="four callers queued")
+    for t in threads:
+        t.join()
+    assert all(r.error is None for r in results)
+    assert appender.rounds == rounds + 2  # the leader's own round, then one for the four
+    with files.reading("t.h5") as f:
+        assert sorted(f["ts"][:, 0].tolist()) == [3.0 * i for i in range(6)]
 
 
 def test_appends_leave_the_handle_in_swmr_mode_and_readers_see_rows(files, tmp_path):

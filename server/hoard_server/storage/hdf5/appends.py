@@ -96,6 +96,13 @@ class GroupAppender:
         self.chunk_target_bytes = chunk_target_bytes
         self._lock = threading.Lock()
         self._queues: dict[tuple[int, str], _Queue] = {}
+        self.rounds = 0  # group commits so far (each one flush and one fsync)
+
+    def waiting(self, files: OpenFiles, path: str) -> int:
+        """Callers waiting for the file's current round to end (for tests and metrics)."""
+        with self._lock:
+            queue = self._queues.get((id(files), files.resolve(path)))
+            return len(queue.pending) if queue else 0
 
     def append(
         self,
@@ -122,6 +129,7 @@ class GroupAppender:
         # the leader: write every batch waiting, then hand over (whatever happened)
         with self._lock:
             round_, queue.pending = queue.pending, []
+            self.rounds += 1
         try:
             self._round(files, path, round_, on_create)
         finally:
