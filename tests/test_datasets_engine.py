@@ -227,6 +227,18 @@ def test_appends_leave_the_handle_in_swmr_mode_and_readers_see_rows(files, tmp_p
     assert out.stdout.strip() == "4"
 
 
+def test_files_too_old_for_swmr_are_appended_to_without_it(files):
+    os.makedirs(files.root, exist_ok=True)
+    with h5py.File(files.resolve("old.h5"), "w", libver="earliest") as f:  # superblock v0
+        f.create_dataset("ts", data=rows(0, 2), maxshape=(None, 3), chunks=(4, 3))
+    appender = GroupAppender()
+    result = appender.append(files, "old.h5", [AppendBatch("/ts", rows(2, 2), 0)])
+    assert result.error is None and result.shapes["/ts"] == (4, 3)
+    with files.reading("old.h5") as f:
+        assert not f.swmr_mode
+        np.testing.assert_array_equal(f["ts"][()], rows(0, 4))
+
+
 def test_metadata_writes_leave_swmr_mode_and_appends_return_to_it(files):
     appender = GroupAppender()
     appender.append(files, "t.h5", [AppendBatch("/ts", rows(0, 2), 0)])
