@@ -432,6 +432,8 @@ def test_appender_raises_the_streams_error_on_the_next_call(ds: Any) -> None:
 
     ds.store_data("err.h5", "data", np.zeros((2, 3)))
     app = ds.appender("err.h5", "data", grow_dimension=0)
+    with pytest.raises(ValueError, match="append_row"):  # a row given as a block: said at once
+        app.append(np.zeros(3))
     app.append(np.zeros((1, 5)))  # wrong width: the daemon refuses the batch
     with pytest.raises(errors.HoardError) as caught:
         app.flush()
