@@ -265,6 +265,10 @@ def test_a_reply_past_the_limit_is_read_streamed(daemon_factory: Any, tmp_path: 
         np.testing.assert_array_equal(ds.get_data("big.h5", "data", (slice(None), 5)), data[:, 5])
         view = ds.open("big.h5")["data"]
         np.testing.assert_array_equal(view[100:1400:3, ::-2], data[100:1400:3, ::-2])
+        text = np.array([f"row {i}" * (1 + i % 3) for i in range(40_000)])  # varying widths
+        ds.store_data("big.h5", "text", text)
+        assert len(list(ds.read_data("big.h5", "text"))) > 1
+        np.testing.assert_array_equal(ds.get_data("big.h5", "text"), text)
         blocks = list(ds.read_data("big.h5", "data"))
         assert len(blocks) > 1 and all(shape == (1500, 200) for _, _, shape in blocks)
         assert [offset for offset, _, _ in blocks] == sorted({o for o, _, _ in blocks})

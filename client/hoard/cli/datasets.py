@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("path")
     p.set_defaults(run=describe)
 
-    p = cmd.add_parser("cat", help="print a dataset (or a selection of it) as CSV")
+    p = cmd.add_parser("cat", help="print a dataset (or a selection of it) as CSV, streamed")
     p.add_argument("path")
     p.add_argument("dataset", help='dataset, a path inside the file ("group/data")')
     p.add_argument(
@@ -188,8 +188,9 @@ def cat(client: Client, args: argparse.Namespace) -> int:
     except (ValueError, IndexError, TypeError) as exc:
         print(f"hoard: bad selection: {exc}", file=sys.stderr)
         return 2
-    data = client.datasets(args.repository).get_data(args.path, args.dataset, key)
-    write_csv(data, args.delimiter)
+    # streamed block by block (ReadData): a selection of any size prints in bounded memory
+    for _, block, _ in client.datasets(args.repository).read_data(args.path, args.dataset, key):
+        write_csv(block, args.delimiter)
     return 0
 
 
