@@ -343,6 +343,7 @@ def test_the_view_reads_like_h5py(ds: Any) -> None:
     np.testing.assert_array_equal(np.asarray(view), data)
     assert view.shape == (100, 4) and view.dtype == np.dtype("<i4") and view.ndim == 2
     assert len(view) == 100
+    assert view[3, 2] == data[3, 2] and isinstance(view[3, 2], np.int32)  # a scalar, as h5py
     assert set(f.keys()) == {"data", "group"}
     assert "data" in f and "group/sub/data" in f and "absent" not in f
     np.testing.assert_array_equal(f["group/sub/data"][:], np.ones(3))

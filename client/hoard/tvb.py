@@ -295,7 +295,8 @@ class HDF5StorageManager:
         with _tvb_errors():
             self._flush_appenders()
             try:
-                return self.datasets.get_data(self._path, dataset_name, data_slice, where=where)
+                data = self.datasets.get_data(self._path, dataset_name, data_slice, where=where)
+                return data[()] if data.ndim == 0 else data  # a numpy scalar, as h5py gives
             except errors.DatasetNotFoundError:
                 if ignore_errors:
                     return None
