@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 Value = None | bool | int | float | str | datetime
 
 INT64_MIN = -(1 << 63)
+MAX_FIELD_NAME = 100
 UINT64_MAX = (1 << 64) - 1
 
 
@@ -158,9 +159,11 @@ class FileRecord:
 
 
 def check_field_name(name: str) -> str:
-    """Field names are non-empty text without NUL (the index ends a name with one)."""
-    if not name or "\x00" in name or len(name.encode("utf-8")) > 200:
-        raise ValueError(f"bad field name {name!r}: it must be 1-200 bytes without NUL")
+    """Field names are non-empty text without NUL (the index ends a name with one), at most
+    ``MAX_FIELD_NAME`` bytes of UTF-8 (an index key holds the name)."""
+    if not name or "\x00" in name or len(name.encode("utf-8")) > MAX_FIELD_NAME:
+        raise ValueError(
+            f"bad field name {name!r}: it must be 1-{MAX_FIELD_NAME} bytes without NUL")
     return name
 
 

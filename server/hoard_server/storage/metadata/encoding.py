@@ -1,0 +1,203 @@
+"""Order-preserving byte encodings of metadata values, and the stored form of a record.
+
+LMDB compares keys with memcmp and py-lmdb takes no custom comparator, so a value's bytes
+must sort as the value does:
+
+- a type tag byte first (``FieldType``), so nulls sort first and each type has its range;
+- bool: one byte; int: big-endian after adding 2^63, in 9 bytes so that uint64 values
+  (qass's project ids) above int64's range fit and sort after it;
+- datetime: microseconds since the epoch, as an int;
+- float: IEEE 754 big-endian with every bit flipped when negative and only the sign bit
+  otherwise; -0.0 is 0.0 and NaN is refused;
+- str: UTF-8 with 0x00 escaped as 0x00 0xFF and a 0x00 terminator (so no encoding is a
+  prefix of another and "a" < "a\\0" < "ab").
+
+The encoding is prefix-free, so a composite key (several values one after another) sorts
+as the tuple does, and inverting the bytes of one value reverses its order (descending
+sort keys). An index key must stay under LMDB's 511 bytes: a long value is kept as its
+first ``KEEP`` bytes and a hash (``index_value``); such keys still fall inside every range
+that holds the value (a range scan then checks the record itself) but no longer sort among
+values with the same first bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from datetime import UTC, datetime
+
+from hoard.metadata.records import (
+    FieldType,
+    FileRecord,
+    FileSignature,
+    Value,
+    datetime_to_micros,
+    micros_to_datetime,
+)
+
+from hoard_server.errors import InvalidArgument
+
+T_NULL = bytes([FieldType.NULL])
+T_BOOL = bytes([FieldType.BOOL])
+T_INT = bytes([FieldType.INT])
+T_FLOAT = bytes([FieldType.FLOAT])
+T_STR = bytes([FieldType.STR])
+T_DATETIME = bytes([FieldType.DATETIME])
+
+_Q = struct.Struct(">Q")
+_D = struct.Struct(">d")
+_SIGN = 1 << 63
+_ALL = (1 << 64) - 1
+KEEP = 384  # bytes of a long value kept in an index key, before its hash
+HASH = 16  # a value takes at most 401 bytes of a key: name (<= 100), 0x00, value, doc id (8)
+
+
+def encode_int(value: int) -> bytes:
+    if -_SIGN <= value <= _ALL:
+        return (value + _SIGN).to_bytes(9, "big")
+    raise ValueError(f"integer {value} is outside int64/uint64")
+
+
+def encode_float(value: float) -> bytes:
+    if math.isnan(value):
+        raise ValueError("NaN cannot be indexed (it has no order)")
+    if value == 0.0:
+        value = 0.0
+    (bits,) = _Q.unpack(_D.pack(value))
+    return _Q.pack(bits ^ _ALL if bits & _SIGN else bits | _SIGN)
+
+
+def encode_str(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    if b"\x00" in raw:
+        raw = raw.replace(b"\x00", b"\x00\xff")
+    return raw + b"\x00"
+
+
+def encode_datetime(value: datetime) -> bytes:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return _Q.pack(datetime_to_micros(value) + _SIGN)
+
+
+def encode(value: Value) -> bytes:
+    """The full order-preserving encoding of a value, tag first."""
+    if value is None:
+        return T_NULL
+    kind = type(value)
+    if kind is int:
+        return T_INT + encode_int(value)  # type: ignore[arg-type]
+    if kind is float:
+        return T_FLOAT + encode_float(value)  # type: ignore[arg-type]
+    if kind is str:
+        return T_STR + encode_str(value)  # type: ignore[arg-type]
+    if kind is bool:
+        return T_BOOL + (b"\x01" if value else b"\x00")
+    if isinstance(value, datetime):
+        return T_DATETIME + encode_datetime(value)
+    if isinstance(value, bool):
+        return T_BOOL + (b"\x01" if value else b"\x00")
+    if isinstance(value, int):
+        return T_INT + encode_int(int(value))
+    if isinstance(value, float):
+        return T_FLOAT + encode_float(float(value))
+    if isinstance(value, str):
+        return T_STR + encode_str(str(value))
+    raise TypeError(f"cannot encode a {type(value).__name__} as a metadata value")
+
+
+LONGEST = KEEP + HASH  # a form longer than this is a shortened one
+
+
+def index_value(encoded: bytes) -> tuple[bytes, bool]:
+    """(the form an index key holds, whether it was shortened): the encoding itself, or
+    for a long one its first ``KEEP`` bytes, a 0x01 and a hash of the whole (one byte
+    longer than ``LONGEST``, so a form's length tells whether it was shortened)."""
+    if len(encoded) <= LONGEST:
+        return encoded, False
+    digest = hashlib.blake2b(encoded, digest_size=HASH).digest()
+    return encoded[:KEEP] + b"\x01" + digest, True
+
+
+def successor(prefix: bytes) -> bytes | None:
+    """The smallest byte string above every string that starts with ``prefix`` (None when
+    there is none: all 0xFF)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def invert(encoded: bytes) -> bytes:
+    """The bytes that sort in the reverse order (for a descending sort key)."""
+    return bytes(255 - b for b in encoded)
+
+
+# -- the stored record -----------------------------------------------------------------
+# value = header (signature, error flag, lengths) + machine_id + path + JSON of the rest.
+# The header and the path come first so that a walk that needs only paths or signatures
+# reads them without parsing the JSON.
+_HEAD = struct.Struct("<QqqQBHI")  # size, mtime_ns, ctime_ns, inode, flags, len(m), len(p)
+FLAG_ERROR = 1
+
+
+def pack_record(record: FileRecord) -> bytes:
+    fields: dict[str, object] = {}
+    dates: dict[str, int] = {}
+    for name, value in record.fields.items():
+        if isinstance(value, datetime):
+            dates[name] = datetime_to_micros(
+                value if value.tzinfo else value.replace(tzinfo=UTC))
+        elif isinstance(value, float) and not math.isfinite(value):
+            fields[name] = value  # json writes Infinity; NaN never gets this far
+        else:
+            fields[name] = value
+    body = {"f": fields}
+    if dates:
+        body["d"] = dates
+    if record.error is not None:
+        body["e"] = record.error
+    machine = record.machine_id.encode("utf-8")
+    path = record.path.encode("utf-8")
+    sig = record.signature
+    head = _HEAD.pack(sig.size, sig.mtime_ns, sig.ctime_ns, sig.inode,
+                      FLAG_ERROR if record.error is not None else 0, len(machine), len(path))
+    return head + machine + path + json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def unpack_location(data: bytes) -> tuple[str, str]:
+    """(machine_id, path) of a stored record, without parsing its fields."""
+    _, _, _, _, _, lm, lp = _HEAD.unpack_from(data)
+    start = _HEAD.size
+    return (data[start : start + lm].decode("utf-8"),
+            data[start + lm : start + lm + lp].decode("utf-8"))
+
+
+def unpack_signature(data: bytes) -> tuple[FileSignature, bool]:
+    """(signature, failed to parse) of a stored record."""
+    size, mtime, ctime, inode, flags, _, _ = _HEAD.unpack_from(data)
+    return FileSignature(size, mtime, ctime, inode), bool(flags & FLAG_ERROR)
+
+
+def unpack_record(data: bytes) -> FileRecord:
+    size, mtime, ctime, inode, _flags, lm, lp = _HEAD.unpack_from(data)
+    start = _HEAD.size
+    machine = data[start : start + lm].decode("utf-8")
+    path = data[start + lm : start + lm + lp].decode("utf-8")
+    body = json.loads(data[start + lm + lp :])
+    fields: dict[str, Value] = body["f"]
+    for name, micros in body.get("d", {}).items():
+        fields[name] = micros_to_datetime(micros)
+    return FileRecord(path, FileSignature(size, mtime, ctime, inode), fields, machine,
+                      body.get("e"))
+
+
+def check_query_value(field: str, value: Value) -> bytes:
+    """The encoding of a value a query compares with; InvalidArgument when it has none."""
+    try:
+        return encode(value)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"field {field!r}: {exc}", reason="INVALID_QUERY",
+                              field=field) from exc

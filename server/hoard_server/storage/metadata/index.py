@@ -1,0 +1,483 @@
+"""The metadata index: one record per (machine_id, path), typed secondary indexes per field.
+
+One LMDB environment, five databases:
+
+- ``docs``: doc key (machine_id and path, encoded) -> doc id (8 bytes): one record per file;
+- ``records``: doc id -> the stored record (``encoding.pack_record``);
+- ``fields``: field name, 0x00, the value's index form, doc id -> b"" (b"t" when the value
+  was shortened): every field of every record, the built-in ones (path, filename, ...) too;
+- ``schema``: field name -> how many values of each type it holds, and how many shortened;
+- ``meta``: the next doc id and the format version.
+
+Every change to a record (added, replaced, removed) changes its index entries and the
+schema counts in the same transaction, so the databases agree whenever a transaction has
+committed, crash or not (``check`` proves it). Writes come in batches, thousands of
+records per transaction, each committed with an fsync (``lmdb_env``).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import lmdb
+from hoard.metadata.records import (
+    FieldType,
+    FileRecord,
+    FileSignature,
+    Value,
+    check_field_name,
+)
+
+from hoard_server.errors import InvalidArgument
+from hoard_server.storage.lmdb_env import LmdbEnvironment, Txn
+from hoard_server.storage.metadata import encoding as enc
+
+FORMAT_VERSION = 1
+DEFAULT_MAP_SIZE = 8 << 30
+DB_NAMES = ("docs", "records", "fields", "schema", "meta")
+_ID = struct.Struct(">Q")
+_COUNTS = struct.Struct("<7Q")
+TYPES = tuple(FieldType)  # the schema's counters, in this order, then "shortened"
+_TYPE_SLOT = {t: i for i, t in enumerate(TYPES)}
+_TAG_SLOT = {int(t): i for i, t in enumerate(TYPES)}
+MAX_MACHINE_ID = 100
+
+
+def doc_key(machine_id: str, path: str) -> bytes:
+    """The docs key of a file: its machine's encoding, then its path's (shortened with a
+    hash when long: the stored record has the whole path)."""
+    return enc.index_value(enc.encode_str(machine_id) + enc.encode_str(path))[0]
+
+
+def check_location(machine_id: str, path: str) -> None:
+    if len(machine_id.encode("utf-8")) > MAX_MACHINE_ID:
+        raise InvalidArgument(f"machine_id is longer than {MAX_MACHINE_ID} bytes",
+                              reason="INVALID_MACHINE_ID")
+    if not path or "\x00" in path:
+        raise InvalidArgument(f"bad path {path!r}", reason="INVALID_PATH", path=path)
+
+
+@dataclass
+class FieldInfo:
+    """One field of the schema: how many records hold a value of each type."""
+
+    name: str
+    counts: dict[FieldType, int]
+    shortened: int = 0  # values kept in the index as a prefix and a hash
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def types(self) -> list[FieldType]:
+        return [t for t, n in self.counts.items() if n]
+
+
+@dataclass
+class WriteCounts:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    paths: list[str] = field(default_factory=list)
+
+
+_PY_TAG = {type(None): FieldType.NULL, bool: FieldType.BOOL, int: FieldType.INT,
+           float: FieldType.FLOAT, str: FieldType.STR, datetime: FieldType.DATETIME}
+
+
+def _entry_of(key: bytes) -> tuple[bytes, int, bool]:
+    """(field name, type tag, shortened) of an index key without its doc id."""
+    i = key.index(0)
+    return key[:i], key[i + 1], len(key) - i - 1 > enc.LONGEST
+
+
+class _SchemaDelta:
+    """Changes to the schema counts within one transaction, applied at its end. New
+    records count by (name, Python type), in C; replaced and removed entries by key."""
+
+    def __init__(self) -> None:
+        self.by_type: Counter[tuple[str, type]] = Counter()
+        self.by_key: Counter[tuple[bytes, int, bool]] = Counter()
+
+    def add_fields(self, fields: dict[str, Value]) -> None:
+        self.by_type.update(zip(fields, map(type, fields.values()), strict=True))
+
+    def add_key(self, key: bytes, sign: int) -> None:
+        self.by_key[_entry_of(key)] += sign
+
+    def totals(self) -> dict[bytes, list[int]]:
+        """{field name: the seven counters' changes}."""
+        out: dict[bytes, list[int]] = {}
+        items = [((name.encode("utf-8"), int(_PY_TAG[kind]), False), n)
+                 for (name, kind), n in self.by_type.items()]
+        for (name, tag, shortened), n in [*items, *self.by_key.items()]:
+            d = out.get(name)
+            if d is None:
+                d = out[name] = [0] * 7
+            d[_TAG_SLOT[tag]] += n
+            if shortened:
+                d[6] += n
+        return {k: v for k, v in out.items() if any(v)}
+
+    def apply(self, txn: Txn, db: lmdb._Database) -> None:
+        for name, delta in self.totals().items():
+            raw = txn.get(name, db=db)
+            counts = list(_COUNTS.unpack(raw)) if raw is not None else [0] * 7
+            counts = [a + b for a, b in zip(counts, delta, strict=True)]
+            if any(c < 0 for c in counts):
+                raise AssertionError(f"schema count below zero for {name!r}")
+            if any(counts[:6]):
+                txn.put(name, _COUNTS.pack(*counts), db=db)
+            else:
+                txn.delete(name, db=db)
+
+
+class _Names(dict[str, bytes]):
+    """Field name -> its index prefix (the name and a 0x00), checked once."""
+
+    def __missing__(self, name: str) -> bytes:
+        check_field_name(name)
+        nb = self[name] = name.encode("utf-8") + b"\x00"
+        return nb
+
+
+class _Forms(dict[tuple[type, Value], bytes]):
+    """(type, value) -> the value's index form, computed once per batch; remembers whether
+    any value had to be shortened (then keys are counted one by one)."""
+
+    shortened = False
+
+    def __missing__(self, key: tuple[type, Value]) -> bytes:
+        try:
+            form, shortened = enc.index_value(enc.encode(key[1]))
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgument(f"a field value cannot be indexed: {exc}",
+                                  reason="INVALID_VALUE") from exc
+        if shortened:
+            self.shortened = True
+        if len(self) < 200_000:
+            self[key] = form
+        return form
+
+
+class _EntryEncoder:
+    """A record's index keys (without the doc id)."""
+
+    def __init__(self) -> None:
+        self.names = _Names()
+        self.forms = _Forms()
+
+    def keys(self, fields: dict[str, Value]) -> list[bytes]:
+        names, forms = self.names, self.forms
+        return [names[n] + forms[(type(v), v)] for n, v in fields.items()]
+
+
+class MetadataIndex:
+    """The index of one metadata cache (see the module's docstring)."""
+
+    def __init__(self, path: str, map_size: int = DEFAULT_MAP_SIZE) -> None:
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+        self.lmdb = LmdbEnvironment(path, map_size, DB_NAMES)
+        self._docs = self.lmdb.dbs["docs"]
+        self._records = self.lmdb.dbs["records"]
+        self._fields = self.lmdb.dbs["fields"]
+        self._schema = self.lmdb.dbs["schema"]
+        self._meta = self.lmdb.dbs["meta"]
+        with self.lmdb.write() as txn:
+            version = txn.get(b"format", db=self._meta)
+            if version is None:
+                txn.put(b"format", _ID.pack(FORMAT_VERSION), db=self._meta)
+            elif _ID.unpack(version)[0] != FORMAT_VERSION:
+                raise InvalidArgument(
+                    f"the metadata index at {path} has format {_ID.unpack(version)[0]}, "
+                    f"this hoard reads {FORMAT_VERSION}", reason="INDEX_FORMAT")
+
+    def close(self) -> None:
+        self.lmdb.close()
+
+    def __enter__(self) -> MetadataIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ------------------------------------------------------------------------
+    def upsert_many(self, records: Iterable[FileRecord]) -> WriteCounts:
+        """Add or replace records in one transaction; a replaced record's index entries
+        are replaced with it. A record equal to the stored one changes nothing."""
+        counts = WriteCounts()
+        encoder = _EntryEncoder()
+        delta = _SchemaDelta()
+        puts: list[bytes] = []  # new records' index keys, put in key order at the end
+        with self.lmdb.write() as txn:
+            docs, recs, fields = self._docs, self._records, self._fields
+            next_raw = txn.get(b"next_doc", db=self._meta)
+            next_id = _ID.unpack(next_raw)[0] if next_raw is not None else 1
+            for record in records:
+                check_location(record.machine_id, record.path)
+                key = doc_key(record.machine_id, record.path)
+                packed = enc.pack_record(record)
+                all_fields = record.all_fields()
+                new_keys = encoder.keys(all_fields)
+                old_id = txn.get(key, db=docs)
+                if old_id is None:
+                    doc_id = _ID.pack(next_id)
+                    next_id += 1
+                    txn.put(key, doc_id, db=docs)
+                    txn.put(doc_id, packed, db=recs)
+                    counts.added += 1
+                    puts.extend([k + doc_id for k in new_keys])
+                    delta.add_fields(all_fields)
+                    if encoder.forms.shortened:  # rare: count the shortened ones too
+                        for k in new_keys:
+                            name, tag, shortened = _entry_of(k)
+                            if shortened:
+                                delta.by_key[(name, tag, True)] += 1
+                                delta.by_key[(name, tag, False)] -= 1
+                    continue
+                doc_id = old_id
+                old_packed = txn.get(doc_id, db=recs)
+                if old_packed == packed:
+                    counts.unchanged += 1
+                    continue
+                old_keys = set(encoder.keys(enc.unpack_record(old_packed).all_fields()))
+                counts.updated += 1
+                txn.put(doc_id, packed, db=recs)
+                new_set = set(new_keys)
+                for k in old_keys - new_set:
+                    txn.delete(k + doc_id, db=fields)
+                    delta.add_key(k, -1)
+                for k in new_set - old_keys:
+                    txn.put(k + doc_id, b"", db=fields)
+                    delta.add_key(k, +1)
+            puts.sort()
+            txn.cursor(db=fields).putmulti([(k, b"") for k in puts])
+            txn.put(b"next_doc", _ID.pack(next_id), db=self._meta)
+            delta.apply(txn, self._schema)
+        return counts
+
+    def remove_many(self, locations: Iterable[tuple[str, str]]) -> WriteCounts:
+        """Remove the records of (machine_id, path) pairs in one transaction; a pair with no
+        record is left out of the count. Nothing is read from the files."""
+        counts = WriteCounts()
+        encoder = _EntryEncoder()
+        delta = _SchemaDelta()
+        with self.lmdb.write() as txn:
+            for machine_id, path in locations:
+                key = doc_key(machine_id, path)
+                doc_id = txn.get(key, db=self._docs)
+                if doc_id is None:
+                    continue
+                packed = txn.get(doc_id, db=self._records)
+                record = enc.unpack_record(packed)
+                if (record.machine_id, record.path) != (machine_id, path):
+                    continue  # a shortened key's hash collided: not this file
+                for k in set(encoder.keys(record.all_fields())):
+                    txn.delete(k + doc_id, db=self._fields)
+                    delta.add_key(k, -1)
+                txn.delete(doc_id, db=self._records)
+                txn.delete(key, db=self._docs)
+                counts.removed += 1
+                counts.paths.append(path)
+            delta.apply(txn, self._schema)
+        return counts
+
+    # -- reads -------------------------------------------------------------------------
+    @contextmanager
+    def snapshot(self) -> Iterator[IndexSnapshot]:
+        """A consistent view for one query (one read transaction)."""
+        with self.lmdb.read() as txn:
+            yield IndexSnapshot(self, txn)
+
+    def get(self, path: str, machine_id: str = "") -> FileRecord | None:
+        with self.snapshot() as snap:
+            return snap.get(path, machine_id)
+
+    def count(self) -> int:
+        with self.lmdb.read() as txn:
+            return int(txn.stat(self._records)["entries"])
+
+    def schema(self) -> list[FieldInfo]:
+        with self.snapshot() as snap:
+            return snap.schema()
+
+    def signatures(self, machine_id: str = "", under: str | None = None
+                   ) -> Iterator[tuple[str, FileSignature, bool]]:
+        """(path, signature, failed to parse) of the records of ``machine_id``, all or those
+        whose path starts with ``under``, in batches of read transactions."""
+        prefix = enc.encode_str(machine_id)
+        if under is not None:
+            prefix += under.encode("utf-8")
+        last: bytes | None = None
+        while True:
+            batch: list[tuple[str, FileSignature, bool]] = []
+            with self.lmdb.read() as txn:
+                cur = txn.cursor(db=self._docs)
+                found = cur.set_range(last if last is not None else prefix)
+                if found and last is not None and cur.key() == last:
+                    found = cur.next()
+                while found and len(batch) < 10_000:
+                    key = cur.key()
+                    if not key.startswith(prefix):
+                        found = False
+                        break
+                    packed = txn.get(cur.value(), db=self._records)
+                    sig, failed = enc.unpack_signature(packed)
+                    machine, path = enc.unpack_location(packed)
+                    if machine == machine_id and (under is None or path.startswith(under)):
+                        batch.append((path, sig, failed))
+                    last = key
+                    found = cur.next()
+            yield from batch
+            if not found:
+                return
+
+    def check(self) -> list[str]:
+        """Problems found by comparing the databases with each other: a record without its
+        index entries, an entry without its record, a doc key for a missing record, schema
+        counts that disagree. Empty when the index is consistent."""
+        problems: list[str] = []
+        encoder = _EntryEncoder()
+        expected_entries: set[bytes] = set()
+        expected_schema = _SchemaDelta()
+        with self.lmdb.read() as txn:
+            doc_ids = set()
+            for key, doc_id in txn.cursor(db=self._docs):
+                packed = txn.get(doc_id, db=self._records)
+                if packed is None:
+                    problems.append(f"doc key {key!r} names a missing record")
+                    continue
+                record = enc.unpack_record(packed)
+                if doc_key(record.machine_id, record.path) != key:
+                    problems.append(f"record {record.path!r} is under another file's key")
+                doc_ids.add(doc_id)
+                for k in set(encoder.keys(record.all_fields())):
+                    expected_entries.add(k + doc_id)
+                    expected_schema.add_key(k, +1)
+            for doc_id, _ in txn.cursor(db=self._records):
+                if doc_id not in doc_ids:
+                    problems.append(f"record {_ID.unpack(doc_id)[0]} has no doc key")
+            found_entries = {k for k, _ in txn.cursor(db=self._fields)}
+            for k in sorted(expected_entries - found_entries)[:20]:
+                problems.append(f"missing index entry {k!r}")
+            for k in sorted(found_entries - expected_entries)[:20]:
+                problems.append(f"index entry without its record {k!r}")
+            stored = {k: list(_COUNTS.unpack(v)) for k, v in txn.cursor(db=self._schema)}
+            if stored != expected_schema.totals():
+                problems.append("schema counts disagree with the records")
+        return problems
+
+
+class IndexSnapshot:
+    """The primitives a query runs on, within one read transaction. Doc ids are 8-byte
+    strings; ``scan`` and ``groups`` take the bytes of ``encoding`` (tag first)."""
+
+    def __init__(self, index: MetadataIndex, txn: lmdb.Transaction[bytes]) -> None:
+        self.index = index
+        self.txn = txn
+        self._records = index._records
+        self._fields = index._fields
+
+    def total(self) -> int:
+        return int(self.txn.stat(self._records)["entries"])
+
+    def schema(self) -> list[FieldInfo]:
+        out = []
+        for name, raw in self.txn.cursor(db=self.index._schema):
+            counts = _COUNTS.unpack(raw)
+            out.append(FieldInfo(
+                name.decode("utf-8"),
+                {t: counts[i] for i, t in enumerate(TYPES)},
+                counts[6],
+            ))
+        return out
+
+    def field(self, name: str) -> FieldInfo | None:
+        raw = self.txn.get(name.encode("utf-8"), db=self.index._schema)
+        if raw is None:
+            return None
+        counts = _COUNTS.unpack(raw)
+        return FieldInfo(name, {t: counts[i] for i, t in enumerate(TYPES)}, counts[6])
+
+    def get(self, path: str, machine_id: str = "") -> FileRecord | None:
+        doc_id = self.txn.get(doc_key(machine_id, path), db=self.index._docs)
+        if doc_id is None:
+            return None
+        record = enc.unpack_record(self.txn.get(doc_id, db=self._records))
+        return record if (record.machine_id, record.path) == (machine_id, path) else None
+
+    def packed(self, doc_id: bytes) -> bytes:
+        return self.txn.get(doc_id, db=self._records)
+
+    def record(self, doc_id: bytes) -> FileRecord:
+        return enc.unpack_record(self.txn.get(doc_id, db=self._records))
+
+    def location(self, doc_id: bytes) -> tuple[str, str]:
+        return enc.unpack_location(self.txn.get(doc_id, db=self._records))
+
+    def all_records(self) -> Iterator[tuple[bytes, bytes]]:
+        """(doc id, packed record) of every record, in doc id order."""
+        yield from self.txn.cursor(db=self._records)
+
+    def scan(self, name: str, low: bytes, high: bytes | None) -> Iterator[bytes]:
+        """Doc ids whose ``name`` value's index form lies in [low, high) (high None: to
+        the end of the field)."""
+        nb = name.encode("utf-8") + b"\x00"
+        start = nb + low
+        stop = nb + high if high is not None else enc.successor(nb)
+        cur = self.txn.cursor(db=self._fields)
+        if not cur.set_range(start):
+            return
+        for key in cur.iternext(keys=True, values=False):
+            if stop is not None and key >= stop:
+                return
+            yield key[-8:]
+
+    def count_range(self, name: str, low: bytes, high: bytes | None, cap: int) -> int:
+        """How many entries ``scan`` would yield, counting no further than ``cap``."""
+        n = 0
+        for _ in self.scan(name, low, high):
+            n += 1
+            if n >= cap:
+                break
+        return n
+
+    def groups(self, name: str, descending: bool = False, start: bytes | None = None
+               ) -> Iterator[tuple[bytes, list[bytes]]]:
+        """(value form, doc ids) of ``name`` in value order (or reversed), one group per
+        distinct value form. ``start``: begin at this value form (inclusive)."""
+        nb = name.encode("utf-8") + b"\x00"
+        n = len(nb)
+        cur = self.txn.cursor(db=self._fields)
+        if not descending:
+            found = cur.set_range(nb + (start or b""))
+            it = cur.iternext(keys=True, values=False) if found else iter(())
+        else:
+            upper = enc.successor(nb + start) if start is not None else enc.successor(nb)
+            found = cur.set_range(upper) if upper is not None else False
+            found = cur.prev() if found else cur.last()
+            it = cur.iterprev(keys=True, values=False) if found else iter(())
+        current: bytes | None = None
+        ids: list[bytes] = []
+        for key in it:
+            if not key.startswith(nb):
+                break
+            form = key[n:-8]
+            if form != current:
+                if ids:
+                    assert current is not None
+                    yield current, ids
+                current, ids = form, []
+            ids.append(key[-8:])
+        if ids:
+            assert current is not None
+            yield current, ids
