@@ -20,12 +20,12 @@ from typing import Any
 
 HEADER_SIZE = 2000
 
-I64 = set("parentid epoctime auxpara5 skipsamp skiptime trunsamp truntime baserate rngtibeg "
-          "rngtiend realsoff".split())
-U64 = set("m_u_mask proj__id file__id extendid".split())
-F64 = set("datarate tc__real fc__real frqpband framedur sd_rsizf".split())
-U32 = set("proctime lmodtime frqmasks frqinmas eheaderf partnoid streamno".split())
-VAR = set("asc_part asc_desc comments sparemem".split())
+I64 = {"parentid", "epoctime", "auxpara5", "skipsamp", "skiptime", "trunsamp", "truntime",
+       "baserate", "rngtibeg", "rngtiend", "realsoff"}
+U64 = {"m_u_mask", "proj__id", "file__id", "extendid"}
+F64 = {"datarate", "tc__real", "fc__real", "frqpband", "framedur", "sd_rsizf"}
+U32 = {"proctime", "lmodtime", "frqmasks", "frqinmas", "eheaderf", "partnoid", "streamno"}
+VAR = {"asc_part", "asc_desc", "comments", "sparemem"}
 
 
 def encode_value(key: str, value: Any) -> bytes:

@@ -104,7 +104,8 @@ class Extraction:
                ) -> FileRecord:
         """The record of the file at ``path``. The signature is taken before the file is
         read, so a file that changes while it is read differs at the next sync.
-        ``OSError`` from ``stat`` (the file is gone) goes to the caller."""
+        ``FileNotFoundError`` (the file is gone) goes to the caller; any other failure to
+        read it is the record's ``error``."""
         if st is None:
             st = os.stat(path)
         fields = self._stat.extract(path, st)
@@ -112,6 +113,8 @@ class Extraction:
         for extractor in self.extractors:
             try:
                 fields.update(extractor.extract(path, st))
+            except FileNotFoundError:
+                raise  # the file went away: not a parse failure
             except (ExtractionError, OSError, ValueError, KeyError, IndexError) as exc:
                 errors.append(f"{extractor.name}: {_reason(exc)}")
         return FileRecord(

@@ -15,7 +15,8 @@ from hoard.metadata.extractors.base import ExtractionError, Extractor, register
 from hoard.metadata.records import Value
 
 # qass's file names: <project>_<nnnnn>p<process>c<channel, 0-based>b<buffer>...
-BUFFER_NAME = r"^(?P<project>.*?)_?(?P<number>\d*)p(?P<process>\d+)c(?P<channel>\d)b(?P<buffer>\d{2})"
+BUFFER_NAME = (r"^(?P<project>.*?)_?(?P<number>\d*)p(?P<process>\d+)"
+               r"c(?P<channel>\d)b(?P<buffer>\d{2})")
 
 _INT = re.compile(r"[+-]?\d+\Z")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z")

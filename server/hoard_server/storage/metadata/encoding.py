@@ -36,7 +36,6 @@ from hoard.metadata.records import (
     datetime_to_micros,
     micros_to_datetime,
 )
-
 from hoard_server.errors import InvalidArgument
 
 T_NULL = bytes([FieldType.NULL])
@@ -154,7 +153,7 @@ def pack_record(record: FileRecord) -> bytes:
             fields[name] = value  # json writes Infinity; NaN never gets this far
         else:
             fields[name] = value
-    body = {"f": fields}
+    body: dict[str, object] = {"f": fields}
     if dates:
         body["d"] = dates
     if record.error is not None:

@@ -4,8 +4,8 @@ One LMDB environment, five databases:
 
 - ``docs``: doc key (machine_id and path, encoded) -> doc id (8 bytes): one record per file;
 - ``records``: doc id -> the stored record (``encoding.pack_record``);
-- ``fields``: field name, 0x00, the value's index form, doc id -> b"" (b"t" when the value
-  was shortened): every field of every record, the built-in ones (path, filename, ...) too;
+- ``fields``: field name, 0x00, the value's index form, doc id -> b"": every field of
+  every record, the built-in ones (path, filename, ...) too;
 - ``schema``: field name -> how many values of each type it holds, and how many shortened;
 - ``meta``: the next doc id and the format version.
 
@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import lmdb
+
 from hoard.metadata.records import (
     FieldType,
     FileRecord,
@@ -33,8 +34,7 @@ from hoard.metadata.records import (
     Value,
     check_field_name,
 )
-
-from hoard_server.errors import InvalidArgument
+from hoard_server.errors import DataLoss, InvalidArgument
 from hoard_server.storage.lmdb_env import LmdbEnvironment, Txn
 from hoard_server.storage.metadata import encoding as enc
 
@@ -53,6 +53,14 @@ def doc_key(machine_id: str, path: str) -> bytes:
     """The docs key of a file: its machine's encoding, then its path's (shortened with a
     hash when long: the stored record has the whole path)."""
     return enc.index_value(enc.encode_str(machine_id) + enc.encode_str(path))[0]
+
+
+def _present(packed: bytes | None, doc_id: bytes) -> bytes:
+    """A record a doc key or index entry names; its absence is damage, not a miss."""
+    if packed is None:
+        raise DataLoss(f"the metadata index names record {_ID.unpack(doc_id)[0]}, "
+                       f"which is missing", reason="METADATA_INDEX_DAMAGED")
+    return packed
 
 
 def check_location(machine_id: str, path: str) -> None:
@@ -245,7 +253,7 @@ class MetadataIndex:
                                 delta.by_key[(name, tag, False)] -= 1
                     continue
                 doc_id = old_id
-                old_packed = txn.get(doc_id, db=recs)
+                old_packed = _present(txn.get(doc_id, db=recs), doc_id)
                 if old_packed == packed:
                     counts.unchanged += 1
                     continue
@@ -277,7 +285,7 @@ class MetadataIndex:
                 doc_id = txn.get(key, db=self._docs)
                 if doc_id is None:
                     continue
-                packed = txn.get(doc_id, db=self._records)
+                packed = _present(txn.get(doc_id, db=self._records), doc_id)
                 record = enc.unpack_record(packed)
                 if (record.machine_id, record.path) != (machine_id, path):
                     continue  # a shortened key's hash collided: not this file
@@ -330,7 +338,7 @@ class MetadataIndex:
                     if not key.startswith(prefix):
                         found = False
                         break
-                    packed = txn.get(cur.value(), db=self._records)
+                    packed = _present(txn.get(cur.value(), db=self._records), cur.value())
                     sig, failed = enc.unpack_signature(packed)
                     machine, path = enc.unpack_location(packed)
                     if machine == machine_id and (under is None or path.startswith(under)):
@@ -412,17 +420,17 @@ class IndexSnapshot:
         doc_id = self.txn.get(doc_key(machine_id, path), db=self.index._docs)
         if doc_id is None:
             return None
-        record = enc.unpack_record(self.txn.get(doc_id, db=self._records))
+        record = enc.unpack_record(_present(self.txn.get(doc_id, db=self._records), doc_id))
         return record if (record.machine_id, record.path) == (machine_id, path) else None
 
     def packed(self, doc_id: bytes) -> bytes:
-        return self.txn.get(doc_id, db=self._records)
+        return _present(self.txn.get(doc_id, db=self._records), doc_id)
 
     def record(self, doc_id: bytes) -> FileRecord:
-        return enc.unpack_record(self.txn.get(doc_id, db=self._records))
+        return enc.unpack_record(self.packed(doc_id))
 
     def location(self, doc_id: bytes) -> tuple[str, str]:
-        return enc.unpack_location(self.txn.get(doc_id, db=self._records))
+        return enc.unpack_location(self.packed(doc_id))
 
     def all_records(self) -> Iterator[tuple[bytes, bytes]]:
         """(doc id, packed record) of every record, in doc id order."""
