@@ -9,8 +9,9 @@ must sort as the value does:
 - datetime: microseconds since the epoch, as an int;
 - float: IEEE 754 big-endian with every bit flipped when negative and only the sign bit
   otherwise; -0.0 is 0.0 and NaN is refused;
-- str: UTF-8 with 0x00 escaped as 0x00 0xFF and a 0x00 terminator (so no encoding is a
-  prefix of another and "a" < "a\\0" < "ab").
+- str: UTF-8 with 0x00 escaped (0x00 as 0x01 0x01, 0x01 as 0x01 0x02, which keeps their
+  order) and a 0x00 terminator: the only 0x00 is the last byte, so no encoding is a prefix
+  of another, and "a" < "a\\0" < "ab".
 
 The encoding is prefix-free, so a composite key (several values one after another) sorts
 as the tuple does, and inverting the bytes of one value reverses its order (descending
@@ -70,8 +71,10 @@ def encode_float(value: float) -> bytes:
 
 def encode_str(value: str) -> bytes:
     raw = value.encode("utf-8")
+    if b"\x01" in raw:
+        raw = raw.replace(b"\x01", b"\x01\x02")
     if b"\x00" in raw:
-        raw = raw.replace(b"\x00", b"\x00\xff")
+        raw = raw.replace(b"\x00", b"\x01\x01")
     return raw + b"\x00"
 
 

@@ -324,7 +324,7 @@ class MetadataIndex:
         whose path starts with ``under``, in batches of read transactions."""
         prefix = enc.encode_str(machine_id)
         if under is not None:
-            prefix += under.encode("utf-8")
+            prefix += enc.encode_str(under)[:-1]  # escaped, without the terminator
         last: bytes | None = None
         while True:
             batch: list[tuple[str, FileSignature, bool]] = []
