@@ -80,7 +80,10 @@ def parse_header(data: bytes) -> tuple[int, dict[str, Any]]:
     (header_size,) = _I32_READER.unpack_from(data, 8)
     if header_size < 12:
         raise ExtractionError(f"header_size {header_size} is impossible")
-    end = min(header_size, len(data))
+    if len(data) < header_size:
+        raise ExtractionError(f"the file ends inside its header ({len(data)} of "
+                              f"{header_size} bytes)")
+    end = header_size
     meta: dict[str, Any] = {}
     idx = 12
     keys = KEYS
