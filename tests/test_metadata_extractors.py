@@ -62,6 +62,7 @@ def test_absent_keys_are_null_or_qass_defaults_and_framedur_is_computed() -> Non
 
 @pytest.mark.parametrize(("content", "reason"), [
     (b"hello, not a buffer", "no 'qassdata' magic"),
+    (b"qassdata" + (1 << 30).to_bytes(4, "little"), "header_size 1073741824 is implausible"),
     (buffer_bytes(BufferSpec())[:300], "ends inside its header (300 of 2000 bytes)"),
     (b"qassdata" + (30).to_bytes(4, "little") + buffer_bytes(BufferSpec())[12:],
      "ends inside the value of 'datavers'"),

@@ -21,7 +21,13 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from hoard.metadata.records import FileRecord, FileSignature, Value
+from hoard.metadata.records import (
+    FileRecord,
+    FileSignature,
+    Value,
+    check_field_name,
+    check_value,
+)
 
 
 class ExtractionError(Exception):
@@ -33,6 +39,9 @@ class Extractor:
     come as keyword arguments to the constructor."""
 
     name: ClassVar[str] = ""
+    # True when every name and value ``extract`` returns is valid by construction (the
+    # built-in extractors); others' fields are checked and a bad one becomes an error.
+    trusted: ClassVar[bool] = False
 
     def extract(self, path: str, st: os.stat_result) -> dict[str, Value]:
         raise NotImplementedError
@@ -112,10 +121,13 @@ class Extraction:
         errors: list[str] = []
         for extractor in self.extractors:
             try:
-                fields.update(extractor.extract(path, st))
+                found = extractor.extract(path, st)
+                if not extractor.trusted:
+                    found = _checked(found, extractor.name, errors)
+                fields.update(found)
             except FileNotFoundError:
                 raise  # the file went away: not a parse failure
-            except (ExtractionError, OSError, ValueError, KeyError, IndexError) as exc:
+            except Exception as exc:  # any failure of one file is that file's error
                 errors.append(f"{extractor.name}: {_reason(exc)}")
         return FileRecord(
             path=path,
@@ -124,6 +136,17 @@ class Extraction:
             machine_id=machine_id,
             error="; ".join(errors) if errors else None,
         )
+
+
+def _checked(found: dict[str, Value], name: str, errors: list[str]) -> dict[str, Value]:
+    """The fields that can be indexed; each one that cannot is named in ``errors``."""
+    out: dict[str, Value] = {}
+    for key, value in found.items():
+        try:
+            out[check_field_name(key)] = check_value(key, value)
+        except (ValueError, TypeError) as exc:
+            errors.append(f"{name}: {exc}")
+    return out
 
 
 def _reason(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ from hoard.metadata.records import Value
 MAGIC = b"qassdata"
 END = b"headsend"
 READ_AHEAD = 4096  # what qass reads; a larger header_size reads the rest
+MAX_HEADER = 1 << 20  # a larger header_size is damage, not a header to read
 
 _I64 = "parentid epoctime auxpara5 skipsamp skiptime trunsamp truntime baserate rngtibeg " \
        "rngtiend realsoff"
@@ -78,8 +79,8 @@ def parse_header(data: bytes) -> tuple[int, dict[str, Any]]:
     if len(data) < 12:
         raise ExtractionError("the header is cut short")
     (header_size,) = _I32_READER.unpack_from(data, 8)
-    if header_size < 12:
-        raise ExtractionError(f"header_size {header_size} is impossible")
+    if not 12 <= header_size <= MAX_HEADER:
+        raise ExtractionError(f"header_size {header_size} is implausible")
     if len(data) < header_size:
         raise ExtractionError(f"the file ends inside its header ({len(data)} of "
                               f"{header_size} bytes)")
@@ -116,6 +117,11 @@ def parse_header(data: bytes) -> tuple[int, dict[str, Any]]:
     return header_size, meta
 
 
+def _number(value: float) -> float | None:
+    """A header double as a field: NaN (damage; it has no order) is null."""
+    return None if value != value else float(value)
+
+
 def _text(raw: bytes | None) -> str | None:
     if raw is None:
         return None
@@ -140,7 +146,7 @@ def buffer_fields(data: bytes, file_size: int) -> dict[str, Value]:
     bytes_per_sample = m.get("b_p_samp", 2)
     if db_size + db_header_size <= 0 or bytes_per_sample <= 0:
         raise ExtractionError("the header gives blocks of no size")
-    frq_per_band = m["frqpband"]
+    frq_per_band = _number(m["frqpband"])
     datamode = m.get("datamode")
     spec_duration = m.get("framedur")
     if spec_duration is None:
@@ -183,9 +189,10 @@ def buffer_fields(data: bytes, file_size: int) -> dict[str, Value]:
         "compression_time": m.get("comratio"),
         "avg_time": m.get("auxpara1", 1),
         "avg_frq": m.get("auxpara2", 1),
-        "spec_duration": float(spec_duration) if spec_duration is not None else None,
+        "spec_duration": _number(float(spec_duration)) if spec_duration is not None else None,
         "frq_start": m.get("startfrq", 0),
-        "frq_end": m["end__frq"] if "end__frq" in m else float(frq_bands * frq_per_band),
+        "frq_end": (m["end__frq"] if "end__frq" in m
+                    else _number(frq_bands * frq_per_band) if frq_per_band is not None else None),
         "frq_per_band": frq_per_band,
         "sample_count": sample_count,
         "spec_count": int(sample_count / frq_bands),
@@ -213,12 +220,13 @@ class BufferExtractor(Extractor):
     lacks is null, so every buffer record has the same fields."""
 
     name = "buffer"
+    trusted = True
 
     def extract(self, path: str, st: os.stat_result) -> dict[str, Value]:
         with open(path, "rb", buffering=0) as f:
             data = f.read(READ_AHEAD)
             if len(data) >= 12 and data[:8] == MAGIC:
                 (header_size,) = _I32_READER.unpack_from(data, 8)
-                if header_size > len(data) and len(data) == READ_AHEAD:
+                if READ_AHEAD < header_size <= MAX_HEADER and len(data) == READ_AHEAD:
                     data += f.read(header_size - len(data))
         return buffer_fields(data, st.st_size)

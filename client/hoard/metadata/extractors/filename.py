@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from hoard.metadata.extractors.base import ExtractionError, Extractor, register
-from hoard.metadata.records import Value
+from hoard.metadata.records import Value, check_field_name
 
 # qass's file names: <project>_<nnnnn>p<process>c<channel, 0-based>b<buffer>...
 BUFFER_NAME = (r"^(?P<project>.*?)_?(?P<number>\d*)p(?P<process>\d+)"
@@ -42,12 +42,15 @@ class FilenameExtractor(Extractor):
     that does not match is an extraction failure naming the pattern."""
 
     name = "filename"
+    trusted = True
 
     def __init__(self, pattern: str = BUFFER_NAME, prefix: str = "") -> None:
         self.pattern = re.compile(pattern)
         if not self.pattern.groupindex:
             raise ValueError(f"the pattern {pattern!r} has no named group (?P<name>...)")
         self.prefix = prefix
+        for group in self.pattern.groupindex:
+            check_field_name(prefix + group)
 
     def options(self) -> dict[str, Any]:
         return {"pattern": self.pattern.pattern, "prefix": self.prefix}
