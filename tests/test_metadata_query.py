@@ -64,6 +64,9 @@ def ref_order(records: list[FileRecord], order: tuple[OrderBy, ...]) -> list[str
             return 0
         return -1 if a < b else 1
 
+    if not order:  # the order records were first indexed in
+        return [r.path for r in records]
+
     def cmp(r1: FileRecord, r2: FileRecord) -> int:
         f1, f2 = r1.all_fields(), r2.all_fields()
         for o in order:

@@ -1,8 +1,9 @@
 """Metadata queries over the index: check, plan, run, page.
 
 A ``MetadataQuery`` is a filter (``filters``), an ordering (fields, each ascending or
-descending; ties are broken by machine_id and path, so every ordering is total), a limit,
-a resume token and what to return (paths, whole records or chosen fields).
+descending; ties are broken by machine_id and path, so every ordering is total; without
+one, results come in the order the files were first indexed), a limit, a resume token and
+what to return (paths, whole records or chosen fields).
 
 How it runs, in one read snapshot of the index:
 
@@ -24,6 +25,7 @@ a fingerprint of the query it belongs to.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 import math
@@ -370,12 +372,13 @@ class _Plan:
     residual: f.Expr | None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Hit:
     doc_id: bytes
-    key: bytes
+    key: bytes  # the sort key; the doc id when the query has no ordering
     first_form: bytes | None
     record: FileRecord | None  # decoded when something needed it
+    location: tuple[str, str] | None = None
 
 
 class MetadataQueryEngine:
@@ -412,7 +415,7 @@ class MetadataQueryEngine:
             if plan.residual is None:
                 return snap.total() if plan.docs is None else len(plan.docs)
             test = f.compile_filter(plan.residual)
-            docs = plan.docs if plan.docs is not None else (d for d, _ in snap.all_records())
+            docs = plan.docs if plan.docs is not None else (d for d, _ in snap.all_locations())
             return sum(1 for d in docs if test(snap.record(d).all_fields()))
 
     # -- inside one snapshot ------------------------------------------------------------
@@ -520,7 +523,7 @@ class MetadataQueryEngine:
         if wanted is None:
             if hit.record is not None:
                 return Match(hit.record.path, hit.record.machine_id, None, hit.record.error)
-            machine, path = snap.location(hit.doc_id)
+            machine, path = hit.location or snap.location(hit.doc_id)
             return Match(path, machine)
         record = hit.record or snap.record(hit.doc_id)
         fields = record.all_fields()
@@ -530,32 +533,40 @@ class MetadataQueryEngine:
 
     def _sorted(self, snap: IndexSnapshot, query: MetadataQuery, plan: _Plan,
                 token: tuple[bytes, bytes | None] | None) -> list[_Hit]:
-        """Every candidate checked, keyed and sorted."""
+        """Every candidate checked, keyed and sorted. Without an ordering the key is the
+        doc id (the order files were first indexed in): nothing needs reading to sort."""
         after = token[0] if token else None
         test = f.compile_filter(plan.residual) if plan.residual is not None else None
         order = query.order_by
-        hits: list[_Hit] = []
+        limit = query.limit
         if plan.docs is None:
-            items: Iterable[tuple[bytes, bytes]] = snap.all_records()
+            ids: list[bytes] = [d for d, _ in snap.all_locations()]  # in doc id order
         else:
-            items = ((d, snap.packed(d)) for d in plan.docs)
-        for doc_id, packed in items:
-            if test is None and not order:
-                machine, path = enc.unpack_location(packed)
-                key = enc.encode_str(machine) + enc.encode_str(path)
-                if after is None or key > after:
-                    hits.append(_Hit(doc_id, key, None, None))
-                continue
-            record = enc.unpack_record(packed)
+            ids = sorted(plan.docs)
+        if not order:
+            if after is not None:
+                ids = ids[bisect.bisect_right(ids, after):]
+            if test is None:
+                if limit is not None:
+                    del ids[limit + 1 :]
+                return [_Hit(d, d, None, None) for d in ids]
+        hits: list[_Hit] = []
+        for doc_id in ids:
+            record = snap.record(doc_id)
             fields = record.all_fields()
             if test is not None and not test(fields):
+                continue
+            if not order:
+                hits.append(_Hit(doc_id, doc_id, None, record))
+                if limit is not None and len(hits) > limit:
+                    break
                 continue
             key = sort_key(order, fields, record.machine_id, record.path)
             if after is None or key > after:
                 hits.append(_Hit(doc_id, key, None, record))
         hits.sort(key=lambda h: h.key)
-        if query.limit is not None:
-            del hits[query.limit + 1 :]
+        if limit is not None:
+            del hits[limit + 1 :]
         return hits
 
     def _walk(self, snap: IndexSnapshot, query: MetadataQuery, plan: _Plan,
@@ -576,8 +587,9 @@ class MetadataQueryEngine:
             for doc_id in doc_ids:
                 if docs is not None and doc_id not in docs:
                     continue
+                location = None
                 if test is None and not rest:
-                    machine, path = snap.location(doc_id)
+                    location = machine, path = snap.location(doc_id)
                     key = head + enc.encode_str(machine) + enc.encode_str(path)
                     record = None
                 else:
@@ -587,7 +599,7 @@ class MetadataQueryEngine:
                         continue
                     key = head + sort_key(rest, fields, record.machine_id, record.path)
                 if after is None or key > after:
-                    group.append(_Hit(doc_id, key, form, record))
+                    group.append(_Hit(doc_id, key, form, record, location))
             group.sort(key=lambda h: h.key)
             out.extend(group)
             if limit is not None and len(out) > limit:

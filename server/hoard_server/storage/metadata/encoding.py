@@ -138,62 +138,62 @@ def invert(encoded: bytes) -> bytes:
 
 
 # -- the stored record -----------------------------------------------------------------
-# value = header (signature, error flag, lengths) + machine_id + path + JSON of the rest.
-# The header and the path come first so that a walk that needs only paths or signatures
-# reads them without parsing the JSON.
-_HEAD = struct.Struct("<QqqQBHI")  # size, mtime_ns, ctime_ns, inode, flags, len(m), len(p)
+# Two values per record: its location (signature, error flag, machine_id, path), small, for
+# the walks that need only paths or signatures; and its body (the fields, as JSON).
+_HEAD = struct.Struct("<QqqQBH")  # size, mtime_ns, ctime_ns, inode, flags, len(machine_id)
 FLAG_ERROR = 1
 
 
-def pack_record(record: FileRecord) -> bytes:
-    fields: dict[str, object] = {}
-    dates: dict[str, int] = {}
-    for name, value in record.fields.items():
-        if isinstance(value, datetime):
+def pack_record(record: FileRecord) -> tuple[bytes, bytes]:
+    """(location, body) of a record."""
+    fields = record.fields
+    dated = [name for name, value in fields.items() if type(value) is datetime]
+    body: dict[str, object]
+    if dated:
+        plain = dict(fields)
+        dates = {}
+        for name in dated:
+            value = plain.pop(name)
+            assert isinstance(value, datetime)
             dates[name] = datetime_to_micros(
                 value if value.tzinfo else value.replace(tzinfo=UTC))
-        elif isinstance(value, float) and not math.isfinite(value):
-            fields[name] = value  # json writes Infinity; NaN never gets this far
-        else:
-            fields[name] = value
-    body: dict[str, object] = {"f": fields}
-    if dates:
-        body["d"] = dates
+        body = {"f": plain, "d": dates}
+    else:
+        body = {"f": fields}
     if record.error is not None:
         body["e"] = record.error
     machine = record.machine_id.encode("utf-8")
-    path = record.path.encode("utf-8")
     sig = record.signature
     head = _HEAD.pack(sig.size, sig.mtime_ns, sig.ctime_ns, sig.inode,
-                      FLAG_ERROR if record.error is not None else 0, len(machine), len(path))
-    return head + machine + path + json.dumps(body, separators=(",", ":")).encode("utf-8")
+                      FLAG_ERROR if record.error is not None else 0, len(machine))
+    return (head + machine + record.path.encode("utf-8"),
+            json.dumps(body, separators=(",", ":")).encode("utf-8"))
 
 
 def unpack_location(data: bytes) -> tuple[str, str]:
-    """(machine_id, path) of a stored record, without parsing its fields."""
-    _, _, _, _, _, lm, lp = _HEAD.unpack_from(data)
+    """(machine_id, path) of a stored location."""
+    lm = _HEAD.unpack_from(data)[5]
     start = _HEAD.size
-    return (data[start : start + lm].decode("utf-8"),
-            data[start + lm : start + lm + lp].decode("utf-8"))
+    return data[start : start + lm].decode("utf-8"), data[start + lm :].decode("utf-8")
 
 
 def unpack_signature(data: bytes) -> tuple[FileSignature, bool]:
-    """(signature, failed to parse) of a stored record."""
-    size, mtime, ctime, inode, flags, _, _ = _HEAD.unpack_from(data)
+    """(signature, failed to parse) of a stored location."""
+    size, mtime, ctime, inode, flags, _ = _HEAD.unpack_from(data)
     return FileSignature(size, mtime, ctime, inode), bool(flags & FLAG_ERROR)
 
 
-def unpack_record(data: bytes) -> FileRecord:
-    size, mtime, ctime, inode, _flags, lm, lp = _HEAD.unpack_from(data)
+def unpack_record(location: bytes, body: bytes) -> FileRecord:
+    size, mtime, ctime, inode, _flags, lm = _HEAD.unpack_from(location)
     start = _HEAD.size
-    machine = data[start : start + lm].decode("utf-8")
-    path = data[start + lm : start + lm + lp].decode("utf-8")
-    body = json.loads(data[start + lm + lp :])
-    fields: dict[str, Value] = body["f"]
-    for name, micros in body.get("d", {}).items():
+    machine = location[start : start + lm].decode("utf-8")
+    path = location[start + lm :].decode("utf-8")
+    parsed = json.loads(body)
+    fields: dict[str, Value] = parsed["f"]
+    for name, micros in parsed.get("d", {}).items():
         fields[name] = micros_to_datetime(micros)
     return FileRecord(path, FileSignature(size, mtime, ctime, inode), fields, machine,
-                      body.get("e"))
+                      parsed.get("e"))
 
 
 def check_query_value(field: str, value: Value) -> bytes:

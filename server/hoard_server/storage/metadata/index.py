@@ -1,9 +1,10 @@
 """The metadata index: one record per (machine_id, path), typed secondary indexes per field.
 
-One LMDB environment, five databases:
+One LMDB environment, six databases:
 
 - ``docs``: doc key (machine_id and path, encoded) -> doc id (8 bytes): one record per file;
-- ``records``: doc id -> the stored record (``encoding.pack_record``);
+- ``records``: doc id -> where the file is and its signature (``encoding.pack_record``);
+- ``bodies``: doc id -> the record's fields;
 - ``fields``: field name, 0x00, the value's index form, doc id -> b"": every field of
   every record, the built-in ones (path, filename, ...) too;
 - ``schema``: field name -> how many values of each type it holds, and how many shortened;
@@ -40,7 +41,7 @@ from hoard_server.storage.metadata import encoding as enc
 
 FORMAT_VERSION = 1
 DEFAULT_MAP_SIZE = 8 << 30
-DB_NAMES = ("docs", "records", "fields", "schema", "meta")
+DB_NAMES = ("docs", "records", "bodies", "fields", "schema", "meta")
 _ID = struct.Struct(">Q")
 _COUNTS = struct.Struct("<7Q")
 TYPES = tuple(FieldType)  # the schema's counters, in this order, then "shortened"
@@ -197,6 +198,7 @@ class MetadataIndex:
         self.lmdb = LmdbEnvironment(path, map_size, DB_NAMES)
         self._docs = self.lmdb.dbs["docs"]
         self._records = self.lmdb.dbs["records"]
+        self._bodies = self.lmdb.dbs["bodies"]
         self._fields = self.lmdb.dbs["fields"]
         self._schema = self.lmdb.dbs["schema"]
         self._meta = self.lmdb.dbs["meta"]
@@ -227,13 +229,14 @@ class MetadataIndex:
         delta = _SchemaDelta()
         puts: list[bytes] = []  # new records' index keys, put in key order at the end
         with self.lmdb.write() as txn:
-            docs, recs, fields = self._docs, self._records, self._fields
+            docs, recs, bodies, fields = (self._docs, self._records, self._bodies,
+                                          self._fields)
             next_raw = txn.get(b"next_doc", db=self._meta)
             next_id = _ID.unpack(next_raw)[0] if next_raw is not None else 1
             for record in records:
                 check_location(record.machine_id, record.path)
                 key = doc_key(record.machine_id, record.path)
-                packed = enc.pack_record(record)
+                location, body = enc.pack_record(record)
                 all_fields = record.all_fields()
                 new_keys = encoder.keys(all_fields)
                 old_id = txn.get(key, db=docs)
@@ -241,7 +244,8 @@ class MetadataIndex:
                     doc_id = _ID.pack(next_id)
                     next_id += 1
                     txn.put(key, doc_id, db=docs)
-                    txn.put(doc_id, packed, db=recs)
+                    txn.put(doc_id, location, db=recs)
+                    txn.put(doc_id, body, db=bodies)
                     counts.added += 1
                     puts.extend([k + doc_id for k in new_keys])
                     delta.add_fields(all_fields)
@@ -253,13 +257,16 @@ class MetadataIndex:
                                 delta.by_key[(name, tag, False)] -= 1
                     continue
                 doc_id = old_id
-                old_packed = _present(txn.get(doc_id, db=recs), doc_id)
-                if old_packed == packed:
+                old_location = _present(txn.get(doc_id, db=recs), doc_id)
+                old_body = _present(txn.get(doc_id, db=bodies), doc_id)
+                if old_location == location and old_body == body:
                     counts.unchanged += 1
                     continue
-                old_keys = set(encoder.keys(enc.unpack_record(old_packed).all_fields()))
+                old = enc.unpack_record(old_location, old_body)
+                old_keys = set(encoder.keys(old.all_fields()))
                 counts.updated += 1
-                txn.put(doc_id, packed, db=recs)
+                txn.put(doc_id, location, db=recs)
+                txn.put(doc_id, body, db=bodies)
                 new_set = set(new_keys)
                 for k in old_keys - new_set:
                     txn.delete(k + doc_id, db=fields)
@@ -285,14 +292,15 @@ class MetadataIndex:
                 doc_id = txn.get(key, db=self._docs)
                 if doc_id is None:
                     continue
-                packed = _present(txn.get(doc_id, db=self._records), doc_id)
-                record = enc.unpack_record(packed)
+                record = enc.unpack_record(_present(txn.get(doc_id, db=self._records), doc_id),
+                                           _present(txn.get(doc_id, db=self._bodies), doc_id))
                 if (record.machine_id, record.path) != (machine_id, path):
                     continue  # a shortened key's hash collided: not this file
                 for k in set(encoder.keys(record.all_fields())):
                     txn.delete(k + doc_id, db=self._fields)
                     delta.add_key(k, -1)
                 txn.delete(doc_id, db=self._records)
+                txn.delete(doc_id, db=self._bodies)
                 txn.delete(key, db=self._docs)
                 counts.removed += 1
                 counts.paths.append(path)
@@ -360,20 +368,22 @@ class MetadataIndex:
         with self.lmdb.read() as txn:
             doc_ids = set()
             for key, doc_id in txn.cursor(db=self._docs):
-                packed = txn.get(doc_id, db=self._records)
-                if packed is None:
+                location = txn.get(doc_id, db=self._records)
+                body = txn.get(doc_id, db=self._bodies)
+                if location is None or body is None:
                     problems.append(f"doc key {key!r} names a missing record")
                     continue
-                record = enc.unpack_record(packed)
+                record = enc.unpack_record(location, body)
                 if doc_key(record.machine_id, record.path) != key:
                     problems.append(f"record {record.path!r} is under another file's key")
                 doc_ids.add(doc_id)
                 for k in set(encoder.keys(record.all_fields())):
                     expected_entries.add(k + doc_id)
                     expected_schema.add_key(k, +1)
-            for doc_id, _ in txn.cursor(db=self._records):
-                if doc_id not in doc_ids:
-                    problems.append(f"record {_ID.unpack(doc_id)[0]} has no doc key")
+            for db in (self._records, self._bodies):
+                for doc_id, _ in txn.cursor(db=db):
+                    if doc_id not in doc_ids:
+                        problems.append(f"record {_ID.unpack(doc_id)[0]} has no doc key")
             found_entries = {k for k, _ in txn.cursor(db=self._fields)}
             for k in sorted(expected_entries - found_entries)[:20]:
                 problems.append(f"missing index entry {k!r}")
@@ -393,6 +403,7 @@ class IndexSnapshot:
         self.index = index
         self.txn = txn
         self._records = index._records
+        self._bodies = index._bodies
         self._fields = index._fields
 
     def total(self) -> int:
@@ -420,20 +431,21 @@ class IndexSnapshot:
         doc_id = self.txn.get(doc_key(machine_id, path), db=self.index._docs)
         if doc_id is None:
             return None
-        record = enc.unpack_record(_present(self.txn.get(doc_id, db=self._records), doc_id))
+        record = self.record(doc_id)
         return record if (record.machine_id, record.path) == (machine_id, path) else None
 
-    def packed(self, doc_id: bytes) -> bytes:
+    def packed_location(self, doc_id: bytes) -> bytes:
         return _present(self.txn.get(doc_id, db=self._records), doc_id)
 
     def record(self, doc_id: bytes) -> FileRecord:
-        return enc.unpack_record(self.packed(doc_id))
+        return enc.unpack_record(self.packed_location(doc_id),
+                                 _present(self.txn.get(doc_id, db=self._bodies), doc_id))
 
     def location(self, doc_id: bytes) -> tuple[str, str]:
-        return enc.unpack_location(self.packed(doc_id))
+        return enc.unpack_location(self.packed_location(doc_id))
 
-    def all_records(self) -> Iterator[tuple[bytes, bytes]]:
-        """(doc id, packed record) of every record, in doc id order."""
+    def all_locations(self) -> Iterator[tuple[bytes, bytes]]:
+        """(doc id, packed location) of every record, in doc id order."""
         yield from self.txn.cursor(db=self._records)
 
     def scan(self, name: str, low: bytes, high: bytes | None) -> Iterator[bytes]:
