@@ -315,6 +315,24 @@ def expr_ranges(snap: IndexSnapshot, expr: f.Expr) -> Ranges | None:
     return None
 
 
+def _intersect(a: Ranges, b: Ranges) -> Ranges:
+    """The ranges of both (same field, both exact): pairwise overlaps."""
+    name = a.parts[0][0]
+    out: list[Range] = []
+    for lo1, hi1 in a.parts[0][1]:
+        for lo2, hi2 in b.parts[0][1]:
+            lo = max(lo1, lo2)
+            his = [h for h in (hi1, hi2) if h is not None]
+            hi = min(his) if his else None
+            if hi is None or lo < hi:
+                out.append((lo, hi))
+    return Ranges([(name, out)], a.exact and b.exact)
+
+
+def _is_equality(expr: f.Expr) -> bool:
+    return isinstance(expr, f.In) or (isinstance(expr, f.Compare) and expr.op == "==")
+
+
 # -- sort keys and tokens ---------------------------------------------------------------
 def order_part(o: OrderBy, value: Value) -> bytes:
     encoded = enc.encode(value)
@@ -462,51 +480,69 @@ class MetadataQueryEngine:
         info = snap.field(name)
         return info is not None and info.shortened == 0 and info.total == snap.total()
 
-    def _scan(self, snap: IndexSnapshot, ranges: Ranges) -> set[bytes]:
+    def _collect(self, snap: IndexSnapshot, ranges: Ranges, cap: int | None
+                 ) -> tuple[set[bytes], bool]:
+        """(doc ids in the ranges, complete): stops once more than ``cap`` are found."""
         out: set[bytes] = set()
         for name, rs in ranges.parts:
             for low, high in rs:
-                out.update(snap.scan(name, low, high))
-        return out
-
-    def _estimate(self, snap: IndexSnapshot, ranges: Ranges, cap: int) -> int:
-        n = 0
-        for name, rs in ranges.parts:
-            for low, high in rs:
-                n += snap.count_range(name, low, high, cap - n)
-                if n >= cap:
-                    return n
-        return n
+                for doc_id in snap.scan(name, low, high):
+                    out.add(doc_id)
+                    if cap is not None and len(out) > cap:
+                        return out, False
+        return out, True
 
     def _plan(self, snap: IndexSnapshot, expr: f.Expr | None) -> _Plan:
         """Drive from the most selective narrowable condition; intersect the other exact
         ones when scanning them costs less than checking the candidates' records; leave
-        the rest to the check."""
+        the rest to the check.
+
+        Exact conditions on one field (``process >= 10 and process < 20``) are merged into
+        one set of ranges first. Sizes are found by scanning, each scan stopped as soon as
+        it passes the smallest so far; equalities go first, as they tend to be smaller."""
         if expr is None:
             return _Plan(None, None)
         conjuncts = list(expr.parts) if isinstance(expr, f.And) else [expr]
-        total = snap.total()
-        narrowable: list[tuple[int, int, Ranges, f.Expr]] = []
         residual: list[f.Expr] = []
-        best = total + 1
-        for i, part in enumerate(conjuncts):
+        narrowable: list[tuple[Ranges, f.Expr]] = []
+        by_field: dict[str, int] = {}
+        for part in conjuncts:
             ranges = expr_ranges(snap, part)
             if ranges is None:
                 residual.append(part)
                 continue
-            n = self._estimate(snap, ranges, max(best, 1) * SCAN_PER_DECODE + 1)
-            best = min(best, n)
-            narrowable.append((n, i, ranges, part))
+            if ranges.exact and len(ranges.parts) == 1:
+                name = ranges.parts[0][0]
+                if name in by_field:
+                    i = by_field[name]
+                    merged = _intersect(narrowable[i][0], ranges)
+                    narrowable[i] = (merged, f.And((narrowable[i][1], part)))
+                    continue
+                by_field[name] = len(narrowable)
+            narrowable.append((ranges, part))
         if not narrowable:
             return _Plan(None, expr)
-        narrowable.sort(key=lambda t: (t[0], t[1]))
-        _n0, _, ranges0, part0 = narrowable[0]
-        docs = self._scan(snap, ranges0)
+        narrowable.sort(key=lambda rp: 0 if _is_equality(rp[1]) else 1)
+        found: list[tuple[set[bytes], bool, Ranges, f.Expr]] = []
+        best: int | None = None
+        for ranges, part in narrowable:
+            ids, complete = self._collect(snap, ranges, best if len(narrowable) > 1 else None)
+            if complete:
+                best = len(ids) if best is None else min(best, len(ids))
+            found.append((ids, complete, ranges, part))
+        found.sort(key=lambda t: (not t[1], len(t[0])))
+        docs, complete, ranges0, part0 = found[0]
+        if not complete:  # none finished below another: finish the first
+            docs, _ = self._collect(snap, ranges0, None)
         if not ranges0.exact:
             residual.append(part0)
-        for n, _, ranges, part in narrowable[1:]:
-            if ranges.exact and docs and n <= SCAN_PER_DECODE * len(docs):
-                docs &= self._scan(snap, ranges)
+        for ids, complete, ranges, part in found[1:]:
+            if not docs:
+                break
+            if ranges.exact and not complete:
+                ids, complete = self._collect(snap, ranges, SCAN_PER_DECODE * len(docs))
+            if ranges.exact and complete:
+                docs &= ids
             else:
                 residual.append(part)
         rest: f.Expr | None
