@@ -464,6 +464,13 @@ class MetadataQueryEngine:
         more = limit is not None and len(hits) > limit
         if limit is not None:
             hits = hits[:limit]
+        if query.fields is None:
+            missing = [h.doc_id for h in hits if h.record is None and h.location is None]
+            if missing:
+                found = iter(snap.paths(missing))
+                for h in hits:
+                    if h.record is None and h.location is None:
+                        h.location = next(found)
         page = QueryPage([self._output(snap, h, query.fields) for h in hits])
         if more and hits:
             last = hits[-1]

@@ -142,6 +142,7 @@ def invert(encoded: bytes) -> bytes:
 # the walks that need only paths or signatures; and its body (the fields, as JSON).
 _HEAD = struct.Struct("<QqqQBH")  # size, mtime_ns, ctime_ns, inode, flags, len(machine_id)
 FLAG_ERROR = 1
+LOCATION_HEAD = _HEAD.size  # machine_id's length is the little-endian u16 just before
 
 
 def pack_record(record: FileRecord) -> tuple[bytes, bytes]:

@@ -444,6 +444,16 @@ class IndexSnapshot:
     def location(self, doc_id: bytes) -> tuple[str, str]:
         return enc.unpack_location(self.packed_location(doc_id))
 
+    def paths(self, doc_ids: Iterable[bytes]) -> list[tuple[str, str]]:
+        """(machine_id, path) of each doc id, in one tight loop (query results)."""
+        get, db, head = self.txn.get, self._records, enc.LOCATION_HEAD
+        out = []
+        for doc_id in doc_ids:
+            data = get(doc_id, db=db) or _present(None, doc_id)
+            lm = data[head - 2] | (data[head - 1] << 8)
+            out.append((data[head : head + lm].decode(), data[head + lm :].decode()))
+        return out
+
     def all_locations(self) -> Iterator[tuple[bytes, bytes]]:
         """(doc id, packed location) of every record, in doc id order."""
         yield from self.txn.cursor(db=self._records)
