@@ -329,6 +329,18 @@ def _intersect(a: Ranges, b: Ranges) -> Ranges:
     return Ranges([(name, out)], a.exact and b.exact)
 
 
+def _within(form: bytes | None, ranges: list[Range]) -> bool:
+    if form is None:
+        return False
+    return any(low <= form and (high is None or form < high) for low, high in ranges)
+
+
+def _unshortened(snap: IndexSnapshot, name: str) -> bool:
+    """Whether the field's stored forms are whole encodings (they sort as the values)."""
+    info = snap.field(name)
+    return info is None or info.shortened == 0
+
+
 def _is_equality(expr: f.Expr) -> bool:
     return isinstance(expr, f.In) or (isinstance(expr, f.Compare) and expr.op == "==")
 
@@ -452,13 +464,9 @@ class MetadataQueryEngine:
         limit = query.limit
         first = query.order_by[0] if query.order_by else None
         walk = False
-        if first is not None and self._walkable(snap, first.field):
+        if first is not None and limit is not None and self._walkable(snap, first.field):
             candidates = snap.total() if plan.docs is None else len(plan.docs)
-            if limit is not None and candidates > 4 * limit:
-                walk = True  # the first matches in order come soon
-            elif plan.residual is None and len(query.order_by) == 1:
-                # the order costs a walk of the field's index, or a decode per candidate
-                walk = snap.total() < SCAN_PER_DECODE * candidates
+            walk = candidates > 4 * limit  # the first matches in order come soon
         hits = (self._walk(snap, query, plan, token) if walk
                 else self._sorted(snap, query, plan, token))
         more = limit is not None and len(hits) > limit
@@ -493,10 +501,10 @@ class MetadataQueryEngine:
         out: set[bytes] = set()
         for name, rs in ranges.parts:
             for low, high in rs:
-                for doc_id in snap.scan(name, low, high):
-                    out.add(doc_id)
-                    if cap is not None and len(out) > cap:
-                        return out, False
+                out.update(snap.scan_ids(name, low, high,
+                                         None if cap is None else cap + 1 - len(out)))
+                if cap is not None and len(out) > cap:
+                    return out, False
         return out, True
 
     def _plan(self, snap: IndexSnapshot, expr: f.Expr | None) -> _Plan:
@@ -543,15 +551,26 @@ class MetadataQueryEngine:
             docs, _ = self._collect(snap, ranges0, None)
         if not ranges0.exact:
             residual.append(part0)
+        probes = []
         for ids, complete, ranges, part in found[1:]:
-            if not docs:
-                break
-            if ranges.exact and not complete:
-                ids, complete = self._collect(snap, ranges, SCAN_PER_DECODE * len(docs))
             if ranges.exact and complete:
                 docs &= ids
+            elif ranges.exact and len(ranges.parts) == 1:
+                probes.append(ranges)  # larger than the candidates: look each one up
+            elif ranges.exact:
+                ids, complete = self._collect(snap, ranges, SCAN_PER_DECODE * len(docs))
+                if complete:
+                    docs &= ids
+                else:
+                    residual.append(part)
             else:
                 residual.append(part)
+        for ranges in probes:
+            if not docs:
+                break
+            name, rs = ranges.parts[0]
+            prefix = name.encode("utf-8") + b"\x00"
+            docs = {d for d in docs if _within(snap.form(d, prefix), rs)}
         rest: f.Expr | None
         if not residual or not docs:
             rest = None
@@ -593,6 +612,8 @@ class MetadataQueryEngine:
                 if limit is not None:
                     del ids[limit + 1 :]
                 return [_Hit(d, d, None, None) for d in ids]
+        if test is None and all(_unshortened(snap, o.field) for o in order):
+            return self._sorted_by_forms(snap, query, ids, after)
         hits: list[_Hit] = []
         for doc_id in ids:
             record = snap.record(doc_id)
@@ -610,6 +631,28 @@ class MetadataQueryEngine:
         hits.sort(key=lambda h: h.key)
         if limit is not None:
             del hits[limit + 1 :]
+        return hits
+
+    def _sorted_by_forms(self, snap: IndexSnapshot, query: MetadataQuery, ids: list[bytes],
+                         after: bytes | None) -> list[_Hit]:
+        """Sort keys from the values stored by doc id: no record decoded."""
+        prefixes = [(o.field.encode("utf-8") + b"\x00", o.descending) for o in query.order_by]
+        locations = snap.paths(ids)
+        form, null = snap.form, enc.T_NULL
+        hits = []
+        for doc_id, location in zip(ids, locations, strict=True):
+            parts = []
+            for prefix, descending in prefixes:
+                value = form(doc_id, prefix) or null
+                parts.append(enc.invert(value) if descending else value)
+            parts.append(enc.encode_str(location[0]))
+            parts.append(enc.encode_str(location[1]))
+            key = b"".join(parts)
+            if after is None or key > after:
+                hits.append(_Hit(doc_id, key, None, None, location))
+        hits.sort(key=lambda h: h.key)
+        if query.limit is not None:
+            del hits[query.limit + 1 :]
         return hits
 
     def _walk(self, snap: IndexSnapshot, query: MetadataQuery, plan: _Plan,

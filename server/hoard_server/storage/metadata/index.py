@@ -1,12 +1,14 @@
 """The metadata index: one record per (machine_id, path), typed secondary indexes per field.
 
-One LMDB environment, six databases:
+One LMDB environment, seven databases:
 
 - ``docs``: doc key (machine_id and path, encoded) -> doc id (8 bytes): one record per file;
 - ``records``: doc id -> where the file is and its signature (``encoding.pack_record``);
 - ``bodies``: doc id -> the record's fields;
 - ``fields``: field name, 0x00, the value's index form, doc id -> b"": every field of
   every record, the built-in ones (path, filename, ...) too;
+- ``values``: doc id, field name, 0x00 -> the value's index form: the same entries by
+  record, so a query checks a candidate's condition or sort key without decoding it;
 - ``schema``: field name -> how many values of each type it holds, and how many shortened;
 - ``meta``: the next doc id and the format version.
 
@@ -18,6 +20,8 @@ records per transaction, each committed with an fsync (``lmdb_env``).
 
 from __future__ import annotations
 
+import itertools
+import operator
 import os
 import struct
 from collections import Counter
@@ -41,8 +45,9 @@ from hoard_server.storage.metadata import encoding as enc
 
 FORMAT_VERSION = 1
 DEFAULT_MAP_SIZE = 8 << 30
-DB_NAMES = ("docs", "records", "bodies", "fields", "schema", "meta")
+DB_NAMES = ("docs", "records", "bodies", "fields", "values", "schema", "meta")
 _ID = struct.Struct(">Q")
+_DOC_ID = operator.itemgetter(slice(-8, None))  # an index key's doc id
 _COUNTS = struct.Struct("<7Q")
 TYPES = tuple(FieldType)  # the schema's counters, in this order, then "shortened"
 _TYPE_SLOT = {t: i for i, t in enumerate(TYPES)}
@@ -184,9 +189,13 @@ class _EntryEncoder:
         self.names = _Names()
         self.forms = _Forms()
 
-    def keys(self, fields: dict[str, Value]) -> list[bytes]:
+    def entries(self, fields: dict[str, Value]) -> tuple[list[bytes], list[bytes]]:
+        """(field prefixes, value forms), in the order of ``fields``."""
         names, forms = self.names, self.forms
-        return [names[n] + forms[(type(v), v)] for n, v in fields.items()]
+        return [names[n] for n in fields], [forms[(type(v), v)] for v in fields.values()]
+
+    def keys(self, fields: dict[str, Value]) -> list[bytes]:
+        return list(map(bytes.__add__, *self.entries(fields)))
 
 
 class MetadataIndex:
@@ -200,6 +209,7 @@ class MetadataIndex:
         self._records = self.lmdb.dbs["records"]
         self._bodies = self.lmdb.dbs["bodies"]
         self._fields = self.lmdb.dbs["fields"]
+        self._values = self.lmdb.dbs["values"]
         self._schema = self.lmdb.dbs["schema"]
         self._meta = self.lmdb.dbs["meta"]
         with self.lmdb.write() as txn:
@@ -228,9 +238,10 @@ class MetadataIndex:
         encoder = _EntryEncoder()
         delta = _SchemaDelta()
         puts: list[bytes] = []  # new records' index keys, put in key order at the end
+        forward: list[tuple[bytes, bytes]] = []  # and their values by doc id, appended
         with self.lmdb.write() as txn:
-            docs, recs, bodies, fields = (self._docs, self._records, self._bodies,
-                                          self._fields)
+            docs, recs, bodies, fields, values = (
+                self._docs, self._records, self._bodies, self._fields, self._values)
             next_raw = txn.get(b"next_doc", db=self._meta)
             next_id = _ID.unpack(next_raw)[0] if next_raw is not None else 1
             for record in records:
@@ -238,7 +249,7 @@ class MetadataIndex:
                 key = doc_key(record.machine_id, record.path)
                 location, body = enc.pack_record(record)
                 all_fields = record.all_fields()
-                new_keys = encoder.keys(all_fields)
+                nbs, fms = encoder.entries(all_fields)
                 old_id = txn.get(key, db=docs)
                 if old_id is None:
                     doc_id = _ID.pack(next_id)
@@ -247,7 +258,9 @@ class MetadataIndex:
                     txn.put(doc_id, location, db=recs)
                     txn.put(doc_id, body, db=bodies)
                     counts.added += 1
+                    new_keys = list(map(bytes.__add__, nbs, fms))
                     puts.extend([k + doc_id for k in new_keys])
+                    forward.extend([(doc_id + nb, fm) for nb, fm in zip(nbs, fms, strict=True)])
                     delta.add_fields(all_fields)
                     if encoder.forms.shortened:  # rare: count the shortened ones too
                         for k in new_keys:
@@ -263,19 +276,27 @@ class MetadataIndex:
                     counts.unchanged += 1
                     continue
                 old = enc.unpack_record(old_location, old_body)
-                old_keys = set(encoder.keys(old.all_fields()))
+                old_map = dict(zip(*encoder.entries(old.all_fields()), strict=True))
+                new_map = dict(zip(nbs, fms, strict=True))
                 counts.updated += 1
                 txn.put(doc_id, location, db=recs)
                 txn.put(doc_id, body, db=bodies)
-                new_set = set(new_keys)
-                for k in old_keys - new_set:
-                    txn.delete(k + doc_id, db=fields)
-                    delta.add_key(k, -1)
-                for k in new_set - old_keys:
-                    txn.put(k + doc_id, b"", db=fields)
-                    delta.add_key(k, +1)
+                for nb, fm in old_map.items():
+                    if new_map.get(nb) != fm:
+                        txn.delete(nb + fm + doc_id, db=fields)
+                        delta.add_key(nb + fm, -1)
+                        if nb not in new_map:
+                            txn.delete(doc_id + nb, db=values)
+                for nb, fm in new_map.items():
+                    if old_map.get(nb) != fm:
+                        txn.put(nb + fm + doc_id, b"", db=fields)
+                        txn.put(doc_id + nb, fm, db=values)
+                        delta.add_key(nb + fm, +1)
             puts.sort()
             txn.cursor(db=fields).putmulti([(k, b"") for k in puts])
+            # new doc ids are above every stored one: their values go at the end
+            forward.sort()
+            txn.cursor(db=values).putmulti(forward, append=True)
             txn.put(b"next_doc", _ID.pack(next_id), db=self._meta)
             delta.apply(txn, self._schema)
         return counts
@@ -296,9 +317,11 @@ class MetadataIndex:
                                            _present(txn.get(doc_id, db=self._bodies), doc_id))
                 if (record.machine_id, record.path) != (machine_id, path):
                     continue  # a shortened key's hash collided: not this file
-                for k in set(encoder.keys(record.all_fields())):
-                    txn.delete(k + doc_id, db=self._fields)
-                    delta.add_key(k, -1)
+                nbs, fms = encoder.entries(record.all_fields())
+                for nb, fm in zip(nbs, fms, strict=True):
+                    txn.delete(nb + fm + doc_id, db=self._fields)
+                    txn.delete(doc_id + nb, db=self._values)
+                    delta.add_key(nb + fm, -1)
                 txn.delete(doc_id, db=self._records)
                 txn.delete(doc_id, db=self._bodies)
                 txn.delete(key, db=self._docs)
@@ -364,6 +387,7 @@ class MetadataIndex:
         problems: list[str] = []
         encoder = _EntryEncoder()
         expected_entries: set[bytes] = set()
+        expected_values: dict[bytes, bytes] = {}
         expected_schema = _SchemaDelta()
         with self.lmdb.read() as txn:
             doc_ids = set()
@@ -377,9 +401,11 @@ class MetadataIndex:
                 if doc_key(record.machine_id, record.path) != key:
                     problems.append(f"record {record.path!r} is under another file's key")
                 doc_ids.add(doc_id)
-                for k in set(encoder.keys(record.all_fields())):
-                    expected_entries.add(k + doc_id)
-                    expected_schema.add_key(k, +1)
+                nbs, fms = encoder.entries(record.all_fields())
+                for nb, fm in zip(nbs, fms, strict=True):
+                    expected_entries.add(nb + fm + doc_id)
+                    expected_values[doc_id + nb] = fm
+                    expected_schema.add_key(nb + fm, +1)
             for db in (self._records, self._bodies):
                 for doc_id, _ in txn.cursor(db=db):
                     if doc_id not in doc_ids:
@@ -389,6 +415,9 @@ class MetadataIndex:
                 problems.append(f"missing index entry {k!r}")
             for k in sorted(found_entries - expected_entries)[:20]:
                 problems.append(f"index entry without its record {k!r}")
+            found_values = dict(txn.cursor(db=self._values))
+            if found_values != expected_values:
+                problems.append("values by doc id disagree with the records")
             stored = {k: list(_COUNTS.unpack(v)) for k, v in txn.cursor(db=self._schema)}
             if stored != expected_schema.totals():
                 problems.append("schema counts disagree with the records")
@@ -405,6 +434,7 @@ class IndexSnapshot:
         self._records = index._records
         self._bodies = index._bodies
         self._fields = index._fields
+        self._values = index._values
 
     def total(self) -> int:
         return int(self.txn.stat(self._records)["entries"])
@@ -444,6 +474,11 @@ class IndexSnapshot:
     def location(self, doc_id: bytes) -> tuple[str, str]:
         return enc.unpack_location(self.packed_location(doc_id))
 
+    def form(self, doc_id: bytes, name_prefix: bytes) -> bytes | None:
+        """The index form of a record's field (``name_prefix``: the name and 0x00), or
+        None when the record has no such field."""
+        return self.txn.get(doc_id + name_prefix, db=self._values)
+
     def paths(self, doc_ids: Iterable[bytes]) -> list[tuple[str, str]]:
         """(machine_id, path) of each doc id, in one tight loop (query results)."""
         get, db, head = self.txn.get, self._records, enc.LOCATION_HEAD
@@ -472,14 +507,21 @@ class IndexSnapshot:
                 return
             yield key[-8:]
 
-    def count_range(self, name: str, low: bytes, high: bytes | None, cap: int) -> int:
-        """How many entries ``scan`` would yield, counting no further than ``cap``."""
-        n = 0
-        for _ in self.scan(name, low, high):
-            n += 1
-            if n >= cap:
-                break
-        return n
+    def scan_ids(self, name: str, low: bytes, high: bytes | None, cap: int | None = None
+                 ) -> list[bytes]:
+        """What ``scan`` yields, as a list, at most ``cap`` of them: the walk runs in C
+        iterators (no Python code per entry)."""
+        nb = name.encode("utf-8") + b"\x00"
+        stop = nb + high if high is not None else enc.successor(nb)
+        cur = self.txn.cursor(db=self._fields)
+        if not cur.set_range(nb + low):
+            return []
+        keys: Iterator[bytes] = cur.iternext(keys=True, values=False)
+        if stop is not None:
+            keys = itertools.takewhile(stop.__gt__, keys)
+        if cap is not None:
+            keys = itertools.islice(keys, cap)
+        return list(map(_DOC_ID, keys))
 
     def groups(self, name: str, descending: bool = False, start: bytes | None = None
                ) -> Iterator[tuple[bytes, list[bytes]]]:
