@@ -391,6 +391,7 @@ def _read_token(query: MetadataQuery) -> tuple[bytes, bytes | None] | None:
 
 # -- running ----------------------------------------------------------------------------
 SCAN_PER_DECODE = 20  # index entries scanned for the price of one record decoded
+PROBE_COST = 8  # index entries scanned for the price of one value looked up by doc id
 
 
 @dataclass
@@ -556,7 +557,12 @@ class MetadataQueryEngine:
             if ranges.exact and complete:
                 docs &= ids
             elif ranges.exact and len(ranges.parts) == 1:
-                probes.append(ranges)  # larger than the candidates: look each one up
+                # scanning it all costs less than a look-up per candidate, up to a size
+                ids, complete = self._collect(snap, ranges, PROBE_COST * len(docs))
+                if complete:
+                    docs &= ids
+                else:
+                    probes.append(ranges)
             elif ranges.exact:
                 ids, complete = self._collect(snap, ranges, SCAN_PER_DECODE * len(docs))
                 if complete:

@@ -48,8 +48,8 @@ T_DATETIME = bytes([FieldType.DATETIME])
 
 _Q = struct.Struct(">Q")
 _D = struct.Struct(">d")
-_SIGN = 1 << 63
-_ALL = (1 << 64) - 1
+_SIGN = SIGN = 1 << 63
+_ALL = UINT64_MAX = (1 << 64) - 1
 KEEP = 384  # bytes of a long value kept in an index key, before its hash
 HASH = 16  # a value takes at most 401 bytes of a key: name (<= 100), 0x00, value, doc id (8)
 

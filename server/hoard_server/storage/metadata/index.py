@@ -170,8 +170,14 @@ class _Forms(dict[tuple[type, Value], bytes]):
     shortened = False
 
     def __missing__(self, key: tuple[type, Value]) -> bytes:
+        kind, value = key
+        if kind is int and -(1 << 63) <= value <= enc.UINT64_MAX:  # type: ignore[operator]
+            form = enc.T_INT + (value + enc.SIGN).to_bytes(9, "big")  # type: ignore[operator]
+            if len(self) < 200_000:
+                self[key] = form
+            return form
         try:
-            form, shortened = enc.index_value(enc.encode(key[1]))
+            form, shortened = enc.index_value(enc.encode(value))
         except (ValueError, TypeError) as exc:
             raise InvalidArgument(f"a field value cannot be indexed: {exc}",
                                   reason="INVALID_VALUE") from exc
@@ -260,7 +266,8 @@ class MetadataIndex:
                     counts.added += 1
                     new_keys = list(map(bytes.__add__, nbs, fms))
                     puts.extend([k + doc_id for k in new_keys])
-                    forward.extend([(doc_id + nb, fm) for nb, fm in zip(nbs, fms, strict=True)])
+                    pairs = sorted(zip(nbs, fms, strict=True))
+                    forward.extend([(doc_id + nb, fm) for nb, fm in pairs])
                     delta.add_fields(all_fields)
                     if encoder.forms.shortened:  # rare: count the shortened ones too
                         for k in new_keys:
@@ -294,8 +301,8 @@ class MetadataIndex:
                         delta.add_key(nb + fm, +1)
             puts.sort()
             txn.cursor(db=fields).putmulti([(k, b"") for k in puts])
-            # new doc ids are above every stored one: their values go at the end
-            forward.sort()
+            # new doc ids are above every stored one and come in order, each record's
+            # fields sorted: their values go at the end, in key order
             txn.cursor(db=values).putmulti(forward, append=True)
             txn.put(b"next_doc", _ID.pack(next_id), db=self._meta)
             delta.apply(txn, self._schema)
