@@ -171,8 +171,8 @@ class _Forms(dict[tuple[type, Value], bytes]):
 
     def __missing__(self, key: tuple[type, Value]) -> bytes:
         kind, value = key
-        if kind is int and -(1 << 63) <= value <= enc.UINT64_MAX:  # type: ignore[operator]
-            form = enc.T_INT + (value + enc.SIGN).to_bytes(9, "big")  # type: ignore[operator]
+        if kind is int and isinstance(value, int) and -enc.SIGN <= value <= enc.UINT64_MAX:
+            form = enc.T_INT + (value + enc.SIGN).to_bytes(9, "big")
             if len(self) < 200_000:
                 self[key] = form
             return form
