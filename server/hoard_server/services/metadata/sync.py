@@ -110,19 +110,27 @@ class MetadataSync:
                 if in_scope(path, root, sync_subdirectories)
             }
             pending: list[tuple[str, os.stat_result | None]] = []
+            scanned = unchanged = 0  # counted here, put in the progress at each batch
             for path, st in scan_directory(root, sync_subdirectories=sync_subdirectories,
                                            regex_pattern=regex_pattern,
                                            glob_pattern=glob_pattern):
-                progress = replace(progress, scanned=progress.scanned + 1)
+                scanned += 1
                 old = stored.pop(path, None)
-                if old is not None and old == FileSignature.of(st):
-                    progress = replace(progress, unchanged=progress.unchanged + 1)
+                if (old is not None and old.mtime_ns == st.st_mtime_ns
+                        and old.size == st.st_size and old.ctime_ns == st.st_ctime_ns
+                        and old.inode == st.st_ino):
+                    unchanged += 1
                     continue
                 pending.append((path, st))
                 if len(pending) >= size:
+                    progress = replace(progress, scanned=progress.scanned + scanned,
+                                       unchanged=progress.unchanged + unchanged)
+                    scanned = unchanged = 0
                     progress = self._write(pending, machine, progress)
                     pending = []
                     yield progress
+            progress = replace(progress, scanned=progress.scanned + scanned,
+                               unchanged=progress.unchanged + unchanged)
             if pending:
                 progress = self._write(pending, machine, progress)
                 yield progress
