@@ -29,12 +29,16 @@ def scan_directory(
     sync_subdirectories: bool = True,
     regex_pattern: str = DEFAULT_REGEX,
     glob_pattern: str = DEFAULT_GLOB,
+    follow_links: bool = True,
 ) -> Iterator[tuple[str, os.stat_result]]:
     """(path, stat) of every regular file under ``root`` that the patterns select. A file
-    that vanishes while the walk reaches it is left out; an unreadable directory too."""
+    that vanishes while the walk reaches it is left out; an unreadable directory too.
+    ``follow_links=False`` leaves file links out (a daemon reads nothing outside its
+    sync roots through one)."""
     regex = re.compile(regex_pattern)
     if "/" in glob_pattern or "**" in glob_pattern:
-        yield from _scan_with_pathlib(root, sync_subdirectories, regex, glob_pattern)
+        yield from _scan_with_pathlib(root, sync_subdirectories, regex, glob_pattern,
+                                      follow_links)
         return
     name_glob = re.compile(fnmatch.translate(glob_pattern))
     stack = [root]
@@ -52,6 +56,8 @@ def scan_directory(
                     continue
                 if not (name_glob.match(entry.name) and regex.match(entry.name)):
                     continue
+                if not follow_links and entry.is_symlink():
+                    continue
                 st = entry.stat()  # follows a link, like is_file
             except OSError:
                 continue
@@ -68,12 +74,13 @@ def _is_regular(st: os.stat_result) -> bool:
 
 
 def _scan_with_pathlib(
-    root: str, recursive: bool, regex: re.Pattern[str], glob_pattern: str
+    root: str, recursive: bool, regex: re.Pattern[str], glob_pattern: str,
+    follow_links: bool,
 ) -> Iterator[tuple[str, os.stat_result]]:
     base = Path(root)
     found = base.rglob(glob_pattern) if recursive else base.glob(glob_pattern)
     for p in found:
-        if not regex.match(p.name):
+        if not regex.match(p.name) or (not follow_links and p.is_symlink()):
             continue
         try:
             st = p.stat()

@@ -72,8 +72,9 @@ class MetadataSync:
     """Extracts files into one ``MetadataIndex``."""
 
     def __init__(self, index: MetadataIndex, extraction: Extraction | None = None,
-                 batch_size: int = DEFAULT_BATCH) -> None:
+                 batch_size: int = DEFAULT_BATCH, follow_links: bool = True) -> None:
         self.index = index
+        self.follow_links = follow_links
         self.extraction = extraction or Extraction(["buffer"])
         self.batch_size = self._checked_batch(batch_size)
 
@@ -113,7 +114,8 @@ class MetadataSync:
             scanned = unchanged = 0  # counted here, put in the progress at each batch
             for path, st in scan_directory(root, sync_subdirectories=sync_subdirectories,
                                            regex_pattern=regex_pattern,
-                                           glob_pattern=glob_pattern):
+                                           glob_pattern=glob_pattern,
+                                           follow_links=self.follow_links):
                 scanned += 1
                 old = stored.pop(path, None)
                 if (old is not None and old.mtime_ns == st.st_mtime_ns
