@@ -542,7 +542,11 @@ class MetadataQueryEngine:
         found: list[tuple[set[bytes], bool, Ranges, f.Expr]] = []
         best: int | None = None
         for ranges, part in narrowable:
-            ids, complete = self._collect(snap, ranges, best if len(narrowable) > 1 else None)
+            # an equality may pay to scan whole (intersecting beats a look-up per
+            # candidate); a range is only sized against the smallest so far
+            cap = None if best is None or len(narrowable) == 1 else (
+                best * PROBE_COST if _is_equality(part) else best)
+            ids, complete = self._collect(snap, ranges, cap)
             if complete:
                 best = len(ids) if best is None else min(best, len(ids))
             found.append((ids, complete, ranges, part))
@@ -558,7 +562,8 @@ class MetadataQueryEngine:
                 docs &= ids
             elif ranges.exact and len(ranges.parts) == 1:
                 # scanning it all costs less than a look-up per candidate, up to a size
-                ids, complete = self._collect(snap, ranges, PROBE_COST * len(docs))
+                if len(ids) <= PROBE_COST * len(docs):
+                    ids, complete = self._collect(snap, ranges, PROBE_COST * len(docs))
                 if complete:
                     docs &= ids
                 else:
