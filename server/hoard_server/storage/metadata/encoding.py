@@ -37,7 +37,6 @@ from hoard.metadata.records import (
     datetime_to_micros,
     micros_to_datetime,
 )
-from hoard_server.errors import InvalidArgument
 
 T_NULL = bytes([FieldType.NULL])
 T_BOOL = bytes([FieldType.BOOL])
@@ -195,12 +194,3 @@ def unpack_record(location: bytes, body: bytes) -> FileRecord:
         fields[name] = micros_to_datetime(micros)
     return FileRecord(path, FileSignature(size, mtime, ctime, inode), fields, machine,
                       parsed.get("e"))
-
-
-def check_query_value(field: str, value: Value) -> bytes:
-    """The encoding of a value a query compares with; InvalidArgument when it has none."""
-    try:
-        return encode(value)
-    except (ValueError, TypeError) as exc:
-        raise InvalidArgument(f"field {field!r}: {exc}", reason="INVALID_QUERY",
-                              field=field) from exc

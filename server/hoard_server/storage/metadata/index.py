@@ -433,7 +433,7 @@ class MetadataIndex:
 
 class IndexSnapshot:
     """The primitives a query runs on, within one read transaction. Doc ids are 8-byte
-    strings; ``scan`` and ``groups`` take the bytes of ``encoding`` (tag first)."""
+    strings; ``scan_ids`` and ``groups`` take the bytes of ``encoding`` (tag first)."""
 
     def __init__(self, index: MetadataIndex, txn: lmdb.Transaction[bytes]) -> None:
         self.index = index
@@ -500,24 +500,11 @@ class IndexSnapshot:
         """(doc id, packed location) of every record, in doc id order."""
         yield from self.txn.cursor(db=self._records)
 
-    def scan(self, name: str, low: bytes, high: bytes | None) -> Iterator[bytes]:
-        """Doc ids whose ``name`` value's index form lies in [low, high) (high None: to
-        the end of the field)."""
-        nb = name.encode("utf-8") + b"\x00"
-        start = nb + low
-        stop = nb + high if high is not None else enc.successor(nb)
-        cur = self.txn.cursor(db=self._fields)
-        if not cur.set_range(start):
-            return
-        for key in cur.iternext(keys=True, values=False):
-            if stop is not None and key >= stop:
-                return
-            yield key[-8:]
-
     def scan_ids(self, name: str, low: bytes, high: bytes | None, cap: int | None = None
                  ) -> list[bytes]:
-        """What ``scan`` yields, as a list, at most ``cap`` of them: the walk runs in C
-        iterators (no Python code per entry)."""
+        """Doc ids whose ``name`` value's index form lies in [low, high) (high None: to
+        the end of the field), at most ``cap`` of them. The walk runs in C iterators (no
+        Python code per entry)."""
         nb = name.encode("utf-8") + b"\x00"
         stop = nb + high if high is not None else enc.successor(nb)
         cur = self.txn.cursor(db=self._fields)
