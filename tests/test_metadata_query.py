@@ -329,3 +329,13 @@ def test_bad_queries_name_their_problem(tmp_path) -> None:
         assert caught.value.reason == "INVALID_PAGE_TOKEN"
         # a string compared with a datetime field is read as ISO 8601
         assert len(engine.run(MetadataQuery.from_text("t >= '2024-01-01'")).items) == 5
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=record_sets(), expr=filters, order=orderings,
+       limit=st.one_of(st.none(), st.integers(1, 5)))
+def test_queries_answer_what_brute_force_answers_long(scratch, records, expr, order, limit
+                                                       ) -> None:
+    test_queries_answer_what_brute_force_answers.hypothesis.inner_test(  # type: ignore[attr-defined]
+        scratch, records, expr, order, limit)
