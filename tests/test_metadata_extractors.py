@@ -161,3 +161,31 @@ def test_a_new_extractor_is_a_small_class_registered_by_name(tmp_path) -> None:
     assert ex.names == ["stat", "test-sidecar"]
     assert ex.record(str(good)).fields["temperature"] == 21.5
     assert ex.record(str(bad)).error == "test-sidecar: no temperature"
+
+
+def test_the_fields_are_qass_s_own_where_qass_is_installed(tmp_path) -> None:
+    """With qass-tools-analyzer 2.7 (the ``bench`` extra): its parser reads the generated
+    files without a warning, and every property its cache stores equals ours."""
+    parser = pytest.importorskip("qass.tools.analyzer.buffer_parser")
+    cache = pytest.importorskip("qass.tools.analyzer.buffer_metadata_cache")
+    import random
+    import warnings
+
+    from buffers import random_spec
+
+    rng = random.Random(5)
+    specs = [random_spec(rng, process=i) for i in range(1, 40)]
+    specs.append(BufferSpec(streamno=None, datamode=1, blocks=0, omit=("framedur",)))
+    extraction = Extraction(["buffer"])
+    for i, spec in enumerate(specs):
+        path = write_buffer(tmp_path / spec.file_name(buffer_no=i), spec)
+        ours = extraction.record(path).fields
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with parser.Buffer(path) as theirs:
+                for prop in cache.BufferMetadata.properties:
+                    if prop in ("id", "directory_path", "filename"):
+                        continue
+                    value = getattr(theirs, prop)
+                    value = getattr(value, "value", value)  # enums: their numbers
+                    assert ours[prop] == value, (path, prop)
