@@ -141,6 +141,7 @@ def invert(encoded: bytes) -> bytes:
 # the walks that need only paths or signatures; and its body (the fields, as JSON).
 _HEAD = struct.Struct("<QqqQBH")  # size, mtime_ns, ctime_ns, inode, flags, len(machine_id)
 FLAG_ERROR = 1
+_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)  # records hold no cycles
 LOCATION_HEAD = _HEAD.size  # machine_id's length is the little-endian u16 just before
 
 
@@ -167,7 +168,7 @@ def pack_record(record: FileRecord) -> tuple[bytes, bytes]:
     head = _HEAD.pack(sig.size, sig.mtime_ns, sig.ctime_ns, sig.inode,
                       FLAG_ERROR if record.error is not None else 0, len(machine))
     return (head + machine + record.path.encode("utf-8"),
-            json.dumps(body, separators=(",", ":")).encode("utf-8"))
+            _JSON.encode(body).encode("utf-8"))
 
 
 def unpack_location(data: bytes) -> tuple[str, str]:

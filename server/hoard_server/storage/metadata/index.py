@@ -300,7 +300,7 @@ class MetadataIndex:
                         txn.put(doc_id + nb, fm, db=values)
                         delta.add_key(nb + fm, +1)
             puts.sort()
-            txn.cursor(db=fields).putmulti([(k, b"") for k in puts])
+            txn.cursor(db=fields).putmulti(zip(puts, itertools.repeat(b"")))
             # new doc ids are above every stored one and come in order, each record's
             # fields sorted: their values go at the end, in key order
             txn.cursor(db=values).putmulti(forward, append=True)
