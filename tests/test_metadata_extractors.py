@@ -106,8 +106,8 @@ def test_the_default_filename_pattern_reads_qass_names(tmp_path) -> None:
     path = tmp_path / "MyProject_00003p27420c0b01_dump_00.000"
     path.write_bytes(b"")
     fields = Extraction(["filename"]).record(str(path)).fields
-    assert (fields["project"], fields["number"], fields["process"], fields["channel"],
-            fields["buffer"]) == ("MyProject", 3, 27420, 0, 1)
+    assert (fields["name_project"], fields["name_number"], fields["name_process"],
+            fields["name_channel"], fields["name_buffer"]) == ("MyProject", 3, 27420, 0, 1)
 
 
 def test_hdf5_attributes_datasets_and_tvb_conventions(tmp_path) -> None:
@@ -189,3 +189,28 @@ def test_the_fields_are_qass_s_own_where_qass_is_installed(tmp_path) -> None:
                     value = getattr(theirs, prop)
                     value = getattr(value, "value", value)  # enums: their numbers
                     assert ours[prop] == value, (path, prop)
+
+
+def test_the_sdk_extracts_without_the_server_lmdb_or_h5py(tmp_path) -> None:
+    """The extractors live in the SDK package: importing and running them pulls in
+    neither the daemon's package nor lmdb, and h5py only once the hdf5 extractor reads."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = write_buffer(tmp_path / BufferSpec().file_name(), BufferSpec(process=77))
+    code = (
+        "import sys\n"
+        "from hoard.metadata.extractors import Extraction\n"
+        f"r = Extraction(['buffer', 'filename', 'stat']).record({path!r})\n"
+        "assert 'h5py' not in sys.modules\n"
+        f"r = Extraction(['buffer', 'filename', 'stat', 'hdf5']).record({path!r})\n"
+        "assert r.fields['process'] == 77, r\n"
+        "assert 'hdf5' in (r.error or ''), r.error\n"
+        "bad = [m for m in ('hoard_server', 'lmdb') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    client = Path(__file__).resolve().parents[1] / "client"
+    done = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(client)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -269,3 +269,25 @@ def test_a_killed_sync_leaves_the_index_consistent_and_the_next_finishes(tmp_pat
         assert index.count() == 100 and index.check() == []
         assert sorted(query(index, "process >= 1")) == sorted(
             str(p) for p in data.iterdir())
+
+
+def test_the_scan_takes_qass_s_patterns(tmp_path) -> None:
+    from hoard.metadata.scan import in_scope, scan_directory
+
+    top = make_files(tmp_path / "d", 2)
+    deep = make_files(tmp_path / "d" / "a" / "b", 1, start=9)
+    os.symlink(top[0], tmp_path / "d" / "Synth_01234p5c0b07")
+    found = {p for p, _st in scan_directory(str(tmp_path / "d"))}
+    assert found == {*top, *deep, str(tmp_path / "d" / "Synth_01234p5c0b07")}
+    no_links = {p for p, _ in scan_directory(str(tmp_path / "d"), follow_links=False)}
+    assert no_links == {*top, *deep}
+    shallow = {p for p, _ in scan_directory(str(tmp_path / "d"), sync_subdirectories=False,
+                                            follow_links=False)}
+    assert shallow == set(top)
+    only_b = {p for p, _ in scan_directory(str(tmp_path / "d"), glob_pattern="a/b/*p9c*")}
+    assert only_b == set(deep)
+    strict = {p for p, _ in scan_directory(str(tmp_path / "d"), regex_pattern=r"^.*p1c")}
+    assert strict == {top[0]}
+    root = str(tmp_path / "d")
+    assert in_scope(deep[0], root, True) and not in_scope(deep[0], root, False)
+    assert in_scope(top[0], root, False) and not in_scope(top[0], root + "x", True)

@@ -15,8 +15,10 @@ from hoard.metadata.extractors.base import ExtractionError, Extractor, register
 from hoard.metadata.records import Value, check_field_name
 
 # qass's file names: <project>_<nnnnn>p<process>c<channel, 0-based>b<buffer>...
-BUFFER_NAME = (r"^(?P<project>.*?)_?(?P<number>\d*)p(?P<process>\d+)"
-               r"c(?P<channel>\d)b(?P<buffer>\d{2})")
+# (named apart from the buffer header's fields: the name's channel is 0-based, and a file
+# renamed by hand may disagree with its header)
+BUFFER_NAME = (r"^(?P<name_project>.*?)_?(?P<name_number>\d*)p(?P<name_process>\d+)"
+               r"c(?P<name_channel>\d)b(?P<name_buffer>\d{2})")
 
 _INT = re.compile(r"[+-]?\d+\Z")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z")
