@@ -131,3 +131,63 @@ def test_the_check_sees_a_missing_entry_and_an_orphan(index) -> None:
     assert any("missing index entry" in p for p in problems)
     assert any("without its record" in p for p in problems)
     assert any("schema" in p for p in problems) or len(problems) >= 2
+
+
+# -- any sequence of writes leaves the index consistent and answering as the records say --
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from test_metadata_query import KINDS, filters, ref_holds, ref_problem  # noqa: E402
+
+PATHS = [f"/p/{i}" for i in range(6)] + ["/p/" + "long" * 200]
+
+
+@st.composite
+def write_sequences(draw: st.DrawFn) -> list[tuple[str, list[FileRecord]]]:
+    ops = []
+    for _ in range(draw(st.integers(1, 6))):
+        if draw(st.integers(0, 3)) == 0:
+            ops.append(("remove", [FileRecord(p, FileSignature(0, 0, 0, 0),
+                                              machine_id=draw(st.sampled_from(["", "m"])))
+                                   for p in draw(st.lists(st.sampled_from(PATHS)))]))
+            continue
+        batch = []
+        for path in draw(st.lists(st.sampled_from(PATHS), max_size=5)):
+            fields = {name: draw(values) for name, values in KINDS.items()
+                      if draw(st.booleans())}
+            error = draw(st.one_of(st.none(), st.just("buffer: broken")))
+            batch.append(FileRecord(path, FileSignature(1, 2, 3, draw(st.integers(0, 2))),
+                                    fields, draw(st.sampled_from(["", "m"])), error))
+        ops.append(("upsert", batch))
+    return ops
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(ops=write_sequences(), probes=st.lists(filters, min_size=1, max_size=3))
+def test_any_writes_leave_the_index_consistent(tmp_path_factory, ops, probes) -> None:
+    model: dict[tuple[str, str], FileRecord] = {}
+    where = str(tmp_path_factory.mktemp("idx"))
+    with MetadataIndex(where, map_size=64 << 20) as index:
+        for kind, records in ops:
+            if kind == "upsert":
+                index.upsert_many(records)
+                for r in records:
+                    model[(r.machine_id, r.path)] = r
+            else:
+                index.remove_many((r.machine_id, r.path) for r in records)
+                for r in records:
+                    model.pop((r.machine_id, r.path), None)
+        assert index.check() == []
+        assert index.count() == len(model)
+        for (machine, path), r in model.items():
+            assert index.get(path, machine) == r
+        engine = MetadataQueryEngine(index)
+        records = list(model.values())
+        for expr in probes:
+            if ref_problem(records, expr) is not None:
+                continue
+            got = sorted((m.machine_id, m.path) for m in engine.run(MetadataQuery(expr)).items)
+            expected = sorted((r.machine_id, r.path) for r in records
+                              if ref_holds(expr, r.all_fields()))
+            assert got == expected

@@ -239,7 +239,8 @@ class MetadataIndex:
     # -- writes ------------------------------------------------------------------------
     def upsert_many(self, records: Iterable[FileRecord]) -> WriteCounts:
         """Add or replace records in one transaction; a replaced record's index entries
-        are replaced with it. A record equal to the stored one changes nothing."""
+        are replaced with it. A record equal to the stored one changes nothing; of several
+        for one file, the last counts."""
         counts = WriteCounts()
         encoder = _EntryEncoder()
         delta = _SchemaDelta()
@@ -250,7 +251,10 @@ class MetadataIndex:
                 self._docs, self._records, self._bodies, self._fields, self._values)
             next_raw = txn.get(b"next_doc", db=self._meta)
             next_id = _ID.unpack(next_raw)[0] if next_raw is not None else 1
-            for record in records:
+            # one record per file: of several in the batch, the last wins (a new record's
+            # entries are put at the end, so it must not be replaced within the batch)
+            latest = {(r.machine_id, r.path): r for r in records}
+            for record in latest.values():
                 check_location(record.machine_id, record.path)
                 key = doc_key(record.machine_id, record.path)
                 location, body = enc.pack_record(record)
