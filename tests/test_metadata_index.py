@@ -137,7 +137,13 @@ def test_the_check_sees_a_missing_entry_and_an_orphan(index) -> None:
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from test_metadata_query import KINDS, filters, ref_holds, ref_problem  # noqa: E402
+from test_metadata_query import (  # noqa: E402
+    KINDS,
+    filters,
+    ref_holds,
+    ref_order,
+    ref_problem,
+)
 
 PATHS = [f"/p/{i}" for i in range(6)] + ["/p/" + "long" * 200]
 
@@ -164,8 +170,10 @@ def write_sequences(draw: st.DrawFn) -> list[tuple[str, list[FileRecord]]]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(ops=write_sequences(), probes=st.lists(filters, min_size=1, max_size=3))
-def test_any_writes_leave_the_index_consistent(tmp_path_factory, ops, probes) -> None:
+@given(ops=write_sequences(), probes=st.lists(filters, min_size=1, max_size=3),
+       order=st.lists(st.builds(OrderBy, st.sampled_from([*KINDS, "path"]), st.booleans()),
+                      min_size=1, max_size=2, unique_by=lambda o: o.field))
+def test_any_writes_leave_the_index_consistent(tmp_path_factory, ops, probes, order) -> None:
     model: dict[tuple[str, str], FileRecord] = {}
     where = str(tmp_path_factory.mktemp("idx"))
     with MetadataIndex(where, map_size=64 << 20) as index:
@@ -188,6 +196,9 @@ def test_any_writes_leave_the_index_consistent(tmp_path_factory, ops, probes) ->
             if ref_problem(records, expr) is not None:
                 continue
             got = sorted((m.machine_id, m.path) for m in engine.run(MetadataQuery(expr)).items)
-            expected = sorted((r.machine_id, r.path) for r in records
-                              if ref_holds(expr, r.all_fields()))
-            assert got == expected
+            matching = [r for r in records if ref_holds(expr, r.all_fields())]
+            assert got == sorted((r.machine_id, r.path) for r in matching)
+            known = {name for r in records for name in r.all_fields()} | {"path"}
+            if all(o.field in known for o in order):
+                page = engine.run(MetadataQuery(expr, tuple(order)))
+                assert [m.path for m in page.items] == ref_order(matching, tuple(order))
