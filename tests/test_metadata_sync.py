@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from buffers import BufferSpec, buffer_bytes, write_buffer
 
+from hoard.metadata.records import FileSignature
 from hoard_server.errors import InvalidArgument
 from hoard_server.services.metadata.filters import parse
 from hoard_server.services.metadata.query import MetadataQuery, MetadataQueryEngine
@@ -291,3 +292,19 @@ def test_the_scan_takes_qass_s_patterns(tmp_path) -> None:
     root = str(tmp_path / "d")
     assert in_scope(deep[0], root, True) and not in_scope(deep[0], root, False)
     assert in_scope(top[0], root, False) and not in_scope(top[0], root + "x", True)
+
+
+def test_a_file_renamed_over_another_is_re_extracted(tmp_path, index) -> None:
+    _first, second = make_files(tmp_path / "d", 2)
+    engine = MetadataSync(index)
+    sync(engine, tmp_path / "d")
+    replacement = tmp_path / "elsewhere"
+    # the same size as `second`, another header
+    write_buffer(replacement, BufferSpec(process=2, blocks=1, partnumber="PN-0002"))
+    st = os.stat(second)
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the same mtime
+    os.replace(replacement, second)
+    done = sync(engine, tmp_path / "d", delete_stale_entries=True)
+    assert (done.updated, done.removed) == (1, 0)  # the inode (and ctime) told
+    assert index.get(second).signature == FileSignature.of(os.stat(second))
+    assert index.get(second).fields["partnumber"] == "PN-0002"
