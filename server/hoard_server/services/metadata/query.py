@@ -70,7 +70,7 @@ class MetadataQuery:
         return cls(filter=f.parse(text), order_by=order, **kwargs)  # type: ignore[arg-type]
 
 
-@dataclass
+@dataclass(slots=True)
 class Match:
     path: str
     machine_id: str
