@@ -1,0 +1,704 @@
+"""Metadata queries over the index: check, plan, run, page.
+
+A ``MetadataQuery`` is a filter (``filters``), an ordering (fields, each ascending or
+descending; ties are broken by machine_id and path, so every ordering is total; without
+one, results come in the order the files were first indexed), a limit, a resume token and
+what to return (paths, whole records or chosen fields).
+
+How it runs, in one read snapshot of the index:
+
+1. The filter is checked against the schema: an unknown field is UNKNOWN_FIELD, a value
+   no record of the field could equal (a string for a number field...) TYPE_MISMATCH.
+2. Candidates come from the most selective indexed condition of the filter's top-level
+   ``and`` (each condition's index range is counted, up to the best count so far); an
+   ``or`` or ``in`` is the union of its ranges; ``!=`` and ``not`` use no index.
+   Ranges are wide enough never to miss a match (long values are kept shortened in the
+   index), and every candidate is then checked against the whole filter on its record.
+3. With an ordering and a limit and no condition much more selective than the limit, the
+   index of the first order field is walked in order instead, a group of equal values at
+   a time, until the limit is reached.
+
+A page ends with a resume token when more may follow: the sort key of its last item and
+a fingerprint of the query it belongs to.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from hoard.metadata.records import BUILTIN_FIELDS, FieldType, FileRecord, Value
+from hoard_server.errors import InvalidArgument
+from hoard_server.services.metadata import filters as f
+from hoard_server.storage.metadata import encoding as enc
+from hoard_server.storage.metadata.index import FieldInfo, IndexSnapshot, MetadataIndex
+
+ALL_FIELDS = ("*",)
+MAX_LIMIT = 1_000_000
+
+
+@dataclass(frozen=True)
+class OrderBy:
+    field: str
+    descending: bool = False
+
+
+@dataclass
+class MetadataQuery:
+    """What to find. ``fields``: None for paths only, ``ALL_FIELDS`` for whole records,
+    or the names of the fields to return."""
+
+    filter: f.Expr | None = None
+    order_by: tuple[OrderBy, ...] = ()
+    limit: int | None = None
+    resume_token: str | None = None
+    fields: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_text(cls, text: str, order_by: Iterable[str] = (), **kwargs: object
+                  ) -> MetadataQuery:
+        """The CLI's form: ``'channel == 1 and process > 100'``, order fields as names
+        with an optional leading ``-`` for descending."""
+        order = tuple(OrderBy(o[1:], True) if o.startswith("-") else OrderBy(o)
+                      for o in order_by)
+        return cls(filter=f.parse(text), order_by=order, **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class Match:
+    path: str
+    machine_id: str
+    fields: dict[str, Value] | None = None
+    error: str | None = None
+
+
+@dataclass
+class QueryPage:
+    items: list[Match] = field(default_factory=list)
+    next_token: str | None = None
+
+
+# -- checking ---------------------------------------------------------------------------
+_NUMBER = {FieldType.INT, FieldType.FLOAT}
+_BUILTIN_INFO = {name: FieldInfo(name, {FieldType.STR: 1}) for name in BUILTIN_FIELDS}
+
+
+def _field_info(snap: IndexSnapshot, name: str) -> FieldInfo:
+    info = snap.field(name)
+    if info is not None:
+        return info
+    if name in _BUILTIN_INFO:
+        return _BUILTIN_INFO[name]
+    raise InvalidArgument(f"unknown field {name!r}: no record has it", reason="UNKNOWN_FIELD",
+                          field=name)
+
+
+def _literal_types(value: Value) -> set[FieldType]:
+    if isinstance(value, bool):
+        return {FieldType.BOOL}
+    if isinstance(value, int | float):
+        return set(_NUMBER)
+    if isinstance(value, str):
+        return {FieldType.STR}
+    if isinstance(value, datetime):
+        return {FieldType.DATETIME}
+    raise InvalidArgument(f"{value!r} is not a metadata value", reason="INVALID_QUERY")
+
+
+def _checked_literal(info: FieldInfo, value: Value, op: str) -> Value:
+    """The literal as compared: a string for a datetime field becomes a datetime; a type
+    no value of the field has is TYPE_MISMATCH."""
+    if value is None:
+        if op not in ("==", "!="):
+            raise InvalidArgument(f"field {info.name!r}: null can only be compared with == "
+                                  f"or !=", reason="INVALID_QUERY", field=info.name)
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        raise InvalidArgument(f"field {info.name!r}: NaN cannot be compared",
+                              reason="INVALID_QUERY", field=info.name)
+    held = set(info.types) - {FieldType.NULL}
+    if not held:
+        return value  # only nulls so far: nothing to mismatch, nothing will match
+    if isinstance(value, str) and held == {FieldType.DATETIME}:
+        return f.parse_datetime(value)
+    if isinstance(value, datetime):
+        value = f.parse_datetime(value.isoformat())
+    if not (_literal_types(value) & held):
+        shown = ", ".join(sorted(t.label for t in held))
+        raise InvalidArgument(
+            f"type mismatch: field {info.name!r} holds {shown}, not "
+            f"{type(value).__name__} ({value!r})", reason="TYPE_MISMATCH", field=info.name)
+    return value
+
+
+def check_filter(snap: IndexSnapshot, expr: f.Expr | None) -> f.Expr | None:
+    """``expr`` with its fields known and its literals of their fields' types."""
+    if expr is None:
+        return None
+    if isinstance(expr, f.And):
+        return f.And(tuple(check_filter(snap, p) for p in expr.parts))  # type: ignore[misc]
+    if isinstance(expr, f.Or):
+        return f.Or(tuple(check_filter(snap, p) for p in expr.parts))  # type: ignore[misc]
+    if isinstance(expr, f.Not):
+        part = check_filter(snap, expr.part)
+        assert part is not None
+        return f.Not(part)
+    info = _field_info(snap, expr.field)
+    if isinstance(expr, f.Prefix):
+        if not isinstance(expr.prefix, str):
+            raise InvalidArgument("prefix takes a string", reason="INVALID_QUERY")
+        held = set(info.types) - {FieldType.NULL}
+        if held and FieldType.STR not in held:
+            raise InvalidArgument(f"type mismatch: prefix needs a string field; "
+                                  f"{info.name!r} holds no strings", reason="TYPE_MISMATCH",
+                                  field=info.name)
+        return expr
+    if isinstance(expr, f.In):
+        if not expr.values:
+            raise InvalidArgument(f"field {info.name!r}: 'in' needs at least one value",
+                                  reason="INVALID_QUERY", field=info.name)
+        return f.In(expr.field, tuple(_checked_literal(info, v, "==") for v in expr.values))
+    return f.Compare(expr.field, expr.op, _checked_literal(info, expr.value, expr.op))
+
+
+# -- index ranges -----------------------------------------------------------------------
+Range = tuple[bytes, bytes | None]  # [low, high) over a field's value forms
+
+
+@dataclass
+class Ranges:
+    """Where in the index the records a condition may match are: ``(field, [ranges])``
+    pairs. ``exact``: the entries in them are exactly the matches (no check needed)."""
+
+    parts: list[tuple[str, list[Range]]]
+    exact: bool
+
+
+def _tag_end(tag: bytes) -> bytes:
+    return bytes([tag[0] + 1])
+
+
+def _after(encoded: bytes) -> bytes:
+    succ = enc.successor(encoded)
+    assert succ is not None  # a tag byte is never 0xFF
+    return succ
+
+
+_INT_LOW, _INT_HIGH = -(1 << 63), (1 << 64) - 1
+_T_INT_END = _tag_end(enc.T_INT)
+_T_FLOAT_END = _tag_end(enc.T_FLOAT)
+
+
+def _int_ranges(op: str, value: int | float) -> list[Range]:
+    """The int entries that compare ``op`` with a number: exact bounds."""
+    if isinstance(value, float) and math.isinf(value):
+        everything = (value > 0 and op in ("<", "<=")) or (value < 0 and op in (">", ">="))
+        return [(enc.T_INT, _T_INT_END)] if everything else []
+    if op == "==":
+        if value == math.floor(value) and _INT_LOW <= value <= _INT_HIGH:
+            e = enc.T_INT + enc.encode_int(int(value))
+            return [(e, _after(e))]
+        return []
+    if op in (">", ">="):
+        low = math.floor(value) + 1 if op == ">" else math.ceil(value)
+        if low > _INT_HIGH:
+            return []
+        return [(enc.T_INT + enc.encode_int(max(low, _INT_LOW)), _T_INT_END)]
+    high = math.ceil(value) - 1 if op == "<" else math.floor(value)  # inclusive
+    if high < _INT_LOW:
+        return []
+    return [(enc.T_INT, _after(enc.T_INT + enc.encode_int(min(high, _INT_HIGH))))]
+
+
+def _float_ranges(op: str, value: int | float) -> tuple[list[Range], bool]:
+    """The float entries that compare ``op`` with a number; exact unless the number has
+    no float of its own (a huge int), when the bounds are widened to its neighbours."""
+    as_float = float(value)
+    exact = as_float == value
+    e = enc.T_FLOAT + enc.encode_float(as_float)
+    if exact:
+        if op == "==":
+            return [(e, _after(e))], True
+        if op == ">":
+            return [(_after(e), _T_FLOAT_END)], True
+        if op == ">=":
+            return [(e, _T_FLOAT_END)], True
+        if op == "<":
+            return [(enc.T_FLOAT, e)], True
+        return [(enc.T_FLOAT, _after(e))], True
+    below = enc.T_FLOAT + enc.encode_float(math.nextafter(as_float, -math.inf))
+    above = enc.T_FLOAT + enc.encode_float(math.nextafter(as_float, math.inf))
+    if op == "==":
+        return [(below, _after(above))], False
+    if op in (">", ">="):
+        return [(below, _T_FLOAT_END)], False
+    return [(enc.T_FLOAT, _after(above))], False
+
+
+def atom_ranges(expr: f.Atom, info: FieldInfo | None) -> Ranges | None:
+    """The index ranges of a condition on one field, or None when the index cannot
+    narrow it (``!=``, null: absent fields have no entries). ``info``: the field's schema
+    (its shortened values make string ranges inexact)."""
+    name = expr.field
+    shortened = info is not None and info.shortened > 0
+    if isinstance(expr, f.Prefix):
+        head = enc.T_STR + enc.encode_str(expr.prefix)[:-1]
+        exact = len(head) <= enc.KEEP
+        head = head[: enc.KEEP]
+        return Ranges([(name, [(head, _after(head))])], exact)
+    if isinstance(expr, f.In):
+        parts: list[Range] = []
+        exact = True
+        for v in expr.values:
+            sub = atom_ranges(f.Compare(name, "==", v), info)
+            if sub is None:
+                return None
+            exact = exact and sub.exact
+            for _name, rs in sub.parts:
+                parts.extend(rs)
+        return Ranges([(name, parts)], exact)
+    op, value = expr.op, expr.value
+    if value is None or op == "!=":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        floats, exact = _float_ranges(op, value)
+        return Ranges([(name, _int_ranges(op, value) + floats)], exact)
+    e = enc.encode(value)
+    if shortened or len(e) > enc.LONGEST:  # wide enough for shortened forms; then checked
+        head = e[: enc.KEEP]
+        if op == "==":
+            r: Range = (head, _after(head))
+        elif op in (">", ">="):
+            r = (head, _tag_end(e[:1]))
+        else:
+            r = (e[:1], _after(head))
+        return Ranges([(name, [r])], False)
+    if op == "==":
+        r = (e, _after(e))
+    elif op == ">":
+        r = (_after(e), _tag_end(e[:1]))
+    elif op == ">=":
+        r = (e, _tag_end(e[:1]))
+    elif op == "<":
+        r = (e[:1], e)
+    else:
+        r = (e[:1], _after(e))
+    return Ranges([(name, [r])], True)
+
+
+def expr_ranges(snap: IndexSnapshot, expr: f.Expr) -> Ranges | None:
+    """The index ranges of any condition: an ``or`` is the union of its parts' (exact if
+    all are); a nested ``and`` takes its first narrowable part's (not exact)."""
+    if isinstance(expr, f.Compare | f.In | f.Prefix):
+        return atom_ranges(expr, snap.field(expr.field))
+    if isinstance(expr, f.Or):
+        parts: list[tuple[str, list[Range]]] = []
+        exact = True
+        for part in expr.parts:
+            sub = expr_ranges(snap, part)
+            if sub is None:
+                return None
+            parts.extend(sub.parts)
+            exact = exact and sub.exact
+        return Ranges(parts, exact)
+    if isinstance(expr, f.And):
+        for part in expr.parts:
+            sub = expr_ranges(snap, part)
+            if sub is not None:
+                return Ranges(sub.parts, False)
+    return None
+
+
+def _intersect(a: Ranges, b: Ranges) -> Ranges:
+    """The ranges of both (same field, both exact): pairwise overlaps."""
+    name = a.parts[0][0]
+    out: list[Range] = []
+    for lo1, hi1 in a.parts[0][1]:
+        for lo2, hi2 in b.parts[0][1]:
+            lo = max(lo1, lo2)
+            his = [h for h in (hi1, hi2) if h is not None]
+            hi = min(his) if his else None
+            if hi is None or lo < hi:
+                out.append((lo, hi))
+    return Ranges([(name, out)], a.exact and b.exact)
+
+
+def _within(form: bytes | None, ranges: list[Range]) -> bool:
+    if form is None:
+        return False
+    return any(low <= form and (high is None or form < high) for low, high in ranges)
+
+
+def _unshortened(snap: IndexSnapshot, name: str) -> bool:
+    """Whether the field's stored forms are whole encodings (they sort as the values)."""
+    info = snap.field(name)
+    return info is None or info.shortened == 0
+
+
+def _is_equality(expr: f.Expr) -> bool:
+    return isinstance(expr, f.In) or (isinstance(expr, f.Compare) and expr.op == "==")
+
+
+# -- sort keys and tokens ---------------------------------------------------------------
+def order_part(o: OrderBy, value: Value) -> bytes:
+    encoded = enc.encode(value)
+    return enc.invert(encoded) if o.descending else encoded
+
+
+def sort_key(order: tuple[OrderBy, ...], fields: dict[str, Value], machine_id: str,
+             path: str) -> bytes:
+    """Bytes that sort as the ordering does (prefix-free parts; descending ones inverted),
+    ending with machine_id and path so that no two records tie."""
+    parts = [order_part(o, fields.get(o.field)) for o in order]
+    parts.append(enc.encode_str(machine_id))
+    parts.append(enc.encode_str(path))
+    return b"".join(parts)
+
+
+def _fingerprint(query: MetadataQuery) -> str:
+    text = repr((query.filter, query.order_by))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _make_token(query: MetadataQuery, key: bytes, first_form: bytes | None) -> str:
+    body = {"q": _fingerprint(query), "k": key.hex()}
+    if first_form is not None:
+        body["f"] = first_form.hex()
+    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
+
+
+def _read_token(query: MetadataQuery) -> tuple[bytes, bytes | None] | None:
+    if not query.resume_token:
+        return None
+    try:
+        body = json.loads(base64.urlsafe_b64decode(query.resume_token.encode()))
+        key = bytes.fromhex(body["k"])
+        first = bytes.fromhex(body["f"]) if "f" in body else None
+        fingerprint = body["q"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument("malformed resume token", reason="INVALID_PAGE_TOKEN") from None
+    if fingerprint != _fingerprint(query):
+        raise InvalidArgument("the resume token belongs to another query (filter or order)",
+                              reason="INVALID_PAGE_TOKEN")
+    return key, first
+
+
+# -- running ----------------------------------------------------------------------------
+SCAN_PER_DECODE = 20  # index entries scanned for the price of one record decoded
+PROBE_COST = 8  # index entries scanned for the price of one value looked up by doc id
+
+
+@dataclass
+class _Plan:
+    """Candidates (``docs``: a set of doc ids, or None for every record) and what of the
+    filter is left to check on each candidate's record (None: nothing)."""
+
+    docs: set[bytes] | None
+    residual: f.Expr | None
+
+
+@dataclass(slots=True)
+class _Hit:
+    doc_id: bytes
+    key: bytes  # the sort key; the doc id when the query has no ordering
+    first_form: bytes | None
+    record: FileRecord | None  # decoded when something needed it
+    location: tuple[str, str] | None = None
+
+
+class MetadataQueryEngine:
+    """Runs queries over one ``MetadataIndex``."""
+
+    def __init__(self, index: MetadataIndex) -> None:
+        self.index = index
+
+    def run(self, query: MetadataQuery) -> QueryPage:
+        with self.index.snapshot() as snap:
+            return self._run(snap, query)
+
+    def iter_all(self, query: MetadataQuery, page_size: int = 10_000) -> Iterator[Match]:
+        """Every match, page by page (each page in a snapshot of its own)."""
+        limit = query.limit
+        token = query.resume_token
+        sent = 0
+        while True:
+            size = page_size if limit is None else min(page_size, limit - sent)
+            if size <= 0:
+                return
+            page = self.run(MetadataQuery(query.filter, query.order_by, size, token,
+                                          query.fields))
+            yield from page.items
+            sent += len(page.items)
+            if page.next_token is None:
+                return
+            token = page.next_token
+
+    def count(self, expr: f.Expr | None) -> int:
+        with self.index.snapshot() as snap:
+            expr = check_filter(snap, expr)
+            plan = self._plan(snap, expr)
+            if plan.residual is None:
+                return snap.total() if plan.docs is None else len(plan.docs)
+            test = f.compile_filter(plan.residual)
+            docs = plan.docs if plan.docs is not None else (d for d, _ in snap.all_locations())
+            return sum(1 for d in docs if test(snap.record(d).all_fields()))
+
+    # -- inside one snapshot ------------------------------------------------------------
+    def _run(self, snap: IndexSnapshot, query: MetadataQuery) -> QueryPage:
+        if query.limit is not None and not 0 < query.limit <= MAX_LIMIT:
+            raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT}",
+                                  reason="INVALID_QUERY")
+        expr = check_filter(snap, query.filter)
+        for o in query.order_by:
+            _field_info(snap, o.field)
+        if query.fields is not None and query.fields != ALL_FIELDS:
+            for name in query.fields:
+                _field_info(snap, name)
+        token = _read_token(query)
+        plan = self._plan(snap, expr)
+        limit = query.limit
+        first = query.order_by[0] if query.order_by else None
+        walk = False
+        if first is not None and limit is not None and self._walkable(snap, first.field):
+            candidates = snap.total() if plan.docs is None else len(plan.docs)
+            walk = candidates > 4 * limit  # the first matches in order come soon
+        hits = (self._walk(snap, query, plan, token) if walk
+                else self._sorted(snap, query, plan, token))
+        more = limit is not None and len(hits) > limit
+        if limit is not None:
+            hits = hits[:limit]
+        if query.fields is None:
+            missing = [h.doc_id for h in hits if h.record is None and h.location is None]
+            if missing:
+                found = iter(snap.paths(missing))
+                for h in hits:
+                    if h.record is None and h.location is None:
+                        h.location = next(found)
+        page = QueryPage([self._output(snap, h, query.fields) for h in hits])
+        if more and hits:
+            last = hits[-1]
+            first_form = last.first_form
+            if first is not None and first_form is None:
+                record = last.record or snap.record(last.doc_id)
+                first_form = enc.encode(record.all_fields().get(first.field))
+            page.next_token = _make_token(query, last.key, first_form)
+        return page
+
+    def _walkable(self, snap: IndexSnapshot, name: str) -> bool:
+        """Whether the field's index alone gives its order: every record holds the field
+        and no value of it was shortened."""
+        info = snap.field(name)
+        return info is not None and info.shortened == 0 and info.total == snap.total()
+
+    def _collect(self, snap: IndexSnapshot, ranges: Ranges, cap: int | None
+                 ) -> tuple[set[bytes], bool]:
+        """(doc ids in the ranges, complete): stops once more than ``cap`` are found."""
+        out: set[bytes] = set()
+        for name, rs in ranges.parts:
+            for low, high in rs:
+                out.update(snap.scan_ids(name, low, high,
+                                         None if cap is None else cap + 1 - len(out)))
+                if cap is not None and len(out) > cap:
+                    return out, False
+        return out, True
+
+    def _plan(self, snap: IndexSnapshot, expr: f.Expr | None) -> _Plan:
+        """Drive from the most selective narrowable condition; intersect the other exact
+        ones when scanning them costs less than checking the candidates' records; leave
+        the rest to the check.
+
+        Exact conditions on one field (``process >= 10 and process < 20``) are merged into
+        one set of ranges first. Sizes are found by scanning, each scan stopped as soon as
+        it passes the smallest so far; equalities go first, as they tend to be smaller."""
+        if expr is None:
+            return _Plan(None, None)
+        conjuncts = list(expr.parts) if isinstance(expr, f.And) else [expr]
+        residual: list[f.Expr] = []
+        narrowable: list[tuple[Ranges, f.Expr]] = []
+        by_field: dict[str, int] = {}
+        for part in conjuncts:
+            ranges = expr_ranges(snap, part)
+            if ranges is None:
+                residual.append(part)
+                continue
+            if ranges.exact and len(ranges.parts) == 1:
+                name = ranges.parts[0][0]
+                if name in by_field:
+                    i = by_field[name]
+                    merged = _intersect(narrowable[i][0], ranges)
+                    narrowable[i] = (merged, f.And((narrowable[i][1], part)))
+                    continue
+                by_field[name] = len(narrowable)
+            narrowable.append((ranges, part))
+        if not narrowable:
+            return _Plan(None, expr)
+        narrowable.sort(key=lambda rp: 0 if _is_equality(rp[1]) else 1)
+        found: list[tuple[set[bytes], bool, Ranges, f.Expr]] = []
+        best: int | None = None
+        for ranges, part in narrowable:
+            # an equality may pay to scan whole (intersecting beats a look-up per
+            # candidate); a range is only sized against the smallest so far
+            cap = None if best is None or len(narrowable) == 1 else (
+                best * PROBE_COST if _is_equality(part) else best)
+            ids, complete = self._collect(snap, ranges, cap)
+            if complete:
+                best = len(ids) if best is None else min(best, len(ids))
+            found.append((ids, complete, ranges, part))
+        found.sort(key=lambda t: (not t[1], len(t[0])))
+        docs, complete, ranges0, part0 = found[0]
+        if not complete:  # none finished below another: finish the first
+            docs, _ = self._collect(snap, ranges0, None)
+        if not ranges0.exact:
+            residual.append(part0)
+        probes = []
+        for ids, complete, ranges, part in found[1:]:
+            if ranges.exact and complete:
+                docs &= ids
+            elif ranges.exact and len(ranges.parts) == 1:
+                # scanning it all costs less than a look-up per candidate, up to a size
+                if len(ids) <= PROBE_COST * len(docs):
+                    ids, complete = self._collect(snap, ranges, PROBE_COST * len(docs))
+                if complete:
+                    docs &= ids
+                else:
+                    probes.append(ranges)
+            elif ranges.exact:
+                ids, complete = self._collect(snap, ranges, SCAN_PER_DECODE * len(docs))
+                if complete:
+                    docs &= ids
+                else:
+                    residual.append(part)
+            else:
+                residual.append(part)
+        for ranges in probes:
+            if not docs:
+                break
+            name, rs = ranges.parts[0]
+            prefix = name.encode("utf-8") + b"\x00"
+            docs = {d for d in docs if _within(snap.form(d, prefix), rs)}
+        rest: f.Expr | None
+        if not residual or not docs:
+            rest = None
+        elif len(residual) == 1:
+            rest = residual[0]
+        else:
+            rest = f.And(tuple(residual))
+        return _Plan(docs, rest)
+
+    def _output(self, snap: IndexSnapshot, hit: _Hit, wanted: tuple[str, ...] | None
+                ) -> Match:
+        if wanted is None:
+            if hit.record is not None:
+                return Match(hit.record.path, hit.record.machine_id, None, hit.record.error)
+            machine, path = hit.location or snap.location(hit.doc_id)
+            return Match(path, machine)
+        record = hit.record or snap.record(hit.doc_id)
+        fields = record.all_fields()
+        if wanted != ALL_FIELDS:
+            fields = {name: fields.get(name) for name in wanted}
+        return Match(record.path, record.machine_id, fields, record.error)
+
+    def _sorted(self, snap: IndexSnapshot, query: MetadataQuery, plan: _Plan,
+                token: tuple[bytes, bytes | None] | None) -> list[_Hit]:
+        """Every candidate checked, keyed and sorted. Without an ordering the key is the
+        doc id (the order files were first indexed in): nothing needs reading to sort."""
+        after = token[0] if token else None
+        test = f.compile_filter(plan.residual) if plan.residual is not None else None
+        order = query.order_by
+        limit = query.limit
+        if plan.docs is None:
+            ids: list[bytes] = [d for d, _ in snap.all_locations()]  # in doc id order
+        else:
+            ids = sorted(plan.docs)
+        if not order:
+            if after is not None:
+                ids = ids[bisect.bisect_right(ids, after):]
+            if test is None:
+                if limit is not None:
+                    del ids[limit + 1 :]
+                return [_Hit(d, d, None, None) for d in ids]
+        if test is None and all(_unshortened(snap, o.field) for o in order):
+            return self._sorted_by_forms(snap, query, ids, after)
+        hits: list[_Hit] = []
+        for doc_id in ids:
+            record = snap.record(doc_id)
+            fields = record.all_fields()
+            if test is not None and not test(fields):
+                continue
+            if not order:
+                hits.append(_Hit(doc_id, doc_id, None, record))
+                if limit is not None and len(hits) > limit:
+                    break
+                continue
+            key = sort_key(order, fields, record.machine_id, record.path)
+            if after is None or key > after:
+                hits.append(_Hit(doc_id, key, None, record))
+        hits.sort(key=lambda h: h.key)
+        if limit is not None:
+            del hits[limit + 1 :]
+        return hits
+
+    def _sorted_by_forms(self, snap: IndexSnapshot, query: MetadataQuery, ids: list[bytes],
+                         after: bytes | None) -> list[_Hit]:
+        """Sort keys from the values stored by doc id: no record decoded."""
+        prefixes = [(o.field.encode("utf-8") + b"\x00", o.descending) for o in query.order_by]
+        locations = snap.paths(ids)
+        form, null = snap.form, enc.T_NULL
+        hits = []
+        for doc_id, location in zip(ids, locations, strict=True):
+            parts = []
+            for prefix, descending in prefixes:
+                value = form(doc_id, prefix) or null
+                parts.append(enc.invert(value) if descending else value)
+            parts.append(enc.encode_str(location[0]))
+            parts.append(enc.encode_str(location[1]))
+            key = b"".join(parts)
+            if after is None or key > after:
+                hits.append(_Hit(doc_id, key, None, None, location))
+        hits.sort(key=lambda h: h.key)
+        if query.limit is not None:
+            del hits[query.limit + 1 :]
+        return hits
+
+    def _walk(self, snap: IndexSnapshot, query: MetadataQuery, plan: _Plan,
+              token: tuple[bytes, bytes | None] | None) -> list[_Hit]:
+        """The first order field's index in order, a group of equal values at a time,
+        until the limit is passed."""
+        first = query.order_by[0]
+        rest = query.order_by[1:]
+        after = token[0] if token else None
+        start = token[1] if token else None
+        docs = plan.docs
+        test = f.compile_filter(plan.residual) if plan.residual is not None else None
+        limit = query.limit
+        out: list[_Hit] = []
+        for form, doc_ids in snap.groups(first.field, first.descending, start):
+            head = enc.invert(form) if first.descending else form
+            group = []
+            for doc_id in doc_ids:
+                if docs is not None and doc_id not in docs:
+                    continue
+                location = None
+                if test is None and not rest:
+                    location = machine, path = snap.location(doc_id)
+                    key = head + enc.encode_str(machine) + enc.encode_str(path)
+                    record = None
+                else:
+                    record = snap.record(doc_id)
+                    fields = record.all_fields()
+                    if test is not None and not test(fields):
+                        continue
+                    key = head + sort_key(rest, fields, record.machine_id, record.path)
+                if after is None or key > after:
+                    group.append(_Hit(doc_id, key, form, record, location))
+            group.sort(key=lambda h: h.key)
+            out.extend(group)
+            if limit is not None and len(out) > limit:
+                break
+        return out
