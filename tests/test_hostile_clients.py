@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
 import os
 import threading
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import h5py
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import DaemonProcess, wait_until
@@ -25,6 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hoard
+from hoard.v1 import datasets_pb2 as dpb
+from hoard.v1 import datasets_pb2_grpc
 from hoard.v1 import objects_pb2 as opb
 from hoard.v1 import repositories_pb2 as rpb
 
@@ -46,6 +50,33 @@ class Call:
     make: Callable[[str, str], list]  # (repository, key) -> request messages
     has_repository: bool = True
     takes_key: bool = False
+    endless: bool = False  # a stream that lasts until the client cancels (Follow)
+
+
+def _h5_file() -> bytes:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        f["x"] = list(range(10))
+    return buffer.getvalue()
+
+
+H5 = _h5_file()
+# Dataset files the fixture makes in "default" for the DatasetFiles calls. The renamed and
+# deleted ones are used once, by test_valid_requests_are_answered.
+STORED_H5 = "hostile/stored.h5"
+RENAME_ME = "hostile/rename-me.h5"
+DELETE_ME = "hostile/delete-me.h5"
+FOLDER_A = "hostile/folder-a"
+PROJECT_XML = "hostile/Project.xml"
+
+
+def _import(repo: str, key: str) -> list:
+    return [
+        dpb.ImportRequest(
+            header=dpb.ImportHeader(repository=repo, path="hostile/imported.h5", overwrite=True)
+        ),
+        dpb.ImportRequest(chunk=H5),
+    ]
 
 
 def _put(repo: str, key: str) -> list:
@@ -158,6 +189,183 @@ CALLS = [
         # never the repository the tests read back: erase a throwaway one
         lambda r, k: [rpb.EraseRepositoryRequest(repository=r if r != "default" else "scratch")],
     ),
+    Call(
+        "/hoard.v1.DatasetFiles/ListFiles",
+        False,
+        True,
+        lambda r, k: [dpb.ListFilesRequest(repository=r, folder="hostile", recursive=True)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/DeleteFile",
+        False,
+        False,
+        lambda r, k: [dpb.FileRequest(repository=r, path=DELETE_ME)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/RenameFile",
+        False,
+        False,
+        lambda r, k: [
+            dpb.RenameRequest(
+                repository=r, source=RENAME_ME, destination="hostile/renamed.h5", overwrite=True
+            )
+        ],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/CopyFile",
+        False,
+        False,
+        lambda r, k: [
+            dpb.RenameRequest(
+                repository=r, source=STORED_H5, destination="hostile/copy.h5", overwrite=True
+            )
+        ],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/RemoveFiles",
+        False,
+        False,
+        lambda r, k: [
+            dpb.RemoveFilesRequest(repository=r, paths=["hostile/absent"], ignore_errors=True)
+        ],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/DiskUsage",
+        False,
+        False,
+        lambda r, k: [dpb.DiskUsageRequest(repository=r, path="hostile", h5_only=True)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/ExportFile",
+        False,
+        True,
+        lambda r, k: [dpb.FileRequest(repository=r, path=STORED_H5)],
+    ),
+    Call("/hoard.v1.DatasetFiles/ImportFile", True, False, _import),
+    Call(
+        "/hoard.v1.DatasetFiles/SnapshotFile",
+        False,
+        False,
+        lambda r, k: [dpb.FileRequest(repository=r, path=STORED_H5)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/CreateFolder",
+        False,
+        False,
+        lambda r, k: [dpb.FolderRequest(repository=r, path="hostile/new-folder")],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/RenameFolder",
+        False,
+        False,
+        lambda r, k: [
+            dpb.RenameRequest(
+                repository=r, source=FOLDER_A, destination="hostile/folder-b", overwrite=True
+            )
+        ],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/RemoveFolder",
+        False,
+        False,
+        lambda r, k: [dpb.FolderRequest(repository=r, path="hostile/absent", ignore_errors=True)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/WriteXmlMetadata",
+        False,
+        False,
+        lambda r, k: [dpb.XmlMetadata(repository=r, path=PROJECT_XML, metadata={"name": "x"})],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/ReadXmlMetadata",
+        False,
+        False,
+        lambda r, k: [dpb.FileRequest(repository=r, path=PROJECT_XML)],
+    ),
+    Call(
+        "/hoard.v1.DatasetFiles/ZipFolder",
+        False,
+        True,
+        lambda r, k: [dpb.ZipFolderRequest(repository=r, folder="hostile", exclude=["copy.h5"])],
+    ),
+]
+H5 = "hostile/t.h5"
+
+
+def _node(repo: str, dataset: str = "") -> dpb.NodeRef:
+    return dpb.NodeRef(repository=repo, path=H5, dataset=dataset)
+
+
+def _rows(n: int = 2) -> dpb.Array:
+    return dpb.Array(dtype="<f8", shape=[n, 3], data=bytes(8 * 3 * n))
+
+
+CALLS += [
+    Call(
+        "/hoard.v1.Datasets/StoreData",
+        False,
+        False,
+        lambda r, k: [
+            dpb.StoreDataRequest(
+                node=_node(r, "data"), data=dpb.Array(dtype="<i4", shape=[4], data=bytes(16))
+            )
+        ],
+    ),
+    Call(
+        "/hoard.v1.Datasets/AppendData",
+        False,
+        False,
+        lambda r, k: [dpb.AppendDataRequest(node=_node(r, "rows"), data=_rows(), grow_dimension=0)],
+    ),
+    Call(
+        "/hoard.v1.Datasets/Append",
+        True,
+        True,
+        lambda r, k: [
+            dpb.AppendRequest(node=_node(r, "rows"), data=_rows(), grow_dimension=0, sequence=1),
+            dpb.AppendRequest(data=_rows(3), grow_dimension=0, sequence=2),
+        ],
+    ),
+    Call(
+        "/hoard.v1.Datasets/GetData",
+        False,
+        False,
+        lambda r, k: [dpb.GetDataRequest(node=_node(r, "data"))],
+    ),
+    Call(
+        "/hoard.v1.Datasets/ReadData",
+        False,
+        True,
+        lambda r, k: [dpb.GetDataRequest(node=_node(r, "rows"))],
+    ),
+    Call(
+        "/hoard.v1.Datasets/Follow",
+        False,
+        True,
+        lambda r, k: [dpb.FollowRequest(node=_node(r, "rows"), grow_dimension=0)],
+        endless=True,
+    ),
+    Call("/hoard.v1.Datasets/GetDataShape", False, False, lambda r, k: [_node(r, "rows")]),
+    Call(
+        "/hoard.v1.Datasets/SetMetadata",
+        False,
+        False,
+        lambda r, k: [
+            dpb.SetMetadataRequest(node=_node(r), metadata={"k": dpb.Value(int_value=1)})
+        ],
+    ),
+    Call("/hoard.v1.Datasets/GetMetadata", False, False, lambda r, k: [_node(r)]),
+    Call(
+        "/hoard.v1.Datasets/RemoveMetadata",
+        False,
+        False,
+        lambda r, k: [dpb.RemoveMetadataRequest(node=_node(r), key="k")],
+    ),
+    # after the calls that read "data": the table's requests run once each, in this order
+    Call("/hoard.v1.Datasets/RemoveData", False, False, lambda r, k: [_node(r, "data")]),
+    Call("/hoard.v1.Datasets/IsValidFile", False, False, lambda r, k: [_node(r)]),
+    Call("/hoard.v1.Datasets/CloseFile", False, False, lambda r, k: [_node(r)]),
+    Call("/hoard.v1.Datasets/Describe", False, False, lambda r, k: [_node(r)]),
 ]
 BACKUP_ROOT = Path("/nonexistent")  # set by the fixture
 
@@ -165,14 +373,19 @@ BACKUP_ROOT = Path("/nonexistent")  # set by the fixture
 def test_every_rpc_is_in_the_table():
     """A new RPC must join CALLS, so that every test here covers it."""
     listed = {c.path for c in CALLS}
-    for module in (opb, rpb):
-        for service in module.DESCRIPTOR.services_by_name.values():
-            for method in service.methods:
-                path = f"/{service.full_name}/{method.name}"
-                assert path in listed, f"{path} is missing from CALLS"
-                call = next(c for c in CALLS if c.path == path)
-                assert call.client_streaming == method.client_streaming
-                assert call.server_streaming == method.server_streaming
+    services = [
+        *opb.DESCRIPTOR.services_by_name.values(),
+        *rpb.DESCRIPTOR.services_by_name.values(),
+        dpb.DESCRIPTOR.services_by_name["Datasets"],
+        dpb.DESCRIPTOR.services_by_name["DatasetFiles"],
+    ]
+    for service in services:
+        for method in service.methods:
+            path = f"/{service.full_name}/{method.name}"
+            assert path in listed, f"{path} is missing from CALLS"
+            call = next(c for c in CALLS if c.path == path)
+            assert call.client_streaming == method.client_streaming
+            assert call.server_streaming == method.server_streaming
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +397,23 @@ def daemon(tmp_path_factory):
     d = DaemonProcess(str(base / "data"), "--backup-root", str(BACKUP_ROOT)).start()
     with hoard.connect(d.target) as client:
         assert client.repository().put_object(STORED) == KEY
+    with grpc.insecure_channel(d.target) as ch:  # a dataset with rows, for the Datasets calls
+        for call in CALLS:
+            if call.path.endswith(("/StoreData", "/AppendData")):
+                assert send(ch, call, call.make("default", KEY))[0] == OK
+    with grpc.insecure_channel(d.target) as ch:  # what the DatasetFiles calls act on
+        files = datasets_pb2_grpc.DatasetFilesStub(ch)
+        for path in (STORED_H5, RENAME_ME, DELETE_ME):
+            files.ImportFile(iter(_import("default", "")))
+            files.RenameFile(
+                dpb.RenameRequest(
+                    repository="default", source="hostile/imported.h5", destination=path
+                )
+            )
+        files.CreateFolder(dpb.FolderRequest(repository="default", path=FOLDER_A))
+        files.WriteXmlMetadata(
+            dpb.XmlMetadata(repository="default", path=PROJECT_XML, metadata={"name": "x"})
+        )
     yield d
     d.stop()
 
@@ -201,6 +431,10 @@ def invoke(channel: grpc.Channel, call: Call, payloads: list[bytes], timeout: fl
             list(channel.stream_stream(call.path)(iter(payloads), timeout=timeout))
         elif call.client_streaming:
             channel.stream_unary(call.path)(iter(payloads), timeout=timeout)
+        elif call.server_streaming and call.endless:
+            stream = channel.unary_stream(call.path)(payloads[0], timeout=timeout)
+            next(stream, None)  # it answered; it would go on until cancelled
+            stream.cancel()
         elif call.server_streaming:
             list(channel.unary_stream(call.path)(payloads[0], timeout=timeout))
         else:

@@ -13,6 +13,10 @@
 The layers, from the wire up: ``transport`` (channel, retries, error translation),
 ``requests``/``replies`` (pure message building and parsing), ``objects`` and ``admin``
 (typed APIs), ``io`` (the seekable reader), ``aiida`` (the AiiDA face), ``cli``.
+
+Datasets (HDF5 files): ``client.datasets("default")`` gives :class:`Datasets` (``arrays``,
+``datasets``, ``appender``, ``h5view``); ``hoard.tvb`` is TVB's HDF5StorageManager and
+FilesHelper over it.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from importlib import metadata as _metadata
 
 from hoard.aiida import Repository
 from hoard.client import Client, connect
+from hoard.datasets import Datasets
 from hoard.errors import (
     AuthenticationError,
     DataCorruptionError,
+    DatasetFileNotFoundError,
+    DatasetNotFoundError,
     DeadlineExceededError,
     FailedPreconditionError,
     HoardError,
@@ -49,6 +56,9 @@ __all__ = [
     "AuthenticationError",
     "Client",
     "DataCorruptionError",
+    "DatasetFileNotFoundError",
+    "DatasetNotFoundError",
+    "Datasets",
     "DeadlineExceededError",
     "FailedPreconditionError",
     "HoardError",

@@ -11,6 +11,7 @@ import grpc
 
 from hoard.admin import Repositories
 from hoard.aiida import Repository
+from hoard.datasets import Datasets
 from hoard.reports import RepositoryInfo
 from hoard.transport import DEFAULT_TARGET, Transport, channel_options, resolve_target
 
@@ -111,6 +112,10 @@ class Client:
     def repository(self, name: str = "default") -> Repository:
         """A handle on repository ``name`` (no call is made; it need not exist yet)."""
         return Repository(self, name)
+
+    def datasets(self, repository: str = "default") -> Datasets:
+        """The HDF5 files (datasets face) of ``repository`` (no call is made)."""
+        return Datasets(self.transport, repository)
 
     def create_repository(self, name: str) -> RepositoryInfo:
         """Create repository ``name``; creating one that exists returns it unchanged."""

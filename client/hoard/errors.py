@@ -24,17 +24,33 @@ __all__ = [
     "ERROR_DOMAIN",
     "AuthenticationError",
     "DataCorruptionError",
+    "DatasetFileNotFoundError",
+    "DatasetNotFoundError",
     "DeadlineExceededError",
+    "DtypeMismatchError",
     "FailedPreconditionError",
+    "FileAlreadyExistsError",
+    "FileDamagedError",
+    "FolderNotFoundError",
     "HoardError",
     "InvalidArgumentError",
+    "InvalidPathError",
+    "InvalidSelectionError",
+    "LengthMismatchError",
+    "MetadataNotFoundError",
+    "NotADatasetError",
+    "NotAGroupError",
     "NotFoundError",
+    "NotHDF5Error",
     "ObjectNotFoundError",
     "OutOfRangeError",
     "OverloadedError",
     "PermissionDeniedError",
+    "ReplyTooLargeError",
     "RepositoryNotFoundError",
     "ResourceExhaustedError",
+    "SelectionOutOfRangeError",
+    "ShapeMismatchError",
     "StorageFullError",
     "UnavailableError",
     "error_for_status",
@@ -169,6 +185,75 @@ _BY_CODE: dict[grpc.StatusCode, type[HoardError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
 }
 
+# -- the datasets face (reasons listed in datasets.proto) ---------------------------------------
+
+
+class InvalidPathError(InvalidArgumentError):
+    """A file or folder path is malformed or leaves the repository (INVALID_PATH)."""
+
+
+class DatasetFileNotFoundError(NotFoundError):
+    """The HDF5 file (or plain file) the request names does not exist (FILE_NOT_FOUND)."""
+
+
+class FolderNotFoundError(NotFoundError):
+    """The folder the request names does not exist (FOLDER_NOT_FOUND)."""
+
+
+class DatasetNotFoundError(NotFoundError, KeyError):
+    """No dataset or group of that name in the file (DATASET_NOT_FOUND); a ``KeyError`` too,
+    as in h5py."""
+
+
+class MetadataNotFoundError(NotFoundError, KeyError):
+    """The node has no attribute of that name (METADATA_NOT_FOUND)."""
+
+
+class FileAlreadyExistsError(FailedPreconditionError, FileExistsError):
+    """The target file exists and overwriting was not asked for (FILE_EXISTS)."""
+
+
+class NotHDF5Error(InvalidArgumentError):
+    """The file is not HDF5 (NOT_HDF5)."""
+
+
+class ShapeMismatchError(InvalidArgumentError):
+    """The data's shape does not fit the dataset (SHAPE_MISMATCH)."""
+
+
+class DtypeMismatchError(InvalidArgumentError, TypeError):
+    """The data's dtype does not fit the dataset (DTYPE_MISMATCH)."""
+
+
+class InvalidSelectionError(InvalidArgumentError, IndexError):
+    """The selection is not one HDF5 can make (INVALID_SELECTION)."""
+
+
+class SelectionOutOfRangeError(OutOfRangeError, IndexError):
+    """The selection reaches past the dataset's extent (SELECTION_OUT_OF_RANGE)."""
+
+
+class ReplyTooLargeError(ResourceExhaustedError):
+    """The selection is above the daemon's one-reply limit (REPLY_TOO_LARGE); the SDK reads
+    such selections streamed, so users do not meet this."""
+
+
+class NotADatasetError(FailedPreconditionError, TypeError):
+    """The node is a group where a dataset was expected (NOT_A_DATASET)."""
+
+
+class NotAGroupError(FailedPreconditionError, TypeError):
+    """The node is a dataset where a group was expected (NOT_A_GROUP)."""
+
+
+class LengthMismatchError(FailedPreconditionError):
+    """An append's ``expected_length`` is not the dataset's length (LENGTH_MISMATCH)."""
+
+
+class FileDamagedError(DataCorruptionError):
+    """The HDF5 file cannot be read correctly (FILE_DAMAGED)."""
+
+
 # Reasons that name a narrower condition than their status code. Any other reason (INVALID_KEY,
 # HASH_MISMATCH, DATA_LOSS, ...) is kept on the exception and the code picks the class.
 _BY_REASON: dict[str, type[HoardError]] = {
@@ -176,6 +261,22 @@ _BY_REASON: dict[str, type[HoardError]] = {
     "REPOSITORY_NOT_FOUND": RepositoryNotFoundError,
     "STORAGE_FULL": StorageFullError,
     "OVERLOADED": OverloadedError,
+    "INVALID_PATH": InvalidPathError,
+    "FILE_NOT_FOUND": DatasetFileNotFoundError,
+    "FOLDER_NOT_FOUND": FolderNotFoundError,
+    "DATASET_NOT_FOUND": DatasetNotFoundError,
+    "METADATA_NOT_FOUND": MetadataNotFoundError,
+    "FILE_EXISTS": FileAlreadyExistsError,
+    "NOT_HDF5": NotHDF5Error,
+    "SHAPE_MISMATCH": ShapeMismatchError,
+    "DTYPE_MISMATCH": DtypeMismatchError,
+    "INVALID_SELECTION": InvalidSelectionError,
+    "SELECTION_OUT_OF_RANGE": SelectionOutOfRangeError,
+    "REPLY_TOO_LARGE": ReplyTooLargeError,
+    "NOT_A_DATASET": NotADatasetError,
+    "NOT_A_GROUP": NotAGroupError,
+    "LENGTH_MISMATCH": LengthMismatchError,
+    "FILE_DAMAGED": FileDamagedError,
 }
 
 

@@ -104,15 +104,19 @@ class StoreInfo(Report):
     last_maintenance: float = 0.0
     last_verification: float = 0.0
     last_verification_errors: int = 0
+    dataset_files: int = 0
+    dataset_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Problem(Report):
-    """A damaged or missing object (``key``) or pack (``key`` empty)."""
+    """A damaged or missing object (``key``), pack (``key`` empty) or dataset file
+    (``path``, relative to the repository)."""
 
     key: str
     pack_id: int
     problem: str
+    path: str = ""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -156,7 +160,8 @@ class VerifyResult(Report):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class BackupProgress(Report):
-    """One backup report; ``stage`` is "snapshot", "packs" or "done" ("" if none came)."""
+    """One backup report; ``stage`` is "snapshot", "packs", "files" or "done" ("" if none
+    came). ``files_copied`` and ``file_bytes`` count the dataset files copied."""
 
     stage: str = ""
     message: str = ""
@@ -166,6 +171,8 @@ class BackupProgress(Report):
     bytes_copied: int = 0
     bytes_total: int = 0
     objects: int = 0
+    files_copied: int = 0
+    file_bytes: int = 0
 
 
 # Nested messages and the report each becomes.

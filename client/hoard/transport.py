@@ -23,7 +23,14 @@ import grpc
 from google.protobuf import descriptor_pb2
 
 from hoard.errors import HoardError, from_rpc_error, retry_pushback
-from hoard.v1 import objects_pb2, objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
+from hoard.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    objects_pb2,
+    objects_pb2_grpc,
+    repositories_pb2,
+    repositories_pb2_grpc,
+)
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -47,6 +54,8 @@ _UNKNOWN = descriptor_pb2.MethodOptions.IdempotencyLevel.IDEMPOTENCY_UNKNOWN
 _STUBS = {
     "Objects": objects_pb2_grpc.ObjectsStub,
     "Repositories": repositories_pb2_grpc.RepositoriesStub,
+    "Datasets": datasets_pb2_grpc.DatasetsStub,
+    "DatasetFiles": datasets_pb2_grpc.DatasetFilesStub,
 }
 
 
@@ -72,7 +81,7 @@ class Method:
 
 def _methods() -> dict[str, Method]:
     found: dict[str, Method] = {}
-    for module in (objects_pb2, repositories_pb2):
+    for module in (objects_pb2, repositories_pb2, datasets_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
                 found[f"{service.name}.{m.name}"] = Method(
@@ -205,6 +214,21 @@ class PendingCall:
         self._future.cancel()
 
 
+class BidiCall:
+    """A bidirectional stream in flight: iterate it for the replies (errors translated);
+    :meth:`cancel` ends it from this side."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def __iter__(self) -> Iterator[Any]:
+        with _translated():
+            yield from self._call
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
 class Transport:
     """A channel to one daemon and the calls made on it.
 
@@ -283,6 +307,13 @@ class Transport:
                 yield from stream
         finally:
             stream.cancel()
+
+    def bidi(self, name: str, requests: Iterable[Any]) -> BidiCall:
+        """Start a bidirectional-streaming call fed by ``requests`` (consumed in gRPC's own
+        thread); iterate the returned call for the replies. Never retried: the caller knows
+        how to resume."""
+        method, call = self._callable(name)
+        return BidiCall(call(requests, timeout=self._deadline(method, _DEFAULT)))
 
     def upload(
         self,

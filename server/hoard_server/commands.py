@@ -34,6 +34,7 @@ def restore(backup_dir: str, data_dir: str, repository: str | None = None) -> in
         return 1
     print(
         f"restored repository {result['repository']!r} into {data_dir}: "
-        f"{result['objects']} objects, {result['packs']} packs ({result['bytes']} bytes)"
+        f"{result['objects']} objects, {result['packs']} packs, {result['files']} dataset "
+        f"files ({result['bytes']} bytes)"
     )
     return 0

@@ -103,6 +103,13 @@ class Overloaded(HoardError):
         self.retry_after = retry_after
 
 
+class LimitExceeded(HoardError):
+    """One request asks for more than a daemon limit allows in one call (a reply too
+    large); the same request will fail again: the message names the way around it."""
+
+    reason = "LIMIT_EXCEEDED"
+
+
 class DataLoss(HoardError):
     """Stored bytes are damaged or missing; the object cannot be served correctly."""
 

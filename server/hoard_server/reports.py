@@ -38,15 +38,19 @@ class StoreInfo:
     last_verification: float
     last_verification_errors: int
     packs: tuple[PackReport, ...] = ()
+    dataset_files: int = 0  # HDF5 files under datasets/ (scratch names not counted)
+    dataset_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """A damaged or missing object (``key``) or pack (``key`` empty)."""
+    """A damaged or missing object (``key``), pack (``key`` empty) or dataset file
+    (``path``, relative to the repository; ``key`` empty, ``pack_id`` 0)."""
 
     key: str
     pack_id: int
     problem: str
+    path: str = ""
 
 
 @dataclass(slots=True)
@@ -76,7 +80,7 @@ class VerifyProgress:
 
 @dataclass(slots=True)
 class BackupProgress:
-    stage: str  # "snapshot", "packs", "done"
+    stage: str  # "snapshot", "packs", "files", "done"
     message: str
     packs_total: int = 0
     packs_copied: int = 0
@@ -84,3 +88,5 @@ class BackupProgress:
     bytes_copied: int = 0
     bytes_total: int = 0
     objects: int = 0
+    files_copied: int = 0  # dataset files copied (unchanged ones are not counted)
+    file_bytes: int = 0

@@ -15,11 +15,11 @@ from hoard.cli.serve import SERVER_MISSING
 from hoard.client import Client
 from hoard.reports import BackupProgress, MaintainProgress, Problem, VerifyProgress
 
-_SIZES = ("raw_bytes", "stored_bytes", "on_disk_bytes", "reclaimable_bytes")
+_SIZES = ("raw_bytes", "stored_bytes", "on_disk_bytes", "reclaimable_bytes", "dataset_bytes")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("info", help="object counts and sizes")
+    p = sub.add_parser("info", help="object and dataset file counts and sizes")
     p.add_argument("--detailed", action="store_true", help="also list every pack")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=info)
@@ -43,7 +43,9 @@ def register(sub: Any) -> None:
     p.set_defaults(run=maintain)
 
     p = sub.add_parser(
-        "verify", help="re-read and re-hash stored objects; exit 1 if any is damaged or missing"
+        "verify",
+        help="re-read and re-hash stored objects, read every dataset file; exit 1 if any is "
+        "damaged or missing",
     )
     p.add_argument("--pack", type=positive, default=None, metavar="N", help="only pack N")
     p.add_argument(
@@ -179,6 +181,8 @@ def verify(client: Client, args: argparse.Namespace) -> int:
 
 
 def problem_line(problem: Problem) -> str:
+    if problem.path:
+        return f"dataset file {problem.path}: {problem.problem}"
     return f"{problem.key or '-'}  pack {problem.pack_id}: {problem.problem}"
 
 
@@ -202,7 +206,8 @@ def backup(client: Client, args: argparse.Namespace) -> int:
         print(
             f"backed up {last.objects} objects to {destination}: "
             f"{last.packs_copied} packs copied ({human(last.bytes_copied)}), "
-            f"{last.packs_unchanged} unchanged"
+            f"{last.packs_unchanged} unchanged; {last.files_copied} dataset files copied "
+            f"({human(last.file_bytes)})"
         )
     else:
         print(f"backed up to {destination}")

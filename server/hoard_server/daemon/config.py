@@ -66,15 +66,15 @@ class LimitsSection:
 
     max_read_streams: int = key(
         0,
-        "Read, ReadMany and List streams served at once; the rest of the workers stay free "
-        "for short calls",
+        "Read, ReadMany and List streams (and the dataset files' ListFiles, ExportFile and "
+        "ZipFolder) served at once; the rest of the workers stay free for short calls",
         at_least=0,
         note="3/8 of `workers`: 24",
         moved_from="server",
     )
     max_upload_streams: int = key(
         0,
-        "Put streams served at once",
+        "Put (and ImportFile) streams served at once",
         at_least=0,
         note="3/8 of `workers`: 24",
         moved_from="server",
@@ -192,6 +192,38 @@ class MaintenanceSection:
 
 
 @dataclass(frozen=True)
+class DatasetsSection:
+    """The datasets face: reply size, open HDF5 handles, Append and Follow streams, chunks."""
+
+    max_reply_bytes: int = key(
+        64 << 20,
+        "largest GetData reply; a larger selection is refused (RESOURCE_EXHAUSTED, "
+        "REPLY_TOO_LARGE) and must be read with ReadData",
+        metavar="BYTES",
+        at_least=1 << 10,
+        note="64 MiB",
+    )
+    max_open_files: int = key(
+        256,
+        "HDF5 files the daemon keeps open at once, across repositories; the least recently "
+        "used idle one is closed first",
+        at_least=1,
+    )
+    append_streams: int = key(16, "Append streams served at once", at_least=1)
+    follow_streams: int = key(
+        16, "Follow streams served at once (each holds a worker while it waits)", at_least=1
+    )
+    chunk_target_bytes: int = key(
+        256 << 10,
+        "bytes per chunk of a dataset made by appending (a power-of-two number of rows, "
+        "kept within 64 KiB-1 MiB)",
+        metavar="BYTES",
+        at_least=1,
+        note="256 KiB",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; each field is a TOML table."""
 
@@ -199,6 +231,7 @@ class Config:
     limits: LimitsSection = field(default_factory=LimitsSection)
     storage: StorageSection = field(default_factory=StorageSection)
     maintenance: MaintenanceSection = field(default_factory=MaintenanceSection)
+    datasets: DatasetsSection = field(default_factory=DatasetsSection)
 
     def storage_settings(self) -> StorageSettings:
         """What the storage engine takes from the [storage] and [maintenance] sections."""

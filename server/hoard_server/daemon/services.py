@@ -12,13 +12,24 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from hoard.v1 import objects_pb2, objects_pb2_grpc, repositories_pb2, repositories_pb2_grpc
+from hoard.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    objects_pb2,
+    objects_pb2_grpc,
+    repositories_pb2,
+    repositories_pb2_grpc,
+)
 from hoard_server.daemon.builder import Service
 from hoard_server.daemon.config import Config, stream_slots, where
+from hoard_server.grpc.dataset_files import DatasetFilesServicer
+from hoard_server.grpc.datasets import DatasetsServicer
 from hoard_server.grpc.interceptors.decode_guard import DecodeGuard
 from hoard_server.grpc.limits import StreamLimits
 from hoard_server.grpc.objects import ObjectsServicer
 from hoard_server.grpc.repositories import RepositoriesServicer
+from hoard_server.services.datasets.files import DatasetFileService
+from hoard_server.services.datasets.service import DatasetService, DatasetSettings
 from hoard_server.services.objects import ObjectService
 from hoard_server.services.repositories import RepositoryService
 from hoard_server.storage.registry import RepositoryRegistry
@@ -33,6 +44,7 @@ class ServiceContext:
     limits: StreamLimits
     health: health.HealthServicer
     names: tuple[str, ...]  # every service in SERVICES, for reflection and health
+    datasets: DatasetService  # shared: its followers are ended at shutdown
 
     @classmethod
     def create(cls, config: Config, registry: RepositoryRegistry) -> ServiceContext:
@@ -41,12 +53,20 @@ class ServiceContext:
             {
                 "read": (reads, where("max_read_streams")),
                 "upload": (uploads, where("max_upload_streams")),
+                "append": (config.datasets.append_streams, where("append_streams")),
+                "follow": (config.datasets.follow_streams, where("follow_streams")),
             },
             config.limits.stream_idle_timeout,
             config.limits.response_memory_bytes,
         )
         names = tuple(row.name for row in SERVICES)
-        return cls(config, registry, limits, health.HealthServicer(), names)
+        ds = config.datasets
+        datasets = DatasetService(
+            registry,
+            limits.budget,
+            DatasetSettings(ds.max_reply_bytes, ds.max_open_files, ds.chunk_target_bytes),
+        )
+        return cls(config, registry, limits, health.HealthServicer(), names, datasets)
 
     def serving(self) -> None:
         """Health: every service (and the server as a whole, "") is SERVING."""
@@ -56,6 +76,7 @@ class ServiceContext:
     def shutting_down(self) -> None:
         """Health: NOT_SERVING from now on, so that balancers send new calls elsewhere."""
         self.health.enter_graceful_shutdown()
+        self.datasets.stop()  # Follow streams would otherwise last the whole grace period
 
     def close(self) -> None:
         self.limits.close()
@@ -78,6 +99,16 @@ SERVICES: tuple[Service[ServiceContext], ...] = (
         _name(repositories_pb2, "Repositories"),
         lambda ctx: RepositoriesServicer(RepositoryService(ctx.registry)),
         repositories_pb2_grpc.add_RepositoriesServicer_to_server,
+    ),
+    Service(
+        _name(datasets_pb2, "DatasetFiles"),
+        lambda ctx: DatasetFilesServicer(DatasetFileService(ctx.registry), ctx.limits),
+        datasets_pb2_grpc.add_DatasetFilesServicer_to_server,
+    ),
+    Service(
+        _name(datasets_pb2, "Datasets"),
+        lambda ctx: DatasetsServicer(ctx.datasets, ctx.limits),
+        datasets_pb2_grpc.add_DatasetsServicer_to_server,
     ),
     # Check answers on the probe pool even when every worker is busy. Watch stays on the
     # workers: it holds its thread for as long as the watcher stays.

@@ -9,10 +9,11 @@ one ``google.rpc.ErrorInfo``: domain ``hoard``, ``reason`` the error's stable re
 ``metadata`` its details (plus ``repository`` when the request named one). Clients pick
 their exception from the reason, never from the message.
 
-RESOURCE_EXHAUSTED means two different things, told apart by the reason: STORAGE_FULL (the
-disk or the index is full) or OVERLOADED (a daemon limit, for now). Either also sets gRPC's
+RESOURCE_EXHAUSTED means three different things, told apart by the reason: STORAGE_FULL (the
+disk or the index is full), OVERLOADED (a daemon limit, for now) or a per-call limit such as
+REPLY_TOO_LARGE (``LimitExceeded``: the same call will fail again). Each also sets gRPC's
 retry pushback: a busy daemon asks the client's retry policy to come back shortly, a full
-disk asks it not to retry at all.
+disk or a per-call limit asks it not to retry at all.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from hoard_server.errors import (
     FailedPrecondition,
     HoardError,
     InvalidArgument,
+    LimitExceeded,
     NotFound,
     OutOfRange,
     Overloaded,
@@ -52,6 +54,7 @@ _CODES: list[tuple[type[HoardError], grpc.StatusCode]] = [
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DataLoss, grpc.StatusCode.DATA_LOSS),
 ]
 
@@ -96,7 +99,7 @@ def failure_of(exc: BaseException, repository: str = "") -> Failure:
 def _pushback(exc: HoardError) -> int | None:
     if isinstance(exc, Overloaded):
         return int(exc.retry_after * (1 + random.random()) * 1000)  # jitter: not all at once
-    if exc.reason == StorageFull.reason:
+    if exc.reason == StorageFull.reason or isinstance(exc, LimitExceeded):
         return -1  # retrying will not help
     return None
 

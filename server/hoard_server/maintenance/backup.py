@@ -4,6 +4,7 @@ A backup directory holds a copy that a daemon can open as it is::
 
     <dest>/packs/00000001.pack ...   pack files, each cut at its committed end
     <dest>/index/data.mdb            a compacted snapshot of the LMDB index
+    <dest>/datasets/<path>           the dataset (HDF5) files, each a consistent copy
     <dest>/backup.json               what was backed up, and when (written last)
     <dest>/backup.lock               held (flock) by the backup writing here
 
@@ -15,6 +16,16 @@ copied packs, cut at those ends, hold exactly what the snapshot indexes.
 Incremental and resumable: a pack already in the destination is copied only from where the
 copy ends (sealed packs: not at all). The index is replaced only after every pack is in
 place, and packs that compaction removed are deleted from the backup only after that.
+
+Dataset files: each is copied whole while its writes are paused and it is flushed
+(``OpenFiles.consistent``), so the copy is a valid HDF5 file holding every write acknowledged
+before the copy began (a writer of that file waits for the copy to finish). The superblock's
+"open for writing" flags, set while the daemon has the file open, are cleared in the copy so
+that any HDF5 reader opens it. A copy is written
+under a hidden temporary name and renamed into place; it keeps its source's modification
+time, so a file of the same size and mtime is not copied again. Files deleted from the
+repository are deleted from the backup. They are updated after the index swap, while the
+backup has no manifest (it is incomplete until the new one is written).
 
 Safety: the destination must lie under a backup root and neither inside nor around the live
 data. Below the root, every directory and file is reached relative to an open directory and
@@ -50,10 +61,14 @@ from hoard_server.errors import (
 from hoard_server.reports import BackupProgress
 from hoard_server.storage import modes
 from hoard_server.storage.activity import Activity
+from hoard_server.storage.hdf5 import superblock
+from hoard_server.storage.hdf5.files import OpenFiles
+from hoard_server.storage.hdf5.inventory import dataset_files, is_hidden
 from hoard_server.storage.index import ObjectIndex
 from hoard_server.storage.layout import (
     BACKUP_LOCK,
     BACKUP_MANIFEST,
+    DATASETS,
     INDEX,
     INDEX_DATA,
     PACKS,
@@ -65,6 +80,7 @@ from hoard_server.storage.layout import (
 from hoard_server.storage.pack import fsync_dir, raise_if_full
 from hoard_server.storage.registry import check_repository_name
 from hoard_server.storage.repository import Repository, StorageSettings
+from hoard_server.storage.sandbox import check_relative_path
 
 MANIFEST = BACKUP_MANIFEST
 LOCK = BACKUP_LOCK
@@ -72,6 +88,7 @@ MANIFEST_FORMAT = 1
 _COPY_CHUNK = 8 << 20
 # temporary names of this and earlier versions: anything so named is a crashed run's leftover
 _TEMP_PREFIXES = ("index.partial", "index.old", MANIFEST + ".tmp")
+_FILE_TEMP = ".partial-"  # a dataset file's copy in progress (hidden: never a dataset file)
 _NAME_MAX = 255  # Linux's limits, checked up front so that a long name is the user's mistake
 _PATH_MAX = 4096
 _PATH_RESERVE = 64  # room for the longest name a backup creates below the destination
@@ -83,14 +100,15 @@ _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 class BackupSource(Protocol):
     """What a backup needs of a repository: its identity, where its files are, its index
-    (one read transaction is the snapshot) and its activity (a hold keeps packs from being
-    retired while they are copied)."""
+    (one read transaction is the snapshot), its activity (a hold keeps packs from being
+    retired while they are copied) and its open dataset files (to copy each consistently)."""
 
     name: str
     uuid: str
     layout: RepositoryLayout
     index: ObjectIndex
     activity: Activity
+    files: OpenFiles
 
 
 # -- the destination ---------------------------------------------------------------------
@@ -312,6 +330,20 @@ def _parse_manifest(raw: bytes, path: str) -> dict:
     for pid, end in manifest["packs"].items():
         if not pid.isdigit() or type(end) is not int or end < 0:
             raise FailedPrecondition(f"{bad}: malformed pack entry {pid!r}: {end!r}")
+    files = manifest.setdefault("files", {})  # absent in backups older than dataset files
+    if type(files) is not dict:
+        raise FailedPrecondition(f"{bad}: malformed files")
+    for rel, stamp in files.items():
+        try:
+            check_relative_path(rel)
+        except InvalidArgument as exc:
+            raise FailedPrecondition(f"{bad}: malformed file entry: {exc}") from None
+        if (
+            type(stamp) is not list
+            or len(stamp) != 2
+            or any(type(v) is not int or v < 0 for v in stamp)
+        ):
+            raise FailedPrecondition(f"{bad}: malformed file entry {rel!r}: {stamp!r}")
     return manifest
 
 
@@ -469,6 +501,8 @@ def _backup_locked(
             continue
         if not stat.S_ISDIR(os.lstat(entry, dir_fd=pfd).st_mode):
             os.unlink(entry, dir_fd=pfd)  # compacted away since last time (unlink: no follow)
+    files: dict[str, list[int]] = {}
+    yield from _backup_files(repo, destination, dfd, tag, progress, files)
     manifest = {
         "repository": repo.name,
         "uuid": repo.uuid,
@@ -476,6 +510,7 @@ def _backup_locked(
         "objects": totals.objects,
         "raw_bytes": totals.raw_bytes,
         "packs": {str(pid): st.end for pid, st in sorted(packs.items())},
+        "files": files,
         "format": MANIFEST_FORMAT,
     }
     tmp = f"{MANIFEST}.tmp-{tag}"
@@ -491,9 +526,146 @@ def _backup_locked(
     progress.stage = "done"
     progress.message = (
         f"backup of {repo.name!r} complete: {progress.packs_copied} pack(s) copied, "
-        f"{progress.packs_unchanged} unchanged, {progress.bytes_copied} bytes"
+        f"{progress.packs_unchanged} unchanged, {progress.bytes_copied} bytes; "
+        f"{progress.files_copied} dataset file(s) copied of {len(files)}, "
+        f"{progress.file_bytes} bytes"
     )
     yield progress
+
+
+# -- dataset files -----------------------------------------------------------------------------
+
+
+def _backup_files(
+    repo: BackupSource,
+    destination: str,
+    dfd: int,
+    tag: str,
+    progress: BackupProgress,
+    copied: dict[str, list[int]],
+) -> Iterator[BackupProgress]:
+    """Bring ``<dest>/datasets/`` in line with the repository's dataset files; ``copied``
+    receives ``[size, mtime_ns]`` of every file now in the backup."""
+    shown = os.path.join(destination, DATASETS)
+    sfd = _open_dir(dfd, DATASETS, shown, create=True)
+    try:
+        os.fchmod(sfd, modes.dir_mode())
+        sources = list(dataset_files(repo.layout.datasets_dir))
+        wanted = {entry.path for entry in sources}
+        folders = {rel.rsplit("/", i)[0] for rel in wanted for i in range(1, rel.count("/") + 1)}
+        _prune(sfd, "", wanted, folders, shown)  # first: a deleted file may be a folder now
+        for entry in sources:
+            try:
+                repo.files.resolve(entry.path)
+            except InvalidArgument as exc:  # a name the sandbox refuses: no file we serve
+                progress.message = f"file {entry.path} skipped: {exc}"
+                yield replace(progress, stage="files")
+                continue
+            result = _backup_file(repo.files, entry.path, sfd, shown, tag)
+            if result is None:  # deleted since it was listed (and from the backup)
+                continue
+            copied[entry.path], n = result
+            if n is not None:
+                progress.files_copied += 1
+                progress.file_bytes += n
+                progress.stage = "files"
+                progress.message = f"file {entry.path}: copied {n} bytes"
+                yield replace(progress)
+        os.fsync(sfd)
+    finally:
+        os.close(sfd)
+
+
+def _prune(dir_fd: int, prefix: str, files: set[str], folders: set[str], shown: str) -> None:
+    """Delete what is under ``dir_fd`` but is neither one of ``files`` nor one of
+    ``folders`` (repository-relative), links and leftover temporary copies included. A
+    link is deleted, never followed."""
+    for name in os.listdir(dir_fd):
+        rel = prefix + name
+        st = os.lstat(name, dir_fd=dir_fd)
+        if stat.S_ISDIR(st.st_mode):
+            if rel in folders and not is_hidden(name):
+                sub = _open_dir(dir_fd, name, os.path.join(shown, rel))
+                try:
+                    _prune(sub, rel + "/", files, folders, shown)
+                finally:
+                    os.close(sub)
+            else:
+                shutil.rmtree(name, dir_fd=dir_fd)  # fd-based: follows no link
+        elif not (stat.S_ISREG(st.st_mode) and rel in files and not is_hidden(name)):
+            os.unlink(name, dir_fd=dir_fd)
+
+
+def _backup_file(
+    files: OpenFiles, rel: str, sfd: int, shown: str, tag: str
+) -> tuple[list[int], int | None] | None:
+    """Copy dataset file ``rel`` to the same path under ``sfd``, unless the copy there has
+    its size and mtime: ``([size, mtime_ns], bytes copied or None if unchanged)``; None if
+    the file no longer exists (its copy is deleted)."""
+    parts = rel.split("/")
+    opened: list[int] = []
+    try:
+        dir_fd = sfd
+        for i, part in enumerate(parts[:-1]):
+            dir_fd = _open_dir(dir_fd, part, os.path.join(shown, *parts[: i + 1]), create=True)
+            opened.append(dir_fd)
+        name = parts[-1]
+        with files.consistent(rel) as full:  # writes paused, file flushed: a valid file
+            try:
+                src = os.open(full, os.O_RDONLY | _FILE_FLAGS)
+            except FileNotFoundError:
+                with contextlib.suppress(FileNotFoundError):
+                    _remove(dir_fd, name, os.path.join(shown, rel))
+                return None
+            try:
+                st = os.fstat(src)
+                stamp = [st.st_size, st.st_mtime_ns]
+                try:
+                    have = os.lstat(name, dir_fd=dir_fd)
+                    if stat.S_ISREG(have.st_mode) and [have.st_size, have.st_mtime_ns] == stamp:
+                        return stamp, None
+                except FileNotFoundError:
+                    pass
+                tmp = f"{_FILE_TEMP}{tag}"
+                fd = _open_file(
+                    dir_fd, tmp, os.path.join(shown, rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                )
+                try:
+                    os.fchmod(fd, modes.file_mode())
+                    n = _copy_hdf5(src, fd, st.st_size)
+                    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                    os.fsync(fd)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp, dir_fd=dir_fd)
+                    raise
+                finally:
+                    os.close(fd)
+                os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # replaces a link
+                os.fsync(dir_fd)
+            finally:
+                os.close(src)
+        return stamp, n
+    finally:
+        for fd in reversed(opened):
+            os.close(fd)
+
+
+def _copy_hdf5(src: int, fd: int, size: int) -> int:
+    """Copy ``size`` bytes of HDF5 file ``src`` into empty ``fd``, the superblock's
+    open-for-writing flags cleared in the copy; bytes copied."""
+    pos = 0
+    while pos < size:
+        chunk = os.pread(src, min(_COPY_CHUNK, size - pos), pos)
+        if not chunk:
+            raise FailedPrecondition(f"a dataset file shrank while it was copied ({pos} of {size})")
+        if pos == 0:
+            head = bytearray(chunk)
+            superblock.clear_status_flags(head)
+            chunk = bytes(head)
+        _write_all(fd, chunk, pos)
+        pos += len(chunk)
+    return pos
 
 
 # -- restore -----------------------------------------------------------------------------------
@@ -515,7 +687,8 @@ def restore(backup_dir: str, data_dir: str, repository: str | None = None) -> di
     Runs without a daemon, or beside one under a new repository name. The repository must
     not exist yet. Everything created gets hoard's modes (``storage.modes``), whatever the
     umask. NotFound: no manifest; FailedPrecondition: a malformed manifest, no index, or the
-    repository exists; InvalidArgument: a pack is missing or short. Returns a summary.
+    repository exists; InvalidArgument: a pack is missing or short, or a dataset file is
+    missing or not the size the manifest says. Returns a summary.
     """
     manifest_path = os.path.join(backup_dir, MANIFEST)
     try:
@@ -538,6 +711,14 @@ def restore(backup_dir: str, data_dir: str, repository: str | None = None) -> di
         if not os.path.isfile(src) or os.path.getsize(src) < end:
             raise InvalidArgument(f"backup is incomplete: pack {pid} ({src}) is missing or short")
         sources[int(pid)] = (src, end)
+    files = {}
+    for rel, (size, _mtime) in manifest["files"].items():
+        src = os.path.join(backup_dir, DATASETS, *rel.split("/"))
+        if not os.path.isfile(src) or os.path.getsize(src) != size:
+            raise InvalidArgument(
+                f"backup is incomplete: dataset file {rel} ({src}) is missing or changed"
+            )
+        files[rel] = src
     name = check_repository_name(repository or manifest["repository"])
     data = DataDirLayout(os.path.abspath(data_dir))
     root = data.repositories_dir
@@ -559,7 +740,16 @@ def restore(backup_dir: str, data_dir: str, repository: str | None = None) -> di
         total = 0
         for pid, (src, end) in sorted(sources.items()):
             total += _copy_new_file(src, new.pack_path(pid), end)
-        for sub in (new.index_dir, new.packs_dir, tmp):
+        folders = {new.datasets_dir}
+        for rel, src in sorted(files.items()):
+            dst = os.path.join(new.datasets_dir, *rel.split("/"))
+            folder = os.path.dirname(dst)
+            modes.makedirs(folder, exist_ok=True)
+            while folder not in folders:  # each new folder's entry in its parent, too
+                folders.add(folder)
+                folder = os.path.dirname(folder)
+            total += _copy_new_file(src, dst)
+        for sub in (new.index_dir, new.packs_dir, *sorted(folders, reverse=True), tmp):
             fsync_dir(sub)
         os.rename(tmp, target)
         fsync_dir(root)
@@ -572,4 +762,10 @@ def restore(backup_dir: str, data_dir: str, repository: str | None = None) -> di
             objects = repo.info().object_count
         finally:
             repo.close()
-    return {"repository": name, "objects": objects, "packs": len(sources), "bytes": total}
+    return {
+        "repository": name,
+        "objects": objects,
+        "packs": len(sources),
+        "files": len(files),
+        "bytes": total,
+    }

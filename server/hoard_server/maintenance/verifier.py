@@ -1,8 +1,9 @@
 """Integrity checks: re-read and re-hash objects, check the index against the packs.
 
-Every problem is reported with the object's key (or the pack's id) and what is wrong;
-checking carries on past it, and the daemon keeps serving every other object. The result
-(time and number of problems) is recorded in the index for ``info``.
+Every problem is reported with the object's key (or the pack's id, or a dataset file's path:
+``dataset_check.py``) and what is wrong; checking carries on past it, and the daemon keeps
+serving every other object. The result (time and number of problems) is recorded in the
+index for ``info``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from hoard_server.storage.index import Location, ObjectIndex
 from hoard_server.storage.pack import HEADER_SIZE, PACK_MAGIC, PackReader
 
 ReadObject = Callable[[str], tuple[int, Iterator[bytes]]]
+# the problems of the dataset files (all, or a random fraction of them)
+CheckFiles = Callable[[float], Iterator[Problem]]
 
 _REPORT_EVERY = 2000
 
@@ -32,7 +35,8 @@ class Verifier:
     """One verification run over the parts of a store it needs: the index (what should
     exist), the packs (their files and record headers), ``read_object`` (the store's own
     read path, so that what is checked is what a client would be served) and ``activity``
-    (a hold per object keeps its pack from being retired meanwhile)."""
+    (a hold per object keeps its pack from being retired meanwhile); ``check_files``, if
+    given, checks the dataset files after the objects (not when one pack is asked for)."""
 
     def __init__(
         self,
@@ -42,6 +46,7 @@ class Verifier:
         pack_path: Callable[[int], str],
         activity: Activity,
         read_object: ReadObject,
+        check_files: CheckFiles | None = None,
     ) -> None:
         self._name = name
         self._index = index
@@ -49,6 +54,7 @@ class Verifier:
         self._pack_path = pack_path
         self._activity = activity
         self._read_object = read_object
+        self._check_files = check_files
 
     def _check_packs(self, only: int) -> list[Problem]:
         problems = []
@@ -134,6 +140,12 @@ class Verifier:
                 yield replace(progress)
                 progress.problems = []
                 since = 0
+        if self._check_files is not None and not pack_id:
+            for problem in self._check_files(sample):
+                progress.problems.append(problem)
+                progress.problem_count += 1
+                yield replace(progress)
+                progress.problems = []
         progress.done = True
         with self._index.write() as txn:
             self._index.put_meta(txn, "last_verification", repr(time.time()).encode())

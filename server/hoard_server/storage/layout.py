@@ -10,6 +10,9 @@
     <repo>/packs/00000001.pack ...          packs (format in ``pack.py``)
     <repo>/staging/<hex>.upload             large uploads in progress (emptied at start-up)
     <repo>/datasets/<relative path>         HDF5 files of the datasets face (paths: sandbox.py)
+    <repo>/datasets/.hoard-<kind>-<hex>     a dataset file being imported, copied or written
+                                            whole (scratch, always at the top; never listed,
+                                            zipped or counted)
 
 A backup directory has a repository's ``index/`` and ``packs/`` (so a daemon can open it as
 it is) plus ``backup.json`` and ``backup.lock``. Backups work relative to open directory
@@ -18,6 +21,7 @@ descriptors, so the names are also available on their own (``INDEX``, ``pack_nam
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -112,3 +116,29 @@ class DataDirLayout:
 def scratch_path(root: str, kind: str) -> str:
     """A fresh scratch name in the repositories directory ``root`` (see DataDirLayout)."""
     return os.path.join(root, f".{kind}-{uuid.uuid4().hex}")
+
+
+DATASET_SCRATCH_PREFIX = ".hoard-"
+
+
+def dataset_scratch(folder: str, kind: str) -> str:
+    """A fresh hidden name in ``folder`` (the top of a repository's datasets) for a file
+    being made ("import", "copy", "xml") before it is renamed into place."""
+    return os.path.join(folder, f"{DATASET_SCRATCH_PREFIX}{kind}-{uuid.uuid4().hex}")
+
+
+def is_dataset_scratch(name: str) -> bool:
+    return name.startswith(DATASET_SCRATCH_PREFIX)
+
+
+def remove_dataset_scratch(datasets_dir: str) -> None:
+    """Remove the scratch files a crash left at the top of ``datasets_dir`` (when the
+    repository is opened, before any operation could have made one)."""
+    try:
+        names = os.listdir(datasets_dir)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if is_dataset_scratch(name):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(os.path.join(datasets_dir, name))

@@ -1,8 +1,9 @@
-"""A repository: a named packed store with its maintenance entry points.
+"""A repository: a named packed store with its dataset files and maintenance entry points.
 
 The storage itself is ``packed.PackedStore`` (the ``BlobStore`` implementation); this
 class adds what the service layer asks of a repository beyond the blob store interface:
-creating one on disk, and running compaction and verification on it, each handed only the
+creating one on disk, its HDF5 files (``files``, counted in ``info``), and running
+compaction and verification on it, each handed only the
 engine parts it needs (``hoard_server.maintenance``).
 """
 
@@ -14,16 +15,18 @@ import time
 import uuid
 from collections.abc import Generator
 from concurrent.futures import Executor
+from dataclasses import replace
 from functools import partial
 
 from hoard_server.errors import FailedPrecondition
-from hoard_server.reports import MaintenanceProgress, VerifyProgress
+from hoard_server.reports import MaintenanceProgress, StoreInfo, VerifyProgress
 from hoard_server.storage import modes
 from hoard_server.storage.blobstore import READ_MANY_INLINE, ObjectStat
 from hoard_server.storage.codec import FRAME_SIZE
 from hoard_server.storage.hdf5.files import OpenFiles
+from hoard_server.storage.hdf5.inventory import dataset_files
 from hoard_server.storage.index import ObjectIndex
-from hoard_server.storage.layout import RepositoryLayout
+from hoard_server.storage.layout import RepositoryLayout, remove_dataset_scratch
 from hoard_server.storage.packed.store import CLOSE_WAIT, INLINE_LIMIT, RETIRE_WAIT, PackedStore
 from hoard_server.storage.records import check_record
 from hoard_server.storage.settings import StorageSettings
@@ -37,6 +40,7 @@ class Repository(PackedStore):
         self._maintenance = threading.Lock()
         # the datasets face's HDF5 files (services/datasets); opened lazily, file by file
         self.files = OpenFiles(self.layout.datasets_dir, name)
+        remove_dataset_scratch(self.layout.datasets_dir)  # a crash's leftovers
 
     def close(self, timeout: float | None = CLOSE_WAIT) -> None:
         self.files.close_all()
@@ -61,6 +65,15 @@ class Repository(PackedStore):
         index.close()
         os.rename(scratch, path)  # the repository appears whole or not at all
         return cls(name, path, settings, pool)
+
+    def info(self) -> StoreInfo:
+        """The store's counts and sizes, with the dataset files' count and bytes."""
+        files = list(dataset_files(self.layout.datasets_dir))
+        return replace(
+            super().info(),
+            dataset_files=len(files),
+            dataset_bytes=sum(f.size for f in files),
+        )
 
     def maintain(
         self, dry_run: bool = False, dead_fraction: float = 0.0, max_packs: int = 0
@@ -98,11 +111,18 @@ class Repository(PackedStore):
     ) -> Generator[VerifyProgress, None, None]:
         """Re-read and re-hash objects; report every problem (see
         ``maintenance/verifier.py``)."""
+        from hoard_server.maintenance.dataset_check import DatasetFileCheck
         from hoard_server.maintenance.verifier import Verifier
 
         with self.activity.hold(reader=False):
             verifier = Verifier(
-                self.name, self.index, self.reader, self.pack_path, self.activity, self.read
+                self.name,
+                self.index,
+                self.reader,
+                self.pack_path,
+                self.activity,
+                self.read,
+                DatasetFileCheck(self.files).problems,
             )
             yield from verifier.run(pack_id, sample)
 

@@ -3,46 +3,124 @@
 Every access to a dataset file goes through one of four doors, each a context manager:
 
 - ``reading(path)``: an open ``h5py.File`` to read from (the writer's own handle when the
-  file is being written: one process cannot open an HDF5 file twice with different intents);
-- ``writing(path, create=...)``: the same, with the file's write lock held, so two writers
-  to one file are serialised;
+  file is being written: one process cannot open an HDF5 file twice with different intents,
+  and reading through the writer's handle sees every acknowledged row at once);
+- ``writing(path, create=..., swmr=...)``: the same, with the file's lock held, so two
+  writers to one file are serialised. On leaving, the file is flushed (under the lock) and
+  fsynced (after releasing it, so readers and other writers do not wait on the disk):
+  when ``writing`` returns, what was written is durable. ``swmr=True`` (appends to existing
+  datasets) keeps the handle in HDF5's SWMR write mode, whose ordered metadata writes keep
+  the file valid on disk at every instant; ``swmr=False`` (creating datasets, attributes,
+  deleting) reopens it without, as HDF5 allows no new objects under SWMR;
 - ``consistent(path)``: writes paused, the file flushed and fsynced; the bytes on disk are a
   valid HDF5 file (a copy may still carry the superblock's "open for writing" flags: clear
   them on the copy);
 - ``exclusive(path)``: no handle open at all and no new one opened until it ends (rename,
   delete, import over, copy onto).
 
+A file left "open for writing" by a killed daemon is repaired (its superblock flags cleared,
+``superblock.repair``) when it is first opened again: the daemon owns the data directory, so
+no other writer can exist.
+
+Residual risk: a kill during a structural change (a dataset or attribute being created or
+deleted, outside SWMR mode) can leave HDF5 metadata half written; everything acknowledged
+before was fsynced, but the file may need ``h5repack``/recovery. Appends, the long-running
+case, only ever run in SWMR mode.
+
+Watching: ``watch(path)`` gives followers a ``FileWatch`` that is notified whenever a
+writer leaves ``writing`` on that file, the file is closed for an exclusive change, or the
+repository closes.
+
 Paths are repository-relative and checked by ``sandbox.resolve``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import h5py
 
+from hoard_server.errors import DataLoss, InvalidArgument, NotFound
 from hoard_server.storage import sandbox
+from hoard_server.storage.hdf5 import superblock
+
+log = logging.getLogger(__name__)
+
+_LEFT_OPEN = "already open for write"  # HDF5's words for a file with status flags set
+
+
+class FileWatch:
+    """Change notifications of one file for its followers (``OpenFiles.watch``)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.generation = 0  # bumped at every change
+        self.closed = False  # the repository is closing: followers end
+        self.holders = 0
+
+    def notify(self, closed: bool = False) -> None:
+        with self.cond:
+            self.generation += 1
+            self.closed = self.closed or closed
+            self.cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """Wait until the generation moves past ``seen`` (or ``timeout``); the generation."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.generation != seen or self.closed, timeout)
+            return self.generation
 
 
 @dataclass
 class _Entry:
     lock: threading.RLock = field(default_factory=threading.RLock)
     handle: h5py.File | None = None
+    swmr: bool = False  # the handle is in SWMR write mode
     users: int = 0  # threads inside a door for this path (entries with none are dropped)
+
+
+class HandleLimit:
+    """At most ``max_open`` HDF5 handles open across every OpenFiles that shares it; the
+    least recently used idle handle is closed first. Thread-safe."""
+
+    def __init__(self, max_open: int) -> None:
+        self.max_open = max_open
+        self._lock = threading.Lock()
+        self._order: OrderedDict[tuple[int, str], OpenFiles] = OrderedDict()
+
+    def used(self, files: OpenFiles, full: str) -> None:
+        with self._lock:
+            self._order[(id(files), full)] = files
+            self._order.move_to_end((id(files), full))
+            over = len(self._order) - self.max_open
+            victims = list(self._order.items())[: max(0, over)]
+        for (_, path), owner in victims:
+            owner._close_if_idle(path)
+
+    def closed(self, files: OpenFiles, full: str) -> None:
+        with self._lock:
+            self._order.pop((id(files), full), None)
 
 
 class OpenFiles:
     """Open HDF5 handles of one repository's dataset files; every method is thread-safe."""
 
-    def __init__(self, root: str, repository: str | None = None) -> None:
+    def __init__(
+        self, root: str, repository: str | None = None, limit: HandleLimit | None = None
+    ) -> None:
         self.root = root
         self.repository = repository
-        self._lock = threading.Lock()  # guards _entries only; never held during I/O
+        self.limit = limit  # set by the datasets service (the daemon-wide open-handle bound)
+        self._lock = threading.Lock()  # guards _entries and _watches; never held during I/O
         self._entries: dict[str, _Entry] = {}
+        self._watches: dict[str, FileWatch] = {}
+        self._closed = False
 
     def resolve(self, path: str, *, allow_top: bool = False) -> str:
         """The absolute path of a repository-relative path (InvalidArgument if it escapes)."""
@@ -61,21 +139,121 @@ class OpenFiles:
                 if entry.users == 0 and entry.handle is None:
                     self._entries.pop(full, None)
 
-    def _open(self, entry: _Entry, full: str, write: bool, create: bool) -> h5py.File:
+    def _close_handle(self, entry: _Entry, full: str) -> None:
+        if entry.handle is not None:
+            try:
+                entry.handle.close()
+            finally:
+                entry.handle = None
+                entry.swmr = False
+                if self.limit is not None:
+                    self.limit.closed(self, full)
+
+    def _close_if_idle(self, full: str) -> None:
+        """Close the handle of ``full`` if no one is using it (the handle limit's eviction)."""
+        with self._lock:
+            entry = self._entries.get(full)
+            if entry is None or entry.users or not entry.lock.acquire(blocking=False):
+                return
+            try:
+                self._close_handle(entry, full)
+                self._entries.pop(full, None)
+            finally:
+                entry.lock.release()
+
+    def _h5open(self, full: str, mode: str) -> h5py.File:
+        """Open ``full``; a file a killed daemon left "open for writing" is repaired first.
+        A missing file is FILE_NOT_FOUND, one that is not HDF5 NOT_HDF5, an unreadable
+        HDF5 file FILE_DAMAGED."""
+        libver = None if mode == "r" else "latest"
+        if mode != "a" and not os.path.isfile(full):
+            raise self._missing(full)
+        try:
+            return h5py.File(full, mode, libver=libver)
+        except OSError as exc:
+            if _LEFT_OPEN in str(exc) and superblock.repair(full):
+                log.warning("%s was left open for writing (a killed daemon?): repaired", full)
+                return h5py.File(full, mode, libver=libver)
+            raise self._unreadable(full, exc) from None
+
+    def _missing(self, full: str) -> NotFound:
+        path = sandbox.relative(self.root, full)
+        what = "is a folder, not a file" if os.path.isdir(full) else "does not exist"
+        return NotFound(
+            f"dataset file {path!r} {what} in repository {self.repository!r}",
+            reason="FILE_NOT_FOUND",
+            repository=self.repository,
+            path=path,
+        )
+
+    def _unreadable(self, full: str, exc: OSError) -> InvalidArgument | DataLoss:
+        path = sandbox.relative(self.root, full)
+        try:
+            hdf5 = h5py.is_hdf5(full)
+        except OSError:
+            hdf5 = False
+        if not hdf5:
+            return InvalidArgument(
+                f"{path!r} is not an HDF5 file",
+                reason="NOT_HDF5",
+                repository=self.repository,
+                path=path,
+            )
+        return DataLoss(
+            f"HDF5 file {path!r} cannot be opened ({exc}); it is damaged",
+            reason="FILE_DAMAGED",
+            repository=self.repository,
+            path=path,
+        )
+
+    def _open(
+        self,
+        entry: _Entry,
+        full: str,
+        write: bool,
+        create: bool = False,
+        swmr: bool = False,
+        on_create: Callable[[h5py.File], None] | None = None,
+    ) -> h5py.File:
+        """The entry's handle, (re)opened for the intent: any handle for reading; for
+        writing one in r+ mode, in SWMR write mode exactly when ``swmr``."""
         handle = entry.handle
-        if handle is not None and (not write or handle.mode == "r+"):
-            return handle
+        if handle is not None and not handle.id.valid:
+            entry.handle = handle = None
+            entry.swmr = False
         if handle is not None:
-            handle.close()
-            entry.handle = None
+            if not write:
+                self._used(full)
+                return handle
+            if handle.mode == "r+" and (swmr or not entry.swmr):
+                if swmr and not entry.swmr:
+                    handle.swmr_mode = True  # entering SWMR is a switch; leaving it a reopen
+                    entry.swmr = True
+                self._used(full)
+                return handle
+            self._close_handle(entry, full)
         if write:
-            if create:
+            new = not os.path.exists(full)
+            if create and new:
                 os.makedirs(os.path.dirname(full), exist_ok=True)
-            mode = "a" if create else "r+"
-            entry.handle = h5py.File(full, mode, libver="latest")
+            handle = self._h5open(full, "a" if create else "r+")
+            entry.handle = handle
+            if new and create:
+                if on_create is not None:
+                    on_create(handle)
+                handle.flush()
+                _fsync_dir(os.path.dirname(full))
+            if swmr:
+                handle.swmr_mode = True
+                entry.swmr = True
         else:
-            entry.handle = h5py.File(full, "r")
+            entry.handle = self._h5open(full, "r")
+        self._used(full)
         return entry.handle
+
+    def _used(self, full: str) -> None:
+        if self.limit is not None:
+            self.limit.used(self, full)
 
     @contextmanager
     def reading(self, path: str) -> Iterator[h5py.File]:
@@ -84,10 +262,29 @@ class OpenFiles:
             yield self._open(entry, full, write=False, create=False)
 
     @contextmanager
-    def writing(self, path: str, *, create: bool = False) -> Iterator[h5py.File]:
+    def writing(
+        self,
+        path: str,
+        *,
+        create: bool = False,
+        swmr: bool = False,
+        on_create: Callable[[h5py.File], None] | None = None,
+    ) -> Iterator[h5py.File]:
+        """The file open for writing, durable on return (see the module's docstring).
+
+        ``on_create`` is called with a file this call creates, before anything else."""
         full = self.resolve(path)
-        with self._entry(full) as entry, entry.lock:
-            yield self._open(entry, full, write=True, create=create)
+        with self._entry(full) as entry:
+            with entry.lock:
+                handle = self._open(entry, full, True, create, swmr, on_create)
+                yield handle
+                handle.flush()
+            # Durability outside the lock: fsync covers every write made before it began,
+            # so the caller's rows are on disk when it returns, and no one waited for it.
+            _fsync(full)
+        watch = self._watches.get(full)
+        if watch is not None:
+            watch.notify()
 
     @contextmanager
     def consistent(self, path: str) -> Iterator[str]:
@@ -95,21 +292,58 @@ class OpenFiles:
         with self._entry(full) as entry, entry.lock:
             if entry.handle is not None:
                 entry.handle.flush()
-                fd = os.open(full, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                _fsync(full)
             yield full
 
     @contextmanager
     def exclusive(self, path: str) -> Iterator[str]:
         full = self.resolve(path)
         with self._entry(full) as entry, entry.lock:
-            if entry.handle is not None:
-                entry.handle.close()
-                entry.handle = None
-            yield full
+            self._close_handle(entry, full)
+            try:
+                yield full
+            finally:
+                watch = self._watches.get(full)
+                if watch is not None:
+                    watch.notify()
+
+    @contextmanager
+    def watch(self, path: str) -> Iterator[FileWatch]:
+        """Notifications of changes to one file, for as long as the block lasts."""
+        full = self.resolve(path)
+        with self._lock:
+            w = self._watches.setdefault(full, FileWatch())
+            w.holders += 1
+            if self._closed:
+                w.closed = True
+        try:
+            yield w
+        finally:
+            with self._lock:
+                w.holders -= 1
+                if w.holders == 0:
+                    self._watches.pop(full, None)
+
+    @contextmanager
+    def exclusive_under(self, *paths: str) -> Iterator[list[str]]:
+        """``exclusive`` for every file at or below each of ``paths`` (files or folders),
+        all at once: for a folder renamed or removed, or a file renamed onto another. Yields
+        the absolute paths.
+
+        The doors are taken in path order (as any caller holding several must), so two
+        such callers cannot deadlock. Covers the files that exist or are open when it
+        starts; symbolic links are not followed."""
+        fulls = [self.resolve(p) for p in paths]
+        with self._lock:
+            known = list(self._entries)
+        targets: set[str] = set()
+        for full in fulls:
+            targets.update(k for k in known if k == full or k.startswith(full + os.sep))
+            targets.update(_files_at_or_below(full))
+        with ExitStack() as stack:
+            for target in sorted(targets):
+                stack.enter_context(self.exclusive(sandbox.relative(self.root, target)))
+            yield fulls
 
     def close(self, path: str) -> None:
         """Flush and release the handle on one file (TVB close_file)."""
@@ -117,11 +351,45 @@ class OpenFiles:
             pass
 
     def close_all(self) -> None:
-        """Close every handle (daemon shutdown, repository erase)."""
+        """Close every handle and end every watch (daemon shutdown, repository erase)."""
         with self._lock:
-            entries = list(self._entries.values())
-        for entry in entries:
+            self._closed = True
+            entries = list(self._entries.items())
+            watches = list(self._watches.values())
+        for w in watches:
+            w.notify(closed=True)
+        for full, entry in entries:
             with entry.lock:
-                if entry.handle is not None:
-                    entry.handle.close()
-                    entry.handle = None
+                self._close_handle(entry, full)
+
+
+def _files_at_or_below(full: str) -> Iterator[str]:
+    """``full`` if it is a file, else every file below it (links neither followed nor given)."""
+    if os.path.isfile(full) and not os.path.islink(full):
+        yield full
+        return
+    for top, dirs, names in os.walk(full):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(top, d))]
+        for name in names:
+            path = os.path.join(top, name)
+            if not os.path.islink(path):
+                yield path
+
+
+def _fsync(full: str) -> None:
+    try:
+        fd = os.open(full, os.O_RDONLY)
+    except FileNotFoundError:
+        return  # deleted meanwhile: nothing left to make durable
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

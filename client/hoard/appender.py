@@ -1,0 +1,367 @@
+"""The batching appender: many small appends to one dataset on one ``Append`` stream.
+
+    with client.datasets("default").appender("run/x.h5", "data", grow_dimension=0) as app:
+        for row in rows:
+            app.append_row(row)
+        print(app.sent, app.acknowledged)
+
+Blocks given to :meth:`Appender.append` are batched (up to ``max_rows`` rows or ``max_bytes``
+bytes, or whatever arrived within ``max_delay`` seconds of the first) and sent on a
+bidirectional stream that gRPC feeds from its own thread; a background thread reads the acks.
+``acknowledged`` counts the rows the daemon has made durable, ``sent`` those handed to the
+stream. A failure of the stream is raised by the next call on the appender.
+
+Resuming: when the connection is lost (UNAVAILABLE), the appender asks the daemon for the
+dataset's length, drops the rows that did land, and sends the rest on a new stream with
+``expected_length`` on every batch, so no row is written twice or lost.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hoard.arrays import to_array
+from hoard.errors import (
+    DatasetFileNotFoundError,
+    DatasetNotFoundError,
+    HoardError,
+    UnavailableError,
+)
+from hoard.v1 import datasets_pb2 as pb
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from hoard.datasets import Datasets
+    from hoard.transport import BidiCall
+
+__all__ = ["Appender"]
+
+
+@dataclass
+class _Batch:
+    sequence: int
+    data: np.ndarray
+    start: int  # rows of this appender before the batch
+    rows: int
+
+
+class Appender:
+    """Appends to ``dataset`` of file ``path`` along ``grow_dimension`` (see the module
+    docstring). Use it as a context manager, or call :meth:`close`."""
+
+    def __init__(
+        self,
+        datasets: Datasets,
+        path: str,
+        dataset: str,
+        *,
+        grow_dimension: int = -1,
+        where: str = "/",
+        max_rows: int = 10_000,
+        max_bytes: int = 1 << 20,
+        max_delay: float = 0.005,
+        resume_timeout: float = 30.0,
+    ) -> None:
+        self.datasets = datasets
+        self.path = path
+        self.dataset = dataset
+        self.where = where
+        self.grow_dimension = grow_dimension
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.max_delay = max_delay
+        self._policy = datasets.transport.policy
+        self._resume_timeout = resume_timeout if self._policy.max_attempts > 1 else 0.0
+        self._cond = threading.Condition()
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+        self._pending_since = 0.0
+        self._unacked: collections.deque[_Batch] = collections.deque()
+        self._sequence = 0
+        self._appended = 0  # rows given to append()
+        self._sent = 0
+        self._acknowledged = 0
+        self._axis: int | None = None
+        self._base: int | None = None  # the dataset's length before our first row
+        self._flushing = False
+        self._closing = False
+        self._closed = False
+        self._generation = 0
+        self._error: BaseException | None = None
+        self._reader: threading.Thread | None = None
+        self.shape: tuple[int, ...] | None = None  # the dataset's, after the last ack
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def acknowledged(self) -> int:
+        """Rows the daemon has acknowledged as durable."""
+        return self._acknowledged
+
+    @property
+    def sent(self) -> int:
+        """Rows handed to the stream (acknowledged or in flight)."""
+        return self._sent
+
+    @property
+    def appended(self) -> int:
+        """Rows given to :meth:`append` so far."""
+        return self._appended
+
+    def append(self, data: Any) -> None:
+        """Queue a block of rows (same number of dimensions as the dataset) to append along
+        the grow dimension; returns at once. Raises the stream's error, if it failed."""
+        block = np.asarray(data)
+        if block.ndim == 0:
+            raise ValueError("append takes a block of rows; use append_row for one row")
+        with self._cond:
+            self._raise_if_failed()
+            if self._closed or self._closing:
+                raise HoardError("this appender is closed")
+            axis = self._grow_axis(block.ndim)
+            rows = block.shape[axis]
+            if rows == 0:
+                return
+            if self._reader is None:
+                self._start()
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append(block)
+            self._pending_rows += rows
+            self._pending_bytes += block.nbytes
+            self._appended += rows
+            self._cond.notify_all()
+
+    def append_row(self, row: Any) -> None:
+        """Queue one row (one dimension fewer than the dataset)."""
+        row = np.asarray(row)
+        axis = self.grow_dimension
+        if axis < 0:
+            axis += row.ndim + 1
+        self.append(np.expand_dims(row, axis))
+
+    def flush(self) -> None:
+        """Send what is queued and wait until every row appended so far is acknowledged."""
+        with self._cond:
+            self._flushing = True
+            self._cond.notify_all()
+            try:
+                while self._error is None and self._acknowledged < self._appended:
+                    self._cond.wait()
+            finally:
+                self._flushing = False
+            self._raise_if_failed()
+
+    def close(self) -> None:
+        """Flush, end the stream and wait for its thread. Raises the stream's error, if any."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
+                reader = self._reader
+            if reader is not None:
+                reader.join()
+            self._closed = True
+        with self._cond:
+            self._raise_if_failed()
+
+    def __enter__(self) -> Appender:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # the body's exception wins; still make what was appended durable if we can
+        with contextlib.suppress(HoardError):
+            self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<hoard.Appender {self.path}:{self.where.rstrip('/')}/{self.dataset} "
+            f"sent={self._sent} acknowledged={self._acknowledged}>"
+        )
+
+    # -- the stream ----------------------------------------------------------------------------
+
+    def _grow_axis(self, ndim: int) -> int:
+        if self._axis is None:
+            axis = self.grow_dimension + ndim if self.grow_dimension < 0 else self.grow_dimension
+            if not 0 <= axis < ndim:
+                raise ValueError(
+                    f"grow_dimension {self.grow_dimension} does not exist in {ndim} dimensions"
+                )
+            self._axis = axis
+        return self._axis
+
+    def _start(self) -> None:
+        # Called with the lock held, at the first append: learn the length we start from
+        # (for resuming), then open the stream.
+        self._base = self._current_length()
+        self._open_stream(resumed=False)
+
+    def _current_length(self) -> int:
+        assert self._axis is not None
+        try:
+            shape = self.datasets.get_data_shape(self.path, self.dataset, where=self.where).shape
+        except (DatasetNotFoundError, DatasetFileNotFoundError):
+            return 0
+        return shape[self._axis] if len(shape) > self._axis else 0
+
+    def _open_stream(self, *, resumed: bool) -> None:
+        self._generation += 1
+        generation = self._generation
+        resend = list(self._unacked)
+        call = self.datasets.append_stream(self._requests(generation, resend, resumed))
+        self._reader = threading.Thread(
+            target=self._read_acks, args=(call, generation), name="hoard-appender", daemon=True
+        )
+        self._reader.start()
+
+    def _message(self, batch: _Batch, resumed: bool) -> pb.AppendRequest:
+        request = pb.AppendRequest(
+            node=self.datasets.node(self.path, self.dataset, self.where),
+            data=to_array(batch.data),
+            grow_dimension=self.grow_dimension,
+            sequence=batch.sequence,
+        )
+        if resumed and self._base is not None:
+            request.expected_length = self._base + batch.start
+        return request
+
+    def _requests(
+        self, generation: int, resend: list[_Batch], resumed: bool
+    ) -> Iterator[pb.AppendRequest]:
+        # Runs in gRPC's thread. Ends (half-closing the stream) when the appender closes or
+        # this stream has been replaced.
+        for old in resend:
+            yield self._message(old, resumed)
+        while True:
+            with self._cond:
+                batch = self._next_batch(generation)
+            if batch is None:
+                return
+            yield self._message(batch, resumed)
+
+    def _next_batch(self, generation: int) -> _Batch | None:
+        while True:
+            if generation != self._generation or self._error is not None:
+                return None
+            if self._pending:
+                waited = time.monotonic() - self._pending_since
+                due = (
+                    self._flushing
+                    or self._closing
+                    or self._pending_rows >= self.max_rows
+                    or self._pending_bytes >= self.max_bytes
+                    or waited >= self.max_delay
+                )
+                if due:
+                    return self._take_batch()
+                self._cond.wait(self.max_delay - waited)
+            elif self._closing:
+                return None
+            else:
+                self._cond.wait()
+
+    def _take_batch(self) -> _Batch:
+        assert self._axis is not None
+        blocks = self._pending
+        data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=self._axis)
+        self._sequence += 1
+        batch = _Batch(self._sequence, data, self._sent, self._pending_rows)
+        self._unacked.append(batch)
+        self._sent += batch.rows
+        self._pending = []
+        self._pending_rows = self._pending_bytes = 0
+        return batch
+
+    def _read_acks(self, call: BidiCall, generation: int) -> None:
+        try:
+            for ack in call:
+                with self._cond:
+                    while self._unacked and self._unacked[0].sequence <= ack.sequence:
+                        self._acknowledged += self._unacked.popleft().rows
+                    self.shape = tuple(int(n) for n in ack.shape)
+                    self._cond.notify_all()
+            with self._cond:
+                if self._unacked and self._error is None and generation == self._generation:
+                    self._error = HoardError(
+                        f"the append stream to {self.path} ended with "
+                        f"{self._sent - self._acknowledged} rows unacknowledged"
+                    )
+                    self._cond.notify_all()
+        except UnavailableError as exc:
+            self._resume(exc, generation)
+        except BaseException as exc:  # kept for the caller's next call
+            self._fail(exc)
+
+    def _resume(self, cause: UnavailableError, generation: int) -> None:
+        """Reconnect after a lost connection, resending only what did not land. Tries for
+        up to ``resume_timeout`` seconds (a daemon restarting takes a few)."""
+        deadline = time.monotonic() + self._resume_timeout
+        attempt = 0
+        while time.monotonic() < deadline:
+            time.sleep(self._policy.backoff(attempt))
+            attempt += 1
+            try:
+                length = self._current_length()
+            except UnavailableError:
+                continue
+            except BaseException as exc:
+                self._fail(exc)
+                return
+            with self._cond:
+                if generation != self._generation:
+                    return
+                assert self._base is not None
+                self._drop_landed(length - self._base)
+                self._cond.notify_all()
+                self._open_stream(resumed=True)
+            return
+        self._fail(cause)
+
+    def _drop_landed(self, landed: int) -> None:
+        # Rows up to ``landed`` are in the file: batches land whole, so a batch is either
+        # dropped or resent entirely (slicing covers a daemon that applied part of one).
+        assert self._axis is not None
+        while self._unacked and self._unacked[0].start < landed:
+            batch = self._unacked[0]
+            done = min(landed - batch.start, batch.rows)
+            self._acknowledged += done
+            if done == batch.rows:
+                self._unacked.popleft()
+            else:
+                rest = np.take(batch.data, range(done, batch.rows), axis=self._axis)
+                left = batch.rows - done
+                self._unacked[0] = _Batch(batch.sequence, rest, batch.start + done, left)
+                break
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._cond:
+            if self._error is None:
+                self._error = exc
+            self._cond.notify_all()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error

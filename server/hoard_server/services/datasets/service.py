@@ -1,0 +1,584 @@
+"""DatasetService: TVB's HDF5StorageManager operations on a repository's HDF5 files.
+
+The names and meaning are TVB's (store_data, append_data, get_data, get_data_shape,
+set/get/remove_metadata, remove_data, is_valid_file, close_file), with its defects fixed:
+``where`` and the name are joined as paths, None and 0-d scalars round-trip, set_metadata
+never creates a dataset, a missing key is METADATA_NOT_FOUND. Every file access goes
+through the repository's ``OpenFiles``; appends go through the ``GroupAppender``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import h5py
+
+from hoard_server.errors import (
+    FailedPrecondition,
+    HoardError,
+    InvalidArgument,
+    LimitExceeded,
+    NotFound,
+)
+from hoard_server.services.batching import ResponseBudget
+from hoard_server.services.datasets import arrays, metadata
+from hoard_server.services.datasets.arrays import ArrayLike, WireArray
+from hoard_server.services.datasets.selection import Item, Selection
+from hoard_server.services.repositories import open_repository
+from hoard_server.storage.hdf5 import nodes
+from hoard_server.storage.hdf5.appends import STRING_DTYPE, AppendBatch, GroupAppender
+from hoard_server.storage.hdf5.chunking import TARGET_BYTES
+from hoard_server.storage.hdf5.files import FileWatch, HandleLimit, OpenFiles
+from hoard_server.storage.registry import RepositoryRegistry
+
+BLOCK_BYTES = 1 << 20  # ReadData and Follow blocks
+STREAM_GROUP_BYTES = 16 << 20  # an Append stream commits at most this much at once
+STREAM_QUEUE = 64  # batches an Append stream reads ahead of its commits
+FOLLOW_WAKE = 0.25  # seconds between a follower's checks that its client is still there
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """The [datasets] settings the service uses."""
+
+    max_reply_bytes: int = 64 << 20
+    max_open_files: int = 256
+    chunk_target_bytes: int = TARGET_BYTES
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A file of a repository, or a node in it (``where`` group, ``dataset`` name)."""
+
+    repository: str
+    path: str
+    where: str = ""
+    dataset: str = ""
+
+    @property
+    def node(self) -> str:
+        return nodes.node_path(self.where, self.dataset)
+
+
+@dataclass(frozen=True)
+class DatasetShape:
+    shape: tuple[int, ...]
+    dtype: str
+    maxshape: tuple[int, ...]  # 0: unlimited
+    chunks: tuple[int, ...]  # empty: contiguous
+    compression: str
+
+
+@dataclass(frozen=True)
+class AppendAck:
+    sequence: int
+    dataset: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class AppendPart:
+    """One message of an Append stream (``repository``/``path`` empty: the stream's file)."""
+
+    node: NodeRef
+    data: ArrayLike
+    grow_dimension: int | None
+    sequence: int
+    expected_length: int | None
+
+
+@dataclass(frozen=True)
+class DataBlock:
+    offset: int
+    data: WireArray
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NodeDescription:
+    node: str
+    kind: str  # "group" or "dataset"
+    shape: DatasetShape | None
+    attributes: dict[str, metadata.Value]
+
+
+@dataclass(frozen=True)
+class FileDescription:
+    path: str
+    size: int
+    nodes: list[NodeDescription]
+
+
+def _size(part: object) -> int:
+    return len(part.data.data) if isinstance(part, AppendPart) else 0
+
+
+def _stamp(f: h5py.File) -> None:
+    """A new file's TVB data version (TVB writes it when it creates a file)."""
+    f.attrs[metadata.DATA_VERSION_KEY] = metadata.DATA_VERSION
+
+
+def shape_of(ds: h5py.Dataset) -> DatasetShape:
+    string = nodes.is_text(ds.dtype)
+    return DatasetShape(
+        tuple(ds.shape or ()),
+        arrays.STR if string else ds.dtype.str,
+        tuple(0 if m is None else m for m in (ds.maxshape or ())),
+        tuple(ds.chunks or ()),
+        ds.compression or "",
+    )
+
+
+class DatasetService:
+    """The datasets of every repository of one registry; thread-safe."""
+
+    def __init__(
+        self,
+        registry: RepositoryRegistry,
+        budget: ResponseBudget,
+        settings: DatasetSettings | None = None,
+    ) -> None:
+        self._registry = registry
+        self._budget = budget
+        self.settings = settings or DatasetSettings()
+        self._handles = HandleLimit(self.settings.max_open_files)
+        self._appender = GroupAppender(self.settings.chunk_target_bytes)
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._followers: set[FileWatch] = set()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _files(self, repository: str) -> OpenFiles:
+        files = open_repository(self._registry, repository).files
+        if files.limit is None:
+            files.limit = self._handles
+        return files
+
+    def stop(self) -> None:
+        """End every Follow stream (daemon shutdown)."""
+        self._stopping.set()
+        with self._lock:
+            followers = list(self._followers)
+        for w in followers:
+            w.notify(closed=True)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def store_data(self, ref: NodeRef, data: ArrayLike) -> DatasetShape:
+        """TVB store_data: the dataset becomes ``data`` (replacing one that exists; a 0-d
+        array makes a scalar dataset). Durable when it returns."""
+        value = arrays.decode(data)
+        node = ref.node
+        files = self._files(ref.repository)
+        if node == "/":
+            raise InvalidArgument(
+                "store_data needs a dataset name: the root group cannot hold data",
+                reason="INVALID_PATH",
+                path=ref.path,
+                node=node,
+            )
+        string = value.dtype.kind == "O"
+        with files.writing(ref.path, create=True, on_create=_stamp) as f:
+            self._check_parents(f, node, ref)
+            if nodes.exists(f, node):
+                old = nodes.dataset(f, node, ref.path, ref.repository)
+                if old.shape == value.shape and (
+                    (string and nodes.is_text(old.dtype))
+                    or (not string and old.dtype == value.dtype)
+                ):
+                    if value.ndim == 0:
+                        old[()] = value[()]
+                    else:
+                        old[...] = value
+                    return shape_of(old)
+                del f[node]
+            if string:
+                ds = f.create_dataset(node, data=value, dtype=STRING_DTYPE)
+            else:
+                ds = f.create_dataset(node, data=value, dtype=value.dtype)
+            return shape_of(ds)
+
+    @staticmethod
+    def _check_parents(f: h5py.File, node: str, ref: NodeRef) -> None:
+        parts = node.strip("/").split("/")
+        for n in range(1, len(parts)):
+            parent = "/" + "/".join(parts[:n])
+            if parent in f and not isinstance(f[parent], h5py.Group):
+                raise FailedPrecondition(
+                    f"{parent!r} in {ref.path!r} is a dataset, so it cannot hold {node!r}",
+                    reason="NOT_A_GROUP",
+                    path=ref.path,
+                    node=parent,
+                )
+
+    def append_data(
+        self,
+        ref: NodeRef,
+        data: ArrayLike,
+        grow_dimension: int | None = None,
+        close_file: bool = False,
+        expected_length: int | None = None,
+    ) -> AppendAck:
+        """TVB append_data: grow the dataset (creating it) along ``grow_dimension``
+        (default the last). Durable when it returns."""
+        batch = self._batch(ref, data, grow_dimension, expected_length)
+        files = self._files(ref.repository)
+        result = self._appender.append(files, ref.path, [batch], _stamp)
+        if close_file:
+            files.close(ref.path)
+        if result.error is not None:
+            raise result.error
+        return AppendAck(0, batch.node, result.shapes[batch.node])
+
+    @staticmethod
+    def _batch(
+        ref: NodeRef, data: ArrayLike, grow: int | None, expected_length: int | None
+    ) -> AppendBatch:
+        node = ref.node
+        if node == "/":
+            raise InvalidArgument(
+                "append_data needs a dataset name: the root group cannot hold data",
+                reason="INVALID_PATH",
+                path=ref.path,
+                node=node,
+            )
+        return AppendBatch(node, arrays.decode(data), -1 if grow is None else grow, expected_length)
+
+    def append_stream(self, parts: Iterator[AppendPart]) -> Iterator[AppendAck]:
+        """The Append stream: batches received while the previous ones were being written
+        are committed together; one ack covers them. A bad batch ends the stream with its
+        error, after the ack of those before it. A message naming neither ``where`` nor
+        ``dataset`` continues the previous message's dataset."""
+        pending: queue.Queue[object] = queue.Queue(STREAM_QUEUE)
+        done = threading.Event()
+        end = object()
+
+        def pump() -> None:
+            try:
+                for part in parts:
+                    while not done.is_set():
+                        try:
+                            pending.put(part, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
+                    if done.is_set():
+                        return
+            except BaseException as exc:  # the client's stream failed (cancelled, undecodable)
+                pending.put(exc)
+                return
+            pending.put(end)
+
+        reader = threading.Thread(target=pump, name="append-stream", daemon=True)
+        reader.start()
+        repository = path = ""
+        files: OpenFiles | None = None
+        last: NodeRef | None = None
+        try:
+            finished = False
+            while not finished:
+                group = [pending.get()]
+                size = 0
+                while len(group) < STREAM_QUEUE and size < STREAM_GROUP_BYTES:
+                    try:
+                        group.append(pending.get_nowait())
+                    except queue.Empty:
+                        break
+                    size += _size(group[-1])
+                batches: list[AppendBatch] = []
+                sequences: list[int] = []
+                failure: BaseException | None = None
+                for item in group:
+                    if item is end:
+                        finished = True
+                        break
+                    if isinstance(item, BaseException):
+                        failure = item
+                        break
+                    assert isinstance(item, AppendPart)
+                    try:
+                        if files is None:
+                            files = self._files(item.node.repository)
+                            files.resolve(item.node.path)
+                            repository, path = item.node.repository, item.node.path
+                        elif item.node.repository not in ("", repository) or item.node.path not in (
+                            "",
+                            path,
+                        ):
+                            raise InvalidArgument(
+                                "an Append stream writes to one file: start another stream "
+                                f"for {item.node.path!r}",
+                                reason="INVALID_PATH",
+                                path=item.node.path,
+                            )
+                        if item.node.where or item.node.dataset or last is None:
+                            last = NodeRef(repository, path, item.node.where, item.node.dataset)
+                        ref = last  # neither named: the previous message's dataset
+                        batches.append(
+                            self._batch(ref, item.data, item.grow_dimension, item.expected_length)
+                        )
+                        sequences.append(item.sequence)
+                    except HoardError as exc:
+                        failure = exc
+                        break
+                if batches:
+                    assert files is not None
+                    result = self._appender.append(files, path, batches, _stamp)
+                    if result.written:
+                        tail = batches[result.written - 1]
+                        yield AppendAck(
+                            sequences[result.written - 1], tail.node, result.shapes[tail.node]
+                        )
+                    if result.error is not None:
+                        failure = result.error
+                if failure is not None:
+                    raise failure
+        finally:
+            done.set()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get_data(self, ref: NodeRef, items: Sequence[Item] = ()) -> WireArray:
+        """TVB get_data: the selection in one reply; REPLY_TOO_LARGE above max_reply_bytes."""
+        limit = self.settings.max_reply_bytes
+        files = self._files(ref.repository)
+        with files.reading(ref.path) as f:
+            ds = nodes.dataset(f, ref.node, ref.path, ref.repository)
+            sel = Selection.parse(items, tuple(ds.shape or ()))
+            itemsize = 1 if nodes.is_text(ds.dtype) else ds.dtype.itemsize
+            if sel.count * itemsize > limit:
+                raise self._too_large(ref, sel.count * itemsize)
+            value = sel.read(ds)
+        if arrays.nbytes(value) > limit:
+            raise self._too_large(ref, arrays.nbytes(value))
+        return arrays.encode(value)
+
+    def _too_large(self, ref: NodeRef, size: int) -> HoardError:
+        return LimitExceeded(
+            f"the selection holds {size} bytes, more than one reply may carry "
+            f"({self.settings.max_reply_bytes}, max_reply_bytes): read it with ReadData (the "
+            "SDK's streaming read) or select less",
+            reason="REPLY_TOO_LARGE",
+            path=ref.path,
+            node=ref.node,
+            limit=self.settings.max_reply_bytes,
+        )
+
+    def read_data(
+        self, ref: NodeRef, items: Sequence[Item] = ()
+    ) -> Iterator[tuple[DataBlock, int]]:
+        """The selection in blocks along its result's first axis, each with the response
+        budget it reserved (released by the caller once sent)."""
+        files = self._files(ref.repository)
+        with files.reading(ref.path) as f:
+            ds = nodes.dataset(f, ref.node, ref.path, ref.repository)
+            sel = Selection.parse(items, tuple(ds.shape or ()))
+            itemsize = 64 if nodes.is_text(ds.dtype) else ds.dtype.itemsize
+        shape = sel.shape
+        if not shape:
+            blocks = [(0, 1)]
+        else:
+            row = max(1, math.prod(shape[1:]) * itemsize)
+            step = max(1, BLOCK_BYTES // row)
+            blocks = [(lo, min(shape[0], lo + step)) for lo in range(0, shape[0], step)] or [(0, 0)]
+        return self._blocks(files, ref, sel, blocks, shape)
+
+    def _blocks(
+        self,
+        files: OpenFiles,
+        ref: NodeRef,
+        sel: Selection,
+        blocks: list[tuple[int, int]],
+        shape: tuple[int, ...],
+    ) -> Iterator[tuple[DataBlock, int]]:
+        for lo, hi in blocks:
+            reserved = self._budget.acquire(BLOCK_BYTES)
+            try:
+                with files.reading(ref.path) as f:
+                    ds = nodes.dataset(f, ref.node, ref.path, ref.repository)
+                    value = (sel.block(lo, hi) if shape else sel).read(ds)
+            except BaseException:
+                self._budget.release(reserved)
+                raise
+            yield DataBlock(lo, arrays.encode(value), shape), reserved
+
+    def follow(
+        self,
+        ref: NodeRef,
+        from_row: int = 0,
+        grow_dimension: int | None = None,
+        is_active: Callable[[], bool] = lambda: True,
+    ) -> Iterator[tuple[DataBlock, int]]:
+        """Rows from ``from_row`` along the grow dimension, then new ones as writers
+        acknowledge them, until the client leaves, the file or dataset goes, the repository
+        closes or the daemon stops. Waiting for rows costs no polling: writers notify."""
+        files = self._files(ref.repository)
+        node = ref.node
+        with files.reading(ref.path) as f:  # a missing file or dataset is an error at once
+            ds = nodes.dataset(f, node, ref.path, ref.repository)
+            ndim = ds.ndim
+        grow = -1 if grow_dimension is None else grow_dimension
+        if ndim == 0 or not -ndim <= grow < ndim:
+            raise InvalidArgument(
+                f"grow_dimension {grow} does not exist in {ndim}-d dataset {node!r}",
+                reason="INVALID_SELECTION",
+                path=ref.path,
+                node=node,
+            )
+        return self._follow(files, ref, node, from_row, grow % ndim, is_active)
+
+    def _follow(
+        self,
+        files: OpenFiles,
+        ref: NodeRef,
+        node: str,
+        row: int,
+        grow: int,
+        is_active: Callable[[], bool],
+    ) -> Iterator[tuple[DataBlock, int]]:
+        with files.watch(ref.path) as watch:
+            with self._lock:
+                self._followers.add(watch)
+            try:
+                while not (self._stopping.is_set() or watch.closed) and is_active():
+                    seen = watch.generation  # before reading: a later append wakes us
+                    reserved = self._budget.acquire(BLOCK_BYTES)
+                    try:
+                        with files.reading(ref.path) as f:
+                            ds = nodes.dataset(f, node, ref.path, ref.repository)
+                            shape = tuple(ds.shape)
+                            value = None
+                            if row < shape[grow]:
+                                per_row = math.prod(shape) // max(1, shape[grow])
+                                itemsize = ds.dtype.itemsize if ds.dtype.kind != "O" else 64
+                                n = max(1, BLOCK_BYTES // max(1, per_row * itemsize))
+                                key = [slice(None)] * len(shape)
+                                key[grow] = slice(row, min(shape[grow], row + n))
+                                value = Selection.parse(key, shape).read(ds)
+                    except NotFound:
+                        self._budget.release(reserved)
+                        return  # the file or the dataset is gone: the stream ends
+                    except BaseException:
+                        self._budget.release(reserved)
+                        raise
+                    if value is None:
+                        self._budget.release(reserved)
+                        watch.wait(seen, FOLLOW_WAKE)
+                        continue
+                    yield DataBlock(row, arrays.encode(value), shape), reserved
+                    row += value.shape[grow]
+            finally:
+                with self._lock:
+                    self._followers.discard(watch)
+
+    def get_data_shape(self, ref: NodeRef) -> DatasetShape:
+        with self._files(ref.repository).reading(ref.path) as f:
+            return shape_of(nodes.dataset(f, ref.node, ref.path, ref.repository))
+
+    # -- metadata -----------------------------------------------------------------------
+
+    def set_metadata(
+        self, ref: NodeRef, values: Mapping[str, metadata.Value], tvb_specific: bool = True
+    ) -> None:
+        """Attributes of the root, a group or a dataset. A missing node is NOT_FOUND (never
+        created); the root's file is created if missing, as TVB does."""
+        stored = {
+            metadata.stored_key(k, tvb_specific): metadata.encode(v) for k, v in values.items()
+        }
+        node = ref.node
+        files = self._files(ref.repository)
+        with files.writing(ref.path, create=node == "/", on_create=_stamp) as f:
+            target = nodes.lookup(f, node, ref.path, ref.repository)
+            for name, value in stored.items():
+                metadata.write(target.attrs, name, value)
+
+    def get_metadata(self, ref: NodeRef) -> dict[str, metadata.Value]:
+        with self._files(ref.repository).reading(ref.path) as f:
+            target = nodes.lookup(f, ref.node, ref.path, ref.repository)
+            return {metadata.shown_key(k): metadata.decode(v) for k, v in target.attrs.items()}
+
+    def remove_metadata(
+        self, ref: NodeRef, key: str, tvb_specific: bool = True, check_existence: bool = False
+    ) -> bool:
+        """Remove one key; whether it was there. A missing key is METADATA_NOT_FOUND when
+        ``check_existence``, otherwise nothing to do."""
+        name = metadata.stored_key(key, tvb_specific)
+        files = self._files(ref.repository)
+        with files.reading(ref.path) as f:
+            target = nodes.lookup(f, ref.node, ref.path, ref.repository)
+            present = name in target.attrs
+        if not present:
+            if check_existence:
+                raise NotFound(
+                    f"{ref.node!r} in {ref.path!r} has no metadata {key!r}",
+                    reason="METADATA_NOT_FOUND",
+                    path=ref.path,
+                    node=ref.node,
+                    key=key,
+                )
+            return False
+        with files.writing(ref.path) as f:
+            target = nodes.lookup(f, ref.node, ref.path, ref.repository)
+            if name not in target.attrs:
+                return False
+            del target.attrs[name]
+            return True
+
+    # -- files and nodes ----------------------------------------------------------------
+
+    def remove_data(self, ref: NodeRef) -> None:
+        """Delete a dataset (or group) from the file."""
+        node = ref.node
+        files = self._files(ref.repository)
+        if node == "/":
+            raise InvalidArgument(
+                "remove_data needs a dataset name: the root group cannot be removed (delete "
+                "the file instead)",
+                reason="INVALID_PATH",
+                path=ref.path,
+                node=node,
+            )
+        with files.writing(ref.path) as f:
+            nodes.lookup(f, node, ref.path, ref.repository)
+            del f[node]
+
+    def is_valid_file(self, ref: NodeRef) -> bool:
+        """Whether the file exists and is HDF5; never an error for a missing file."""
+        files = self._files(ref.repository)
+        full = files.resolve(ref.path)
+        try:
+            return os.path.isfile(full) and bool(h5py.is_hdf5(full))
+        except (OSError, RuntimeError):
+            return False
+
+    def close_file(self, ref: NodeRef) -> None:
+        self._files(ref.repository).close(ref.path)
+
+    def describe(self, ref: NodeRef) -> FileDescription:
+        """The file's tree: parents before children, in name order."""
+        files = self._files(ref.repository)
+        with files.reading(ref.path) as f:
+            found: list[tuple[str, h5py.Group | h5py.Dataset]] = [("/", f)]
+
+            def visit(name: str, obj: h5py.Group | h5py.Dataset) -> None:
+                found.append(("/" + name, obj))
+
+            f.visititems(visit)
+            found.sort(key=lambda item: [p for p in item[0].split("/") if p])
+            described = [
+                NodeDescription(
+                    name,
+                    "dataset" if isinstance(obj, h5py.Dataset) else "group",
+                    shape_of(obj) if isinstance(obj, h5py.Dataset) else None,
+                    {metadata.shown_key(k): metadata.decode(v) for k, v in obj.attrs.items()},
+                )
+                for name, obj in found
+            ]
+            size = os.path.getsize(files.resolve(ref.path))
+        return FileDescription(ref.path, size, described)
