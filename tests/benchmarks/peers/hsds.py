@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -144,7 +144,7 @@ class HsdsDataset:
         self.dataset = dataset
         self._file: Any = None
 
-    def bulk_write(self, blocks: Iterable[np.ndarray], chunk_rows: int) -> int:
+    def bulk_write(self, blocks: Iterable[np.ndarray], chunk_rows: int | None) -> int:
         import h5pyd
 
         rows = 0
@@ -156,7 +156,7 @@ class HsdsDataset:
                         self.dataset,
                         shape=(0, *block.shape[1:]),
                         maxshape=(None, *block.shape[1:]),
-                        chunks=(chunk_rows, *block.shape[1:]),
+                        chunks=(chunk_rows, *block.shape[1:]) if chunk_rows else None,
                         dtype=block.dtype,
                     )
                 d.resize((rows + len(block), *block.shape[1:]))
@@ -173,6 +173,20 @@ class HsdsDataset:
     def read(self, selection: tuple[slice | int, ...]) -> np.ndarray:
         assert self._file is not None, "open() first"
         return np.asarray(self._file[self.dataset][selection])
+
+    def chunks(self) -> tuple[int, ...] | None:
+        """The dataset's chunk shape, as HSDS laid it out."""
+        import h5pyd
+
+        with h5pyd.File(self.domain, "r", **self.service.connection()) as f:
+            chunks = f[self.dataset].chunks
+        return tuple(chunks) if chunks else None
+
+    def pieces(self, rows: int) -> Iterator[np.ndarray]:
+        """The whole dataset in slices of ``rows`` rows."""
+        total = len(self._file[self.dataset])
+        for start in range(0, total, rows):
+            yield self.read((slice(start, min(start + rows, total)), slice(None)))
 
     def close(self) -> None:
         if self._file is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import h5py
 import numpy as np
@@ -19,7 +19,7 @@ class LocalH5py:
         self.dataset = dataset
         self._file: h5py.File | None = None
 
-    def bulk_write(self, blocks: Iterable[np.ndarray], chunk_rows: int) -> int:
+    def bulk_write(self, blocks: Iterable[np.ndarray], chunk_rows: int | None) -> int:
         """Append every block (resize + write), then flush and fsync; returns rows written."""
         rows = 0
         with h5py.File(self.path, "w", libver="latest") as f:
@@ -30,7 +30,7 @@ class LocalH5py:
                         self.dataset,
                         shape=(0, *block.shape[1:]),
                         maxshape=(None, *block.shape[1:]),
-                        chunks=(chunk_rows, *block.shape[1:]),
+                        chunks=(chunk_rows, *block.shape[1:]) if chunk_rows else True,
                         dtype=block.dtype,
                     )
                 d.resize(rows + len(block), axis=0)
@@ -50,6 +50,12 @@ class LocalH5py:
     def read(self, selection: tuple[slice | int, ...]) -> np.ndarray:
         assert self._file is not None, "open() first"
         return np.asarray(self._file[self.dataset][selection])
+
+    def pieces(self, rows: int) -> Iterator[np.ndarray]:
+        """The whole dataset in slices of ``rows`` rows."""
+        total = len(self._file[self.dataset])
+        for start in range(0, total, rows):
+            yield self.read((slice(start, min(start + rows, total)), slice(None)))
 
     def close(self) -> None:
         if self._file is not None:
