@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from harness import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -188,6 +189,30 @@ def test_concurrent_writers_to_one_file_lose_nothing(files):
         assert mine == sorted(mine)
 
 
+def test_batches_waiting_for_a_file_are_committed_together(files):
+    appender = GroupAppender()
+    appender.append(files, "t.h5", [AppendBatch("/ts", rows(0, 1), 0)])
+    rounds = appender.rounds
+    results = []
+
+    def write(i: int) -> None:
+        results.append(appender.append(files, "t.h5", [AppendBatch("/ts", rows(i, 1), 0)]))
+
+    with files.writing("t.h5"):  # another writer holds the file meanwhile
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(1, 6)]
+        threads[0].start()  # the leader: takes its batch, then waits for the file
+        wait_until(lambda: appender.rounds == rounds + 1, what="the leader's round")
+        for t in threads[1:]:
+            t.start()
+        wait_until(lambda: appender.waiting(files, "t.h5") == 4, what="four callers queued")
+    for t in threads:
+        t.join()
+    assert all(r.error is None for r in results)
+    assert appender.rounds == rounds + 2  # the leader's own round, then one for the four
+    with files.reading("t.h5") as f:
+        assert sorted(f["ts"][:, 0].tolist()) == [3.0 * i for i in range(6)]
+
+
 def test_appends_leave_the_handle_in_swmr_mode_and_readers_see_rows(files, tmp_path):
     appender = GroupAppender()
     appender.append(files, "t.h5", [AppendBatch("/ts", rows(0, 2), 0)])
@@ -200,6 +225,18 @@ def test_appends_leave_the_handle_in_swmr_mode_and_readers_see_rows(files, tmp_p
     code = f"import h5py; print(h5py.File({path!r}, 'r', swmr=True)['ts'].shape[0])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "4"
+
+
+def test_files_too_old_for_swmr_are_appended_to_without_it(files):
+    os.makedirs(files.root, exist_ok=True)
+    with h5py.File(files.resolve("old.h5"), "w", libver="earliest") as f:  # superblock v0
+        f.create_dataset("ts", data=rows(0, 2), maxshape=(None, 3), chunks=(4, 3))
+    appender = GroupAppender()
+    result = appender.append(files, "old.h5", [AppendBatch("/ts", rows(2, 2), 0)])
+    assert result.error is None and result.shapes["/ts"] == (4, 3)
+    with files.reading("old.h5") as f:
+        assert not f.swmr_mode
+        np.testing.assert_array_equal(f["ts"][()], rows(0, 4))
 
 
 def test_metadata_writes_leave_swmr_mode_and_appends_return_to_it(files):

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from harness import wait_until
 
 from hoard.v1 import datasets_pb2 as pb
 from hoard.v1 import datasets_pb2_grpc
@@ -274,6 +275,7 @@ def test_every_mistake_has_its_status_and_reason(stub, hoard_daemon):
         got_code, message, info = failure(call)
         assert (got_code, info.reason) == (code, reason), message
         assert info.domain == "hoard" and message
+        assert info.metadata["repository"] == "default"
     assert stub.GetDataShape(node("ts")).shape == [2, 4]
     stub.CloseFile(node())
     assert file_on_disk(hoard_daemon).read_bytes() == before
@@ -429,6 +431,47 @@ def test_follow_streams_are_bounded_and_end_with_their_repository(daemon_factory
         again = stub.Follow(pb.FollowRequest(node=node("ts"), grow_dimension=0))
         assert next(again).offset == 0
         again.cancel()
+
+
+def test_a_follower_ends_when_its_file_is_deleted(stub, hoard_daemon):
+    stub.AppendData(
+        pb.AppendDataRequest(node=node("ts"), data=to_wire(rows(0, 1)), grow_dimension=0)
+    )
+    follower = stub.Follow(pb.FollowRequest(node=node("ts"), grow_dimension=0))
+    assert next(follower).offset == 0
+    with grpc.insecure_channel(hoard_daemon.target) as channel:
+        files = datasets_pb2_grpc.DatasetFilesStub(channel)
+        files.DeleteFile(pb.FileRequest(repository="default", path=FILE))
+    assert list(follower) == []  # ended cleanly
+    assert not file_on_disk(hoard_daemon).exists()
+
+
+def test_a_follower_whose_client_stops_reading_is_cancelled(daemon_factory):
+    daemon = daemon_factory(None, "--stream-idle-timeout", "1", "--follow-streams", "1")
+    with grpc.insecure_channel(daemon.target) as channel:
+        stub = datasets_pb2_grpc.DatasetsStub(channel)
+        for i in range(8):  # far more than grpc's flow-control windows hold
+            big = rows(i * 65536, 65536)
+            stub.AppendData(
+                pb.AppendDataRequest(node=node("ts"), data=to_wire(big), grow_dimension=0)
+            )
+        stalled = stub.Follow(pb.FollowRequest(node=node("ts"), grow_dimension=0))  # never read
+
+        def slot_free() -> bool:
+            try:
+                again = stub.Follow(pb.FollowRequest(node=node("ts"), grow_dimension=0))
+                next(again)
+                again.cancel()
+                return True
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                return False
+
+        wait_until(slot_free, 60, "the watchdog to cancel the follower that stopped reading")
+        with pytest.raises(grpc.RpcError) as exc:
+            for _ in stalled:  # what was buffered, then the daemon's cancellation
+                pass
+        assert exc.value.code() == grpc.StatusCode.CANCELLED
 
 
 def test_followers_end_when_the_daemon_stops(hoard_daemon, stub):

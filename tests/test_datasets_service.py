@@ -175,12 +175,13 @@ def selections(draw):
             items.append(sorted(chosen))
         else:
             items.append(slice(None))
-    if draw(st.booleans()):  # an ellipsis standing for a run of full slices
+    shorthand = draw(st.sampled_from(["none", "ellipsis", "trailing"]))
+    if shorthand == "ellipsis":  # an ellipsis standing for a run of full slices
         at = draw(st.integers(0, len(items)))
         run = draw(st.integers(0, len(items) - at))
         if all(i == slice(None) for i in items[at : at + run]):
             items[at : at + run] = [Ellipsis]
-    if draw(st.booleans()):  # trailing full slices may be left out
+    elif shorthand == "trailing":  # trailing full slices may be left out
         while items and items[-1] == slice(None):
             items.pop()
     return shape, items
@@ -276,6 +277,9 @@ BAD_ARRAYS = [
     (WireArray("", (1,), bytes(8)), "INVALID_DTYPE"),
     (WireArray("|S0", (1,), b""), "INVALID_DTYPE"),
     (WireArray("<f8", (1,) * 33, bytes(8)), "SHAPE_MISMATCH"),
+    (WireArray("<f8", (0, 2**63), b""), "SHAPE_MISMATCH"),
+    (WireArray("str", (0, 2**40, 2**40), b""), "SHAPE_MISMATCH"),
+    (WireArray("<f8", (2**64 - 1,), b""), "SHAPE_MISMATCH"),
 ]
 
 

@@ -289,11 +289,11 @@ CALLS = [
         lambda r, k: [dpb.ZipFolderRequest(repository=r, folder="hostile", exclude=["copy.h5"])],
     ),
 ]
-H5 = "hostile/t.h5"
+DATASETS_H5 = "hostile/datasets.h5"
 
 
 def _node(repo: str, dataset: str = "") -> dpb.NodeRef:
-    return dpb.NodeRef(repository=repo, path=H5, dataset=dataset)
+    return dpb.NodeRef(repository=repo, path=DATASETS_H5, dataset=dataset)
 
 
 def _rows(n: int = 2) -> dpb.Array:
@@ -376,8 +376,7 @@ def test_every_rpc_is_in_the_table():
     services = [
         *opb.DESCRIPTOR.services_by_name.values(),
         *rpb.DESCRIPTOR.services_by_name.values(),
-        dpb.DESCRIPTOR.services_by_name["Datasets"],
-        dpb.DESCRIPTOR.services_by_name["DatasetFiles"],
+        *dpb.DESCRIPTOR.services_by_name.values(),
     ]
     for service in services:
         for method in service.methods:
@@ -397,10 +396,6 @@ def daemon(tmp_path_factory):
     d = DaemonProcess(str(base / "data"), "--backup-root", str(BACKUP_ROOT)).start()
     with hoard.connect(d.target) as client:
         assert client.repository().put_object(STORED) == KEY
-    with grpc.insecure_channel(d.target) as ch:  # a dataset with rows, for the Datasets calls
-        for call in CALLS:
-            if call.path.endswith(("/StoreData", "/AppendData")):
-                assert send(ch, call, call.make("default", KEY))[0] == OK
     with grpc.insecure_channel(d.target) as ch:  # what the DatasetFiles calls act on
         files = datasets_pb2_grpc.DatasetFilesStub(ch)
         for path in (STORED_H5, RENAME_ME, DELETE_ME):
@@ -414,6 +409,9 @@ def daemon(tmp_path_factory):
         files.WriteXmlMetadata(
             dpb.XmlMetadata(repository="default", path=PROJECT_XML, metadata={"name": "x"})
         )
+        for call in CALLS:  # a dataset with rows, for the Datasets calls
+            if call.path.endswith(("/StoreData", "/AppendData")):
+                assert send(ch, call, call.make("default", KEY))[0] == OK
     yield d
     d.stop()
 

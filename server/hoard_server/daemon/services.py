@@ -101,14 +101,14 @@ SERVICES: tuple[Service[ServiceContext], ...] = (
         repositories_pb2_grpc.add_RepositoriesServicer_to_server,
     ),
     Service(
-        _name(datasets_pb2, "DatasetFiles"),
-        lambda ctx: DatasetFilesServicer(DatasetFileService(ctx.registry), ctx.limits),
-        datasets_pb2_grpc.add_DatasetFilesServicer_to_server,
-    ),
-    Service(
         _name(datasets_pb2, "Datasets"),
         lambda ctx: DatasetsServicer(ctx.datasets, ctx.limits),
         datasets_pb2_grpc.add_DatasetsServicer_to_server,
+    ),
+    Service(
+        _name(datasets_pb2, "DatasetFiles"),
+        lambda ctx: DatasetFilesServicer(DatasetFileService(ctx.registry), ctx.limits),
+        datasets_pb2_grpc.add_DatasetFilesServicer_to_server,
     ),
     # Check answers on the probe pool even when every worker is busy. Watch stays on the
     # workers: it holds its thread for as long as the watcher stays.

@@ -73,7 +73,9 @@ def _value_out(value: metadata.Value) -> pb.Value:
     if isinstance(value, bool):
         return pb.Value(bool_value=value)
     if isinstance(value, int):
-        return pb.Value(int_value=value)
+        if -(2**63) <= value < 2**63:
+            return pb.Value(int_value=value)
+        value = np.array(value, dtype="<u8")  # a uint64 attribute beyond int64: exact as an array
     if isinstance(value, float):
         return pb.Value(float_value=value)
     if isinstance(value, str):

@@ -131,8 +131,11 @@ def abort(
 
 
 def _repository_of(request: object) -> str:
-    """The repository a request message names ('' for a request stream, or none)."""
-    name = getattr(request, "repository", "")
+    """The repository a request message names, at its top or in its ``node`` (datasets);
+    '' for a request stream, or none."""
+    name = getattr(request, "repository", None)
+    if name is None:
+        name = getattr(getattr(request, "node", None), "repository", "")
     return name if isinstance(name, str) else ""
 
 

@@ -1,2 +1,3 @@
-"""The datasets face: TVB's HDF5StorageManager (``service.DatasetService``) and its
-FilesHelper side, over a repository's HDF5 files (``storage/hdf5``)."""
+"""The datasets face: HDF5 files of a repository with TVB's semantics (plain Python):
+HDF5StorageManager's operations (``service.DatasetService``) and the FilesHelper side
+(``files``), over the engine in ``storage/hdf5``."""

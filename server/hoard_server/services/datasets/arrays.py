@@ -18,6 +18,7 @@ from hoard_server.errors import InvalidArgument
 
 STR = "str"
 MAX_RANK = 32  # HDF5's limit
+MAX_SPAN = 1 << 62  # numpy's limit on the bytes an array's dimensions may span
 _KINDS = "biufcS"  # bool, ints, floats, complex, fixed-length bytes
 
 
@@ -73,6 +74,11 @@ def decode(array: ArrayLike) -> np.ndarray:
     if len(shape) > MAX_RANK:
         raise _invalid(f"an array may have at most {MAX_RANK} dimensions", "SHAPE_MISMATCH")
     count = math.prod(shape)
+    if math.prod(d for d in shape if d) * max(dtype.itemsize, 8) > MAX_SPAN:
+        raise _invalid(
+            f"shape {shape[:MAX_RANK]} is larger than any array can be, even an empty one",
+            "SHAPE_MISMATCH",
+        )
     if array.dtype == STR:
         if array.data or len(array.strings) != count:
             raise _invalid(

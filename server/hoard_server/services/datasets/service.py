@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from hoard_server.errors import (
 from hoard_server.services.batching import ResponseBudget
 from hoard_server.services.datasets import arrays, metadata
 from hoard_server.services.datasets.arrays import ArrayLike, WireArray
+from hoard_server.services.datasets.readahead import read_ahead
 from hoard_server.services.datasets.selection import Item, Selection
 from hoard_server.services.repositories import open_repository
 from hoard_server.storage.hdf5 import nodes
@@ -114,8 +114,34 @@ class FileDescription:
     nodes: list[NodeDescription]
 
 
-def _size(part: object) -> int:
-    return len(part.data.data) if isinstance(part, AppendPart) else 0
+def _size(part: AppendPart) -> int:
+    return len(part.data.data) + 8 * len(part.data.strings)
+
+
+class _StreamTarget:
+    """The file an Append stream writes to (named by its first message) and the node its
+    messages continue."""
+
+    def __init__(self, service: DatasetService) -> None:
+        self._service = service
+        self.files: OpenFiles | None = None
+        self.repository = self.path = ""
+        self._last: NodeRef | None = None
+
+    def ref(self, named: NodeRef) -> NodeRef:
+        if self.files is None:
+            self.files = self._service._files(named.repository)
+            self.files.resolve(named.path)
+            self.repository, self.path = named.repository, named.path
+        elif named.repository not in ("", self.repository) or named.path not in ("", self.path):
+            raise InvalidArgument(
+                f"an Append stream writes to one file: start another stream for {named.path!r}",
+                reason="INVALID_PATH",
+                path=named.path,
+            )
+        if named.where or named.dataset or self._last is None:
+            self._last = NodeRef(self.repository, self.path, named.where, named.dataset)
+        return self._last  # neither named: the previous message's dataset
 
 
 def _stamp(f: h5py.File) -> None:
@@ -255,92 +281,32 @@ class DatasetService:
         are committed together; one ack covers them. A bad batch ends the stream with its
         error, after the ack of those before it. A message naming neither ``where`` nor
         ``dataset`` continues the previous message's dataset."""
-        pending: queue.Queue[object] = queue.Queue(STREAM_QUEUE)
-        done = threading.Event()
-        end = object()
-
-        def pump() -> None:
-            try:
-                for part in parts:
-                    while not done.is_set():
-                        try:
-                            pending.put(part, timeout=0.5)
-                            break
-                        except queue.Full:
-                            continue
-                    if done.is_set():
-                        return
-            except BaseException as exc:  # the client's stream failed (cancelled, undecodable)
-                pending.put(exc)
-                return
-            pending.put(end)
-
-        reader = threading.Thread(target=pump, name="append-stream", daemon=True)
-        reader.start()
-        repository = path = ""
-        files: OpenFiles | None = None
-        last: NodeRef | None = None
-        try:
-            finished = False
-            while not finished:
-                group = [pending.get()]
-                size = 0
-                while len(group) < STREAM_QUEUE and size < STREAM_GROUP_BYTES:
-                    try:
-                        group.append(pending.get_nowait())
-                    except queue.Empty:
-                        break
-                    size += _size(group[-1])
-                batches: list[AppendBatch] = []
-                sequences: list[int] = []
-                failure: BaseException | None = None
-                for item in group:
-                    if item is end:
-                        finished = True
-                        break
-                    if isinstance(item, BaseException):
-                        failure = item
-                        break
-                    assert isinstance(item, AppendPart)
-                    try:
-                        if files is None:
-                            files = self._files(item.node.repository)
-                            files.resolve(item.node.path)
-                            repository, path = item.node.repository, item.node.path
-                        elif item.node.repository not in ("", repository) or item.node.path not in (
-                            "",
-                            path,
-                        ):
-                            raise InvalidArgument(
-                                "an Append stream writes to one file: start another stream "
-                                f"for {item.node.path!r}",
-                                reason="INVALID_PATH",
-                                path=item.node.path,
-                            )
-                        if item.node.where or item.node.dataset or last is None:
-                            last = NodeRef(repository, path, item.node.where, item.node.dataset)
-                        ref = last  # neither named: the previous message's dataset
-                        batches.append(
-                            self._batch(ref, item.data, item.grow_dimension, item.expected_length)
-                        )
-                        sequences.append(item.sequence)
-                    except HoardError as exc:
-                        failure = exc
-                        break
-                if batches:
-                    assert files is not None
-                    result = self._appender.append(files, path, batches, _stamp)
-                    if result.written:
-                        tail = batches[result.written - 1]
-                        yield AppendAck(
-                            sequences[result.written - 1], tail.node, result.shapes[tail.node]
-                        )
-                    if result.error is not None:
-                        failure = result.error
-                if failure is not None:
-                    raise failure
-        finally:
-            done.set()
+        target = _StreamTarget(self)
+        for group in read_ahead(parts, STREAM_QUEUE, STREAM_GROUP_BYTES, _size):
+            batches: list[AppendBatch] = []
+            sequences: list[int] = []
+            failure: HoardError | None = None
+            for part in group:
+                try:
+                    ref = target.ref(part.node)
+                    batches.append(
+                        self._batch(ref, part.data, part.grow_dimension, part.expected_length)
+                    )
+                except HoardError as exc:
+                    failure = exc
+                    break
+                sequences.append(part.sequence)
+            if batches:
+                assert target.files is not None
+                result = self._appender.append(target.files, target.path, batches, _stamp)
+                if result.written:
+                    tail = batches[result.written - 1]
+                    shape = result.shapes[tail.node]
+                    yield AppendAck(sequences[result.written - 1], tail.node, shape)
+                if result.error is not None:
+                    raise result.error
+            if failure is not None:
+                raise failure
 
     # -- reading ------------------------------------------------------------------------
 

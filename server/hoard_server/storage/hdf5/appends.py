@@ -96,6 +96,13 @@ class GroupAppender:
         self.chunk_target_bytes = chunk_target_bytes
         self._lock = threading.Lock()
         self._queues: dict[tuple[int, str], _Queue] = {}
+        self.rounds = 0  # group commits so far (each one flush and one fsync)
+
+    def waiting(self, files: OpenFiles, path: str) -> int:
+        """Callers waiting for the file's current round to end (for tests and metrics)."""
+        with self._lock:
+            queue = self._queues.get((id(files), files.resolve(path)))
+            return len(queue.pending) if queue else 0
 
     def append(
         self,
@@ -119,21 +126,24 @@ class GroupAppender:
             ticket.event.clear()
             if ticket.result is not None:
                 return ticket.result
-        # the leader: write every batch waiting, then hand over
+        # the leader: write every batch waiting, then hand over (whatever happened)
         with self._lock:
             round_, queue.pending = queue.pending, []
-        self._round(files, path, round_, on_create)
-        for t in round_:
-            if t is not ticket:
-                t.event.set()
-        with self._lock:
-            if queue.pending:
-                nxt = queue.pending[0]
-                nxt.lead = True
-                nxt.event.set()
-            else:
-                queue.leader = False
-                self._queues.pop(key, None)
+            self.rounds += 1
+        try:
+            self._round(files, path, round_, on_create)
+        finally:
+            for t in round_:
+                if t is not ticket:
+                    t.event.set()
+            with self._lock:
+                if queue.pending:
+                    nxt = queue.pending[0]
+                    nxt.lead = True
+                    nxt.event.set()
+                else:
+                    queue.leader = False
+                    self._queues.pop(key, None)
         assert ticket.result is not None
         return ticket.result
 

@@ -25,7 +25,8 @@ no other writer can exist.
 Residual risk: a kill during a structural change (a dataset or attribute being created or
 deleted, outside SWMR mode) can leave HDF5 metadata half written; everything acknowledged
 before was fsynced, but the file may need ``h5repack``/recovery. Appends, the long-running
-case, only ever run in SWMR mode.
+case, run in SWMR mode, except on a file whose superblock is too old for it (made by HDF5 <
+1.10): that one is appended to without, flushed and fsynced all the same.
 
 Watching: ``watch(path)`` gives followers a ``FileWatch`` that is notified whenever a
 writer leaves ``writing`` on that file, the file is closed for an exclusive change, or the
@@ -82,6 +83,7 @@ class _Entry:
     lock: threading.RLock = field(default_factory=threading.RLock)
     handle: h5py.File | None = None
     swmr: bool = False  # the handle is in SWMR write mode
+    no_swmr: bool = False  # HDF5 refused SWMR for this handle (a file made by an old library)
     users: int = 0  # threads inside a door for this path (entries with none are dropped)
 
 
@@ -145,7 +147,7 @@ class OpenFiles:
                 entry.handle.close()
             finally:
                 entry.handle = None
-                entry.swmr = False
+                entry.swmr = entry.no_swmr = False
                 if self.limit is not None:
                     self.limit.closed(self, full)
 
@@ -220,15 +222,14 @@ class OpenFiles:
         handle = entry.handle
         if handle is not None and not handle.id.valid:
             entry.handle = handle = None
-            entry.swmr = False
+            entry.swmr = entry.no_swmr = False
         if handle is not None:
             if not write:
                 self._used(full)
                 return handle
             if handle.mode == "r+" and (swmr or not entry.swmr):
                 if swmr and not entry.swmr:
-                    handle.swmr_mode = True  # entering SWMR is a switch; leaving it a reopen
-                    entry.swmr = True
+                    self._start_swmr(entry, full)  # entering SWMR is a switch; leaving it a reopen
                 self._used(full)
                 return handle
             self._close_handle(entry, full)
@@ -244,12 +245,25 @@ class OpenFiles:
                 handle.flush()
                 _fsync_dir(os.path.dirname(full))
             if swmr:
-                handle.swmr_mode = True
-                entry.swmr = True
+                self._start_swmr(entry, full)
         else:
             entry.handle = self._h5open(full, "r")
         self._used(full)
         return entry.handle
+
+    @staticmethod
+    def _start_swmr(entry: _Entry, full: str) -> None:
+        """SWMR write mode for the entry's handle. A file whose superblock predates it
+        (made by HDF5 < 1.10 or with an old ``libver``) cannot have it: such a file is
+        written without, still flushed and fsynced before each acknowledgement."""
+        if entry.no_swmr or entry.handle is None:
+            return
+        try:
+            entry.handle.swmr_mode = True
+            entry.swmr = True
+        except (RuntimeError, ValueError, OSError) as exc:
+            entry.no_swmr = True
+            log.info("%s is appended to without SWMR mode: %s", full, exc)
 
     def _used(self, full: str) -> None:
         if self.limit is not None:
@@ -308,23 +322,6 @@ class OpenFiles:
                     watch.notify()
 
     @contextmanager
-    def watch(self, path: str) -> Iterator[FileWatch]:
-        """Notifications of changes to one file, for as long as the block lasts."""
-        full = self.resolve(path)
-        with self._lock:
-            w = self._watches.setdefault(full, FileWatch())
-            w.holders += 1
-            if self._closed:
-                w.closed = True
-        try:
-            yield w
-        finally:
-            with self._lock:
-                w.holders -= 1
-                if w.holders == 0:
-                    self._watches.pop(full, None)
-
-    @contextmanager
     def exclusive_under(self, *paths: str) -> Iterator[list[str]]:
         """``exclusive`` for every file at or below each of ``paths`` (files or folders),
         all at once: for a folder renamed or removed, or a file renamed onto another. Yields
@@ -344,6 +341,23 @@ class OpenFiles:
             for target in sorted(targets):
                 stack.enter_context(self.exclusive(sandbox.relative(self.root, target)))
             yield fulls
+
+    @contextmanager
+    def watch(self, path: str) -> Iterator[FileWatch]:
+        """Notifications of changes to one file, for as long as the block lasts."""
+        full = self.resolve(path)
+        with self._lock:
+            w = self._watches.setdefault(full, FileWatch())
+            w.holders += 1
+            if self._closed:
+                w.closed = True
+        try:
+            yield w
+        finally:
+            with self._lock:
+                w.holders -= 1
+                if w.holders == 0:
+                    self._watches.pop(full, None)
 
     def close(self, path: str) -> None:
         """Flush and release the handle on one file (TVB close_file)."""
