@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +333,50 @@ def test_appender_batches_and_acknowledges_every_row(ds: Any) -> None:
         assert app.acknowledged == app.sent == 1000
     assert app.acknowledged == 1000
     np.testing.assert_array_equal(ds.get_data("app.h5", "data"), rows)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    blocks=st.lists(st.integers(0, 300), min_size=1, max_size=30),
+    grow=st.sampled_from([0, 1, -1]),
+    max_rows=st.integers(1, 500),
+)
+def test_appended_blocks_land_as_their_concatenation(
+    ds: Any, blocks: list[int], grow: int, max_rows: int
+) -> None:
+    """Whatever the block sizes and batch limits, the dataset is the blocks joined along the
+    grow dimension, and every row is acknowledged once the appender closes."""
+    path = f"prop/{uuid.uuid4().hex}.h5"
+    rng = np.random.default_rng(len(blocks))
+    axis = grow % 2
+    parts = [rng.random((n, 3) if axis == 0 else (3, n)).astype("<f4") for n in blocks]
+    with ds.appender(path, "data", grow_dimension=grow, max_rows=max_rows) as app:
+        for part in parts:
+            app.append(part)
+    total = sum(blocks)
+    assert app.acknowledged == app.sent == app.appended == total
+    if total:
+        np.testing.assert_array_equal(ds.get_data(path, "data"), np.concatenate(parts, axis))
+    else:
+        assert not ds.is_valid_file(path)  # nothing was sent
+
+
+def test_the_dataset_view_appends_and_follows(ds: Any) -> None:
+    ds.store_data("vf.h5", "seed", np.zeros(1))
+    ds.append_data("vf.h5", "data", np.zeros((2, 3)), grow_dimension=0)
+    view = ds.open("vf.h5")["data"]
+    with view.appender(grow_dimension=0) as app:
+        app.append_row([1, 2, 3])
+    assert view.shape == (2, 3)  # cached, as an h5py SWMR reader's
+    view.refresh()
+    assert view.shape == (3, 3)
+    view.append(np.full((1, 3), 7.0), grow_dimension=0)  # its own appends update it
+    assert view.shape == (4, 3) and len(view) == 4 and view.chunks is not None
+    stream = view.follow(from_row=3, grow_dimension=0)
+    np.testing.assert_array_equal(next(stream), np.full((1, 3), 7.0))
+    stream.close()
 
 
 def test_appender_flushes_on_exit(ds: Any) -> None:

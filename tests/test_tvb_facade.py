@@ -67,11 +67,6 @@ def test_text_and_scalars_survive(storage: HDF5StorageManager) -> None:
     assert float(storage.get_data("scalar")) == 3.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the daemon reads fixed-length bytes datasets (|S) back as text: "
-    "h5py.check_string_dtype matches them too; TVB returns bytes",
-)
 def test_bytes_come_back_as_bytes(storage: HDF5StorageManager) -> None:
     text = np.array([[b"a", b"b"], [b"c", b"d"]])  # tvb-storage's own test_string_data_storage
     storage.store_data(text, "s")

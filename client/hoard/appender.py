@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import grpc
 import numpy as np
 
 from hoard.arrays import to_array
@@ -56,7 +57,12 @@ class _Batch:
 
 class Appender:
     """Appends to ``dataset`` of file ``path`` along ``grow_dimension`` (see the module
-    docstring). Use it as a context manager, or call :meth:`close`."""
+    docstring). Use it as a context manager, or call :meth:`close`.
+
+    A batch leaves at ``max_rows`` rows, ``max_bytes`` bytes or ``max_delay`` seconds after
+    its first row, whichever comes first. With nothing to send and nothing unacknowledged
+    for ``idle_close`` seconds the stream is let go (the next append opens another). A lost
+    connection is resumed for up to ``resume_timeout`` seconds."""
 
     def __init__(
         self,
@@ -70,6 +76,7 @@ class Appender:
         max_bytes: int = 1 << 20,
         max_delay: float = 0.005,
         resume_timeout: float = 30.0,
+        idle_close: float = 2.0,
     ) -> None:
         self.datasets = datasets
         self.path = path
@@ -79,6 +86,7 @@ class Appender:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.max_delay = max_delay
+        self.idle_close = idle_close
         self._policy = datasets.transport.policy
         self._resume_timeout = resume_timeout if self._policy.max_attempts > 1 else 0.0
         self._cond = threading.Condition()
@@ -99,6 +107,7 @@ class Appender:
         self._generation = 0
         self._error: BaseException | None = None
         self._reader: threading.Thread | None = None
+        self._streaming = False
         self.shape: tuple[int, ...] | None = None  # the dataset's, after the last ack
 
     # -- public ------------------------------------------------------------------------------
@@ -132,7 +141,7 @@ class Appender:
             rows = block.shape[axis]
             if rows == 0:
                 return
-            if self._reader is None:
+            if not self._streaming:
                 self._start()
             if not self._pending:
                 self._pending_since = time.monotonic()
@@ -214,9 +223,10 @@ class Appender:
         return self._axis
 
     def _start(self) -> None:
-        # Called with the lock held, at the first append: learn the length we start from
-        # (for resuming), then open the stream.
-        self._base = self._current_length()
+        # Called with the lock held, at the first append (learning the length we start
+        # from, for resuming) and at the first after the stream was let go when idle.
+        if self._base is None:
+            self._base = self._current_length()
         self._open_stream(resumed=False)
 
     def _current_length(self) -> int:
@@ -228,6 +238,7 @@ class Appender:
         return shape[self._axis] if len(shape) > self._axis else 0
 
     def _open_stream(self, *, resumed: bool) -> None:
+        self._streaming = True
         self._generation += 1
         generation = self._generation
         resend = list(self._unacked)
@@ -280,8 +291,16 @@ class Appender:
                 self._cond.wait(self.max_delay - waited)
             elif self._closing:
                 return None
+            elif self._unacked:
+                self._cond.wait()  # acks to come
             else:
-                self._cond.wait()
+                # Nothing to send, nothing owed: after idle_close seconds let the stream go
+                # (its append slot, the daemon's idle watchdog); the next append reopens one.
+                timed_out = not self._cond.wait(self.idle_close)
+                if timed_out and not self._pending and not self._unacked:
+                    if generation == self._generation:
+                        self._streaming = False
+                    return None
 
     def _take_batch(self) -> _Batch:
         assert self._axis is not None
@@ -324,10 +343,15 @@ class Appender:
                     self._cond.notify_all()
         except UnavailableError as exc:
             self._resume(exc, generation)
+        except HoardError as exc:
+            if exc.code is grpc.StatusCode.CANCELLED and not self._closed:
+                self._resume(exc, generation)  # the daemon's idle watchdog, or its shutdown
+            else:
+                self._fail(exc)
         except BaseException as exc:  # kept for the caller's next call
             self._fail(exc)
 
-    def _resume(self, cause: UnavailableError, generation: int) -> None:
+    def _resume(self, cause: HoardError, generation: int) -> None:
         """Reconnect after a lost connection, resending only what did not land. Tries for
         up to ``resume_timeout`` seconds (a daemon restarting takes a few)."""
         deadline = time.monotonic() + self._resume_timeout

@@ -218,24 +218,14 @@ class Datasets:
         *,
         grow_dimension: int = -1,
         where: str = "/",
-        max_rows: int = 10_000,
-        max_bytes: int = CHUNK_BYTES,
-        max_delay: float = 0.005,
+        **options: Any,
     ) -> Appender:
-        """A batching appender on one ``Append`` stream; use it as a context manager (see
-        :class:`~hoard.appender.Appender`)."""
+        """A batching appender on one ``Append`` stream; use it as a context manager.
+        ``options`` tune it (``max_rows``, ``max_bytes``, ``max_delay``, ``idle_close``,
+        ``resume_timeout``): see :class:`~hoard.appender.Appender`."""
         from hoard.appender import Appender
 
-        return Appender(
-            self,
-            path,
-            dataset,
-            grow_dimension=grow_dimension,
-            where=where,
-            max_rows=max_rows,
-            max_bytes=max_bytes,
-            max_delay=max_delay,
-        )
+        return Appender(self, path, dataset, grow_dimension=grow_dimension, where=where, **options)
 
     # -- Datasets: writing ---------------------------------------------------------------------
 

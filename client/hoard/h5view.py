@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hoard.errors import DatasetNotFoundError
+from hoard.errors import DatasetNotFoundError, NotADatasetError
 
 if TYPE_CHECKING:
     from hoard.appender import Appender
@@ -174,8 +174,11 @@ class Dataset:
             self.file_path, self._dataset, grow_dimension=grow_dimension, **options
         )
 
-    def follow(self, from_row: int = 0) -> Iterator[np.ndarray]:
-        return self.datasets.follow(self.file_path, self._dataset, from_row)
+    def follow(self, from_row: int = 0, grow_dimension: int = -1) -> Iterator[np.ndarray]:
+        """Blocks of rows along ``grow_dimension`` (TVB's default: the last) as they land."""
+        return self.datasets.follow(
+            self.file_path, self._dataset, from_row, grow_dimension=grow_dimension
+        )
 
     def __repr__(self) -> str:
         shape = self._shape.shape if self._shape is not None else "?"
@@ -221,23 +224,24 @@ class Group:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        target = _join(self.name, name)
-        return any(n.node == target for n in self._nodes())
+        try:
+            self[name]
+        except DatasetNotFoundError:
+            return False
+        return True
 
     def __getitem__(self, name: str) -> Dataset | Group:
+        # One GetDataShape call: a dataset answers its shape, a group NOT_A_DATASET.
         target = _join(self.name, name)
-        found = next((n for n in self._nodes() if n.node == target), None)
-        if found is None:
-            raise DatasetNotFoundError(
-                f"no dataset or group {target} in {self.file_path}",
-                reason="DATASET_NOT_FOUND",
-                details={"path": self.file_path, "node": target},
-            )
-        if found.kind == "dataset":
-            view = Dataset(self.datasets, self.file_path, target)
-            view._shape = found.shape
-            return view
-        return Group(self.datasets, self.file_path, target)
+        if target == "/":
+            return Group(self.datasets, self.file_path, "/")
+        try:
+            shape = self.datasets.get_data_shape(self.file_path, target.lstrip("/"))
+        except NotADatasetError:
+            return Group(self.datasets, self.file_path, target)
+        view = Dataset(self.datasets, self.file_path, target)
+        view._shape = shape
+        return view
 
     def __delitem__(self, name: str) -> None:
         self.datasets.remove_data(self.file_path, _join(self.name, name).lstrip("/"))
