@@ -591,6 +591,21 @@ def run(cfg: Settings, work: str, log: Callable[[str], None]) -> tuple[list[Row]
                     None,
                 )
             )
+        if hoard_w is not None and hoard_r is not None:
+            log("3. raw gRPC loopback (a passthrough server, 1 MiB messages), the same bytes ...")
+            raw_size = os.path.getsize(h5.path)
+            raw_up, raw_down, _ = bench_objects.raw_grpc_transfer(h5.path, raw_size)
+            up_rate, down_rate = raw_size / raw_up, raw_size / raw_down
+            rows.append(
+                Row(
+                    "3. (reference) raw gRPC loopback streaming: up / down",
+                    f"{size / hoard_w / up_rate:.0%} / {size / hoard_r / down_rate:.0%} of it",
+                    f"{up_rate / MiB:.0f} / {down_rate / MiB:.0f} MiB/s",
+                    "",
+                    "",
+                    None,
+                )
+            )
         service = None
         why_not = hsds.available() if cfg.hsds else "not run (--no-hsds)"
         facts["hsds"] = why_not
