@@ -284,3 +284,23 @@ def test_any_array_stored_through_hoard_reads_the_same_in_tvb(
     assert got.dtype == array.dtype
     np.testing.assert_array_equal(got, array)
     m.remove_data("x")
+
+
+def test_a_file_exported_while_hoard_appends_to_it_opens_in_h5py_and_tvb(
+    client: Any, tmp_path: Path
+) -> None:
+    """The daemon keeps a file it appends to open (SWMR); its export is still a plain file
+    that h5py and TVB open as they are, holding every acknowledged row."""
+    ds = client.datasets(REPOSITORY)
+    rows = np.random.default_rng(3).standard_normal((500, 76))
+    local = tmp_path / "live.h5"
+    with ds.appender("live/TimeSeries.h5", "data", grow_dimension=0) as app:
+        app.append(rows[:300])
+        app.flush()
+        ds.export("live/TimeSeries.h5", str(local))
+        app.append(rows[300:])
+    with h5py.File(local, "r") as f:
+        np.testing.assert_array_equal(f["data"][()], rows[:300])
+    np.testing.assert_array_equal(TvbManager(str(local)).get_data("data"), rows[:300])
+    ds.export("live/TimeSeries.h5", str(local))
+    np.testing.assert_array_equal(TvbManager(str(local)).get_data("data"), rows)
