@@ -304,3 +304,19 @@ def test_a_file_exported_while_hoard_appends_to_it_opens_in_h5py_and_tvb(
     np.testing.assert_array_equal(TvbManager(str(local)).get_data("data"), rows[:300])
     ds.export("live/TimeSeries.h5", str(local))
     np.testing.assert_array_equal(TvbManager(str(local)).get_data("data"), rows)
+
+
+def test_none_metadata_is_a_null_attribute_tvb_sees_as_empty(
+    client: Any, hoard_tvb: Any, tmp_path: Path
+) -> None:
+    """hoard keeps None (TVB itself stores '' and reads back ''): as the proto says, an
+    attribute with a null dataspace, which tvb-storage and h5py return as ``h5py.Empty``."""
+    m = hoard_tvb("none.h5")
+    m.store_data(np.zeros(2), "x")
+    m.set_metadata({"nothing": None, "blank": ""})
+    assert m.get_metadata()["nothing"] is None and m.get_metadata()["blank"] == ""
+    local = tmp_path / "none.h5"
+    client.datasets(REPOSITORY).export("none.h5", str(local))
+    tvb_meta = TvbManager(str(local)).get_metadata()
+    assert isinstance(tvb_meta["nothing"], h5py.Empty)
+    assert tvb_meta["blank"] == ""
