@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,19 @@ def test_ls_describe_cat_du(hoard_daemon: Any, client: Any, capsys: Any) -> None
 
     code, out, _ = run(hoard_daemon, capsys, "ds", "describe", "p/1/x.h5")
     assert code == 0 and "data  (10, 4) int32" in out and "@unit = 'ms'" in out
+    assert out.splitlines()[1:3] == ["/", "  @Data_version = 5"]
 
     code, out, _ = run(hoard_daemon, capsys, "ds", "cat", "p/1/x.h5", "data", "[2:4, ::2]")
     assert code == 0 and out == "8,10\n12,14\n"
     code, out, _ = run(hoard_daemon, capsys, "ds", "cat", "p/1/x.h5", "data", "..., 1")
     assert out.split() == [str(v) for v in data[..., 1]]
+    big = np.arange(300_000, dtype="<i8").reshape(100_000, 3)  # 2.4 MB: several blocks
+    ds.store_data("p/1/x.h5", "big", big)
+    code, out, _ = run(hoard_daemon, capsys, "ds", "cat", "p/1/x.h5", "big", "[::-1, 1:]")
+    assert code == 0
+    np.testing.assert_array_equal(
+        np.loadtxt(io.StringIO(out), delimiter=",", dtype="<i8"), big[::-1, 1:]
+    )
     code, _, err = run(hoard_daemon, capsys, "ds", "cat", "p/1/x.h5", "data", "1.5")
     assert code == 2 and "bad selection" in err
     code, _, err = run(hoard_daemon, capsys, "ds", "cat", "p/1/x.h5", "nothing")

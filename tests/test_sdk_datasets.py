@@ -265,9 +265,53 @@ def test_a_reply_past_the_limit_is_read_streamed(daemon_factory: Any, tmp_path: 
         np.testing.assert_array_equal(ds.get_data("big.h5", "data", (slice(None), 5)), data[:, 5])
         view = ds.open("big.h5")["data"]
         np.testing.assert_array_equal(view[100:1400:3, ::-2], data[100:1400:3, ::-2])
+        text = np.array([f"row {i}" * (1 + i % 3) for i in range(40_000)])  # varying widths
+        ds.store_data("big.h5", "text", text)
+        assert len(list(ds.read_data("big.h5", "text"))) > 1
+        np.testing.assert_array_equal(ds.get_data("big.h5", "text"), text)
         blocks = list(ds.read_data("big.h5", "data"))
         assert len(blocks) > 1 and all(shape == (1500, 200) for _, _, shape in blocks)
         assert [offset for offset, _, _ in blocks] == sorted({o for o, _, _ in blocks})
+
+
+def test_a_selection_the_shape_says_is_large_is_streamed_at_once(
+    hoard_daemon: Any, monkeypatch: Any
+) -> None:
+    """Which RPCs a read makes: small selections one GetData, a large one (by the view's
+    shape) straight to ReadData, no refused GetData first."""
+    import grpc
+
+    import hoard
+    from hoard import datasets
+    from hoard.transport import channel_options
+
+    class Recorder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+        def __init__(self) -> None:
+            self.methods: list[str] = []
+
+        def intercept_unary_unary(self, proceed: Any, details: Any, request: Any) -> Any:
+            self.methods.append(details.method.rsplit("/", 1)[-1])
+            return proceed(details, request)
+
+        def intercept_unary_stream(self, proceed: Any, details: Any, request: Any) -> Any:
+            self.methods.append(details.method.rsplit("/", 1)[-1])
+            return proceed(details, request)
+
+    monkeypatch.setattr(datasets, "STREAMED_READ_BYTES", 4096)
+    recorder = Recorder()
+    channel = grpc.intercept_channel(
+        grpc.insecure_channel(hoard_daemon.target, options=channel_options(5)), recorder
+    )
+    with hoard.Client(channel, target=hoard_daemon.target) as client:
+        ds = client.datasets()
+        data = np.arange(2000, dtype="<i8").reshape(1000, 2)
+        ds.store_data("rec.h5", "data", data)
+        view = ds.open("rec.h5")["data"]
+        recorder.methods.clear()
+        np.testing.assert_array_equal(view[:10], data[:10])  # 160 bytes
+        np.testing.assert_array_equal(view[::2, 1], data[::2, 1])  # 4000 bytes
+        np.testing.assert_array_equal(view[:], data)  # 16000 bytes
+        assert recorder.methods == ["GetData", "GetData", "ReadData"]
 
 
 def test_metadata_round_trip(ds: Any) -> None:
@@ -299,6 +343,7 @@ def test_the_view_reads_like_h5py(ds: Any) -> None:
     np.testing.assert_array_equal(np.asarray(view), data)
     assert view.shape == (100, 4) and view.dtype == np.dtype("<i4") and view.ndim == 2
     assert len(view) == 100
+    assert view[3, 2] == data[3, 2] and isinstance(view[3, 2], np.int32)  # a scalar, as h5py
     assert set(f.keys()) == {"data", "group"}
     assert "data" in f and "group/sub/data" in f and "absent" not in f
     np.testing.assert_array_equal(f["group/sub/data"][:], np.ones(3))
@@ -392,6 +437,8 @@ def test_appender_raises_the_streams_error_on_the_next_call(ds: Any) -> None:
 
     ds.store_data("err.h5", "data", np.zeros((2, 3)))
     app = ds.appender("err.h5", "data", grow_dimension=0)
+    with pytest.raises(ValueError, match="append_row"):  # a row given as a block: said at once
+        app.append(np.zeros(3))
     app.append(np.zeros((1, 5)))  # wrong width: the daemon refuses the batch
     with pytest.raises(errors.HoardError) as caught:
         app.flush()

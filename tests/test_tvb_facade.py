@@ -223,3 +223,83 @@ def test_files_helper_copy_and_remove(client: Any, tmp_path: Path) -> None:
     helper.remove_files(["b/y.h5", "c", "never/there.h5"])  # missing ones are skipped
     datasets = client.datasets()
     assert not datasets.is_valid_file("b/y.h5") and not datasets.is_valid_file("c/z.h5")
+
+
+# -- with tvb-storage itself ---------------------------------------------------------------------
+
+TVB_PYTHON = Path("/tmp/tvbvenv/bin/python")
+needs_tvb = pytest.mark.skipif(not TVB_PYTHON.exists(), reason="tvb-storage's venv is not here")
+
+_TVB_WRITE = """
+import sys, datetime, numpy
+from tvb.storage.h5.file.hdf5_storage_manager import HDF5StorageManager
+s = HDF5StorageManager(sys.argv[1])
+s.store_data(numpy.arange(12.0).reshape(3, 4), "data")
+for i in range(5):
+    s.append_data(numpy.full((2, 1), i, dtype="int32"), "trace", 1, False)
+s.close_file()
+s.set_metadata({"flag": True, "when": datetime.datetime(2020, 1, 2, 3, 4, 5, 6), "n": 7})
+s.set_metadata({"unit": "ms"}, "data", False)
+"""
+
+_TVB_READ = """
+import sys, json, numpy
+from tvb.storage.h5.file.hdf5_storage_manager import HDF5StorageManager
+s = HDF5StorageManager(sys.argv[1])
+meta = {k: (v.isoformat() if hasattr(v, "isoformat") else v.item() if hasattr(v, "item") else v)
+        for k, v in s.get_metadata().items()}
+print(json.dumps({
+    "meta": meta,
+    "trace": s.get_data("trace").tolist(),
+    "block": s.get_data("block", where="/g/").tolist(),
+    "data_meta": s.get_metadata("data"),
+    "version": int(s.get_file_data_version("Data_version")),
+}))
+"""
+
+
+def _tvb(script: str, path: Path) -> str:
+    import subprocess
+
+    done = subprocess.run(
+        [str(TVB_PYTHON), "-c", script, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@needs_tvb
+def test_a_file_tvb_wrote_reads_the_same_through_the_facade(client: Any, tmp_path: Path) -> None:
+    local = tmp_path / "tvb.h5"
+    _tvb(_TVB_WRITE, local)
+    client.datasets().import_file(local, "PROJECTS/p/1/tvb.h5")
+    storage = HDF5StorageManager("PROJECTS/p/1/tvb.h5", client=client)
+    np.testing.assert_array_equal(storage.get_data("data"), np.arange(12.0).reshape(3, 4))
+    np.testing.assert_array_equal(storage.get_data("trace"), np.repeat([range(5)], 2, axis=0))
+    meta = storage.get_metadata()
+    assert meta["flag"] is True and meta["n"] == 7
+    assert meta["when"] == datetime.datetime(2020, 1, 2, 3, 4, 5, 6)
+    assert storage.get_file_data_version("Data_version") == 5
+    assert storage.get_metadata("data") == {"unit": "ms"}
+
+
+@needs_tvb
+def test_a_file_the_facade_wrote_reads_the_same_in_tvb(client: Any, tmp_path: Path) -> None:
+    import json
+
+    storage = HDF5StorageManager("PROJECTS/p/2/hoard.h5", client=client)
+    for i in range(4):
+        storage.append_data(np.full((3, 1), i), "trace", 1, False)
+    storage.store_data(np.ones((2, 2)), "block", where="/g/")
+    storage.store_data(np.zeros(2), "data")
+    storage.set_metadata({"flag": False, "when": datetime.datetime(2021, 5, 6), "x": 1.5})
+    storage.set_metadata({"unit": "s"}, "data", False)
+    storage.close_file()
+    local = tmp_path / "hoard.h5"
+    client.datasets().export("PROJECTS/p/2/hoard.h5", local)
+    seen = json.loads(_tvb(_TVB_READ, local).strip().splitlines()[-1])  # after its log lines
+    assert seen["trace"] == np.repeat([range(4)], 3, axis=0).tolist()
+    assert seen["block"] == [[1.0, 1.0], [1.0, 1.0]]
+    assert seen["meta"]["flag"] is False and seen["meta"]["x"] == 1.5
+    assert seen["meta"]["when"] == "2021-05-06T00:00:00"
+    assert seen["data_meta"] == {"unit": "s"} and seen["version"] == 5

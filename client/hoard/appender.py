@@ -100,6 +100,7 @@ class Appender:
         self._sent = 0
         self._acknowledged = 0
         self._axis: int | None = None
+        self._ndim: int | None = None
         self._base: int | None = None  # the dataset's length before our first row
         self._flushing = False
         self._closing = False
@@ -137,12 +138,19 @@ class Appender:
             self._raise_if_failed()
             if self._closed or self._closing:
                 raise HoardError("this appender is closed")
-            axis = self._grow_axis(block.ndim)
-            rows = block.shape[axis]
+            if self._ndim is None:
+                self._learn_dataset(block.ndim)
+            if block.ndim != self._ndim:
+                hint = " (one row? use append_row)" if block.ndim + 1 == self._ndim else ""
+                raise ValueError(
+                    f"a block of {block.ndim} dimensions cannot grow a {self._ndim}-d dataset{hint}"
+                )
+            assert self._axis is not None
+            rows = block.shape[self._axis]
             if rows == 0:
                 return
             if not self._streaming:
-                self._start()
+                self._open_stream(resumed=False)
             if not self._pending:
                 self._pending_since = time.monotonic()
             self._pending.append(block)
@@ -154,9 +162,11 @@ class Appender:
     def append_row(self, row: Any) -> None:
         """Queue one row (one dimension fewer than the dataset)."""
         row = np.asarray(row)
-        axis = self.grow_dimension
-        if axis < 0:
-            axis += row.ndim + 1
+        axis = self._axis
+        if axis is None:
+            axis = self.grow_dimension
+            if axis < 0:
+                axis += row.ndim + 1
         self.append(np.expand_dims(row, axis))
 
     def flush(self) -> None:
@@ -212,30 +222,29 @@ class Appender:
 
     # -- the stream ----------------------------------------------------------------------------
 
-    def _grow_axis(self, ndim: int) -> int:
-        if self._axis is None:
-            axis = self.grow_dimension + ndim if self.grow_dimension < 0 else self.grow_dimension
-            if not 0 <= axis < ndim:
-                raise ValueError(
-                    f"grow_dimension {self.grow_dimension} does not exist in {ndim} dimensions"
-                )
-            self._axis = axis
-        return self._axis
+    def _learn_dataset(self, ndim: int) -> None:
+        # At the first append (lock held): the dataset's dimensions (the block's for a new
+        # one), the grow axis, and the length we start from (for resuming).
+        shape = self._dataset_shape()
+        ndim = len(shape) if shape is not None else ndim
+        axis = self.grow_dimension + ndim if self.grow_dimension < 0 else self.grow_dimension
+        if not 0 <= axis < ndim:
+            raise ValueError(
+                f"grow_dimension {self.grow_dimension} does not exist in {ndim} dimensions"
+            )
+        self._ndim, self._axis = ndim, axis
+        self._base = shape[axis] if shape is not None else 0
 
-    def _start(self) -> None:
-        # Called with the lock held, at the first append (learning the length we start
-        # from, for resuming) and at the first after the stream was let go when idle.
-        if self._base is None:
-            self._base = self._current_length()
-        self._open_stream(resumed=False)
+    def _dataset_shape(self) -> tuple[int, ...] | None:
+        try:
+            return self.datasets.get_data_shape(self.path, self.dataset, where=self.where).shape
+        except (DatasetNotFoundError, DatasetFileNotFoundError):
+            return None
 
     def _current_length(self) -> int:
         assert self._axis is not None
-        try:
-            shape = self.datasets.get_data_shape(self.path, self.dataset, where=self.where).shape
-        except (DatasetNotFoundError, DatasetFileNotFoundError):
-            return 0
-        return shape[self._axis] if len(shape) > self._axis else 0
+        shape = self._dataset_shape()
+        return shape[self._axis] if shape is not None and len(shape) > self._axis else 0
 
     def _open_stream(self, *, resumed: bool) -> None:
         self._streaming = True

@@ -54,8 +54,9 @@ def to_array(data: Any) -> pb.Array:
     return pb.Array(dtype=array.dtype.str, shape=array.shape, data=array.tobytes(order="C"))
 
 
-def from_array(message: pb.Array) -> np.ndarray:
-    """The (writable) numpy array a message holds."""
+def from_array(message: pb.Array, *, copy: bool = True) -> np.ndarray:
+    """The numpy array a message holds: writable, or with ``copy=False`` a read-only view
+    of the message's bytes (for a caller that copies it anyway)."""
     shape = tuple(int(n) for n in message.shape)
     if message.dtype == STR_DTYPE:
         items = list(message.strings)
@@ -69,7 +70,8 @@ def from_array(message: pb.Array) -> np.ndarray:
             f"array of shape {shape} and dtype {dtype} needs {expected} bytes, "
             f"the message holds {len(message.data)}"
         )
-    return np.frombuffer(message.data, dtype=dtype).copy().reshape(shape)
+    view = np.frombuffer(message.data, dtype=dtype)
+    return (view.copy() if copy else view).reshape(shape)
 
 
 def _all_text(array: np.ndarray) -> bool:

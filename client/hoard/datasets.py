@@ -293,21 +293,32 @@ class Datasets:
     ) -> Iterator[tuple[int, np.ndarray, tuple[int, ...]]]:
         """``(offset, block, full shape)`` per block of ``dataset[selection]`` along its first
         axis, streamed (``ReadData``)."""
+        for block in self._blocks(path, dataset, selection, where):
+            yield block.offset, from_array(block.data), tuple(int(n) for n in block.shape)
+
+    def _blocks(self, path: str, dataset: str, selection: Key, where: str) -> Iterator[Any]:
         request = pb.GetDataRequest(
             node=self.node(path, dataset, where), selection=selection_from_key(selection)
         )
-        for block in self.transport.server_stream("Datasets.ReadData", request):
-            yield block.offset, from_array(block.data), tuple(int(n) for n in block.shape)
+        yield from self.transport.server_stream("Datasets.ReadData", request)
 
     def _read_whole(self, path: str, dataset: str, selection: Key, where: str) -> np.ndarray:
         out: np.ndarray | None = None
-        for offset, block, shape in self.read_data(path, dataset, selection, where=where):
+        texts: list[np.ndarray] = []
+        for block in self._blocks(path, dataset, selection, where):
+            shape = tuple(int(n) for n in block.shape)
+            if out is None and (len(shape) == 0 or tuple(block.data.shape) == shape):
+                return from_array(block.data)  # the whole selection in one block
+            if block.data.dtype == "str":  # text: widths vary by block, join at the end
+                texts.append(from_array(block.data))
+                continue
             if out is None:
-                if block.ndim == 0 or shape == block.shape:
-                    out = block
-                    continue
-                out = np.empty(shape, dtype=block.dtype)
-            out[offset : offset + len(block)] = block
+                out = np.empty(shape, dtype=np.dtype(block.data.dtype))
+            # decoded in place: the block's bytes are copied once, into ``out``
+            part = from_array(block.data, copy=False)
+            out[block.offset : block.offset + len(part)] = part
+        if texts:
+            return np.concatenate(texts)
         if out is None:  # an empty selection: nothing streamed, ask once for its dtype/shape
             request = pb.GetDataRequest(
                 node=self.node(path, dataset, where), selection=selection_from_key(selection)

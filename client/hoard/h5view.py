@@ -144,7 +144,8 @@ class Dataset:
     def __getitem__(self, key: Key) -> Any:
         if key is Ellipsis or (isinstance(key, tuple) and not key):
             key = None
-        return self.datasets.get_data(self.file_path, self._dataset, key, shape=self._shape)
+        data = self.datasets.get_data(self.file_path, self._dataset, key, shape=self._shape)
+        return data[()] if data.ndim == 0 else data  # a numpy scalar, as h5py gives
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         data = self[()]

@@ -183,6 +183,8 @@ class HDF5StorageManager:
         self.storage_full_name = str(storage_full_name)
         self.datasets: Datasets = (client or default_client()).datasets(repository)
         self._appenders: dict[tuple[str, str], Appender] = {}
+        # TVB shares a manager between threads now and then; the buffers are guarded here
+        self._buffers_lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"<hoard.tvb.HDF5StorageManager {self.storage_full_name}>"
@@ -207,7 +209,8 @@ class HDF5StorageManager:
             self.datasets.close_file(self._path)
 
     def _flush_appenders(self) -> None:
-        appenders, self._appenders = list(self._appenders.values()), {}
+        with self._buffers_lock:
+            appenders, self._appenders = list(self._appenders.values()), {}
         failure: BaseException | None = None
         for appender in appenders:
             try:
@@ -251,7 +254,7 @@ class HDF5StorageManager:
         With ``close_file=False`` the rows are batched and sent in the background (durable
         at the latest on ``close_file()``); otherwise durable when this returns."""
         data = _check_data(data_list)
-        with _tvb_errors():
+        with _tvb_errors(), self._buffers_lock:
             key = (where, dataset_name)
             appender = self._appenders.get(key)
             if not close_file:
@@ -292,7 +295,8 @@ class HDF5StorageManager:
         with _tvb_errors():
             self._flush_appenders()
             try:
-                return self.datasets.get_data(self._path, dataset_name, data_slice, where=where)
+                data = self.datasets.get_data(self._path, dataset_name, data_slice, where=where)
+                return data[()] if data.ndim == 0 else data  # a numpy scalar, as h5py gives
             except errors.DatasetNotFoundError:
                 if ignore_errors:
                     return None

@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("path")
     p.set_defaults(run=describe)
 
-    p = cmd.add_parser("cat", help="print a dataset (or a selection of it) as CSV")
+    p = cmd.add_parser("cat", help="print a dataset (or a selection of it) as CSV, streamed")
     p.add_argument("path")
     p.add_argument("dataset", help='dataset, a path inside the file ("group/data")')
     p.add_argument(
@@ -172,11 +172,11 @@ def describe(client: Client, args: argparse.Namespace) -> int:
     for node in description.nodes:
         depth = 0 if node.node == "/" else node.node.count("/")
         indent = "  " * depth
-        name = "/" if node.node == "/" else node.node.rsplit("/", 1)[-1]
+        name = node.node.rsplit("/", 1)[-1]
         if node.shape is not None:
             print(f"{indent}{name}  {_shape_text(node.shape)}")
         else:
-            print(f"{indent}{name}/")
+            print(f"{indent}{name}/")  # the root is "/"
         for key, value in node.attributes.items():
             print(f"{indent}  @{key} = {value!r}")
     return 0
@@ -188,8 +188,9 @@ def cat(client: Client, args: argparse.Namespace) -> int:
     except (ValueError, IndexError, TypeError) as exc:
         print(f"hoard: bad selection: {exc}", file=sys.stderr)
         return 2
-    data = client.datasets(args.repository).get_data(args.path, args.dataset, key)
-    write_csv(data, args.delimiter)
+    # streamed block by block (ReadData): a selection of any size prints in bounded memory
+    for _, block, _ in client.datasets(args.repository).read_data(args.path, args.dataset, key):
+        write_csv(block, args.delimiter)
     return 0
 
 
