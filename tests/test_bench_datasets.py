@@ -34,8 +34,8 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
     measured = {row.split(" | ")[0][2:] for row in rows if row.split(" | ")[1] not in ("-", "")}
     for scenario in (
-        "1. 300 appends of one sample, SDK appender",
-        "1. 300 appends of one sample, hoard.tvb facade",
+        "1. 300 appends of one sample, SDK appender (median of 3)",
+        "1. 300 appends of one sample, hoard.tvb facade (median of 3)",
         "2. 2 processes x 300 one-sample appends, SDK appender",
         "2. 2 processes x 300 one-sample appends, hoard.tvb facade",
         "3. full read back",
