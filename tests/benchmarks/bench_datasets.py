@@ -831,8 +831,8 @@ def table_markdown(rows: list[Row]) -> str:
 
 
 NOTES = """\
-Ratios: how many times faster hoard is than the peer named in the row (rows 1, 2, 4), or
-hoard's throughput as a share of local h5py's (row 3, target >= 40%). hoard runs as its own
+Ratios: how many times faster hoard is than the peer named in the row, or, against local
+h5py in row 3, hoard's throughput as a share of h5py's (target >= 40%). hoard runs as its own
 daemon process, reached over loopback gRPC through the SDK, and acknowledges a write only once
 the file is flushed and fsynced; tvb-storage and h5py run in the benchmark's process on local
 files (h5py's bulk write is flushed and fsynced once at the end; tvb-storage never fsyncs);
