@@ -277,7 +277,7 @@ def test_add_remove_and_the_non_synchronized_files(stub, roots):
                                                                    files=files))
     assert sorted(reply.unsynchronized) == sorted([files[3], *files[5:]])
     removed = stub.RemoveFiles(pb.RemoveFilesFromCacheRequest(repository=REPO,
-                                                              files=files[:2] + ["/x/nothing"]))
+                                                              files=[*files[:2], "/x/nothing"]))
     assert removed.removed == 2
     assert sorted(paths(query(stub))) == files[2:5]
     refused(lambda: stub.AddFiles(pb.AddFilesRequest(repository=REPO, files=files[:1],

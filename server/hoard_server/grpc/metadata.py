@@ -49,7 +49,7 @@ def _value_in(v: pb.FieldValue, reason: str, where: str) -> Value:
         return None
     if kind == "datetime_micros":
         return micros_to_datetime(v.datetime_micros)
-    return getattr(v, kind)  # type: ignore[no-any-return]
+    return getattr(v, kind)
 
 
 def _value_out(value: Value) -> pb.FieldValue:
