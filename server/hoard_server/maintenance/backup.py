@@ -118,7 +118,9 @@ class BackupSource(Protocol):
     index: ObjectIndex
     activity: Activity
     files: OpenFiles
-    metadata: MetadataIndex
+
+    @property
+    def metadata(self) -> MetadataIndex: ...
 
     def has_metadata(self) -> bool: ...
 
