@@ -18,6 +18,7 @@ from collections.abc import Generator, Iterator
 from concurrent.futures import Executor
 from dataclasses import replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 from hoard_server.errors import FailedPrecondition
 from hoard_server.reports import MaintenanceProgress, Problem, StoreInfo, VerifyProgress
@@ -28,10 +29,12 @@ from hoard_server.storage.hdf5.files import OpenFiles
 from hoard_server.storage.hdf5.inventory import dataset_files
 from hoard_server.storage.index import ObjectIndex
 from hoard_server.storage.layout import RepositoryLayout, remove_dataset_scratch
-from hoard_server.storage.metadata.index import MetadataIndex
 from hoard_server.storage.packed.store import CLOSE_WAIT, INLINE_LIMIT, RETIRE_WAIT, PackedStore
 from hoard_server.storage.records import check_record
 from hoard_server.storage.settings import StorageSettings
+
+if TYPE_CHECKING:  # opened on first use: the objects face does not load the metadata code
+    from hoard_server.storage.metadata.index import MetadataIndex
 
 
 class Repository(PackedStore):
@@ -51,6 +54,8 @@ class Repository(PackedStore):
         """The metadata cache's index, opened (and made) on first use."""
         index = self._metadata
         if index is None:
+            from hoard_server.storage.metadata.index import MetadataIndex
+
             with self._metadata_lock:
                 if self._metadata is None:
                     self._metadata = MetadataIndex(self.layout.metadata_dir)
