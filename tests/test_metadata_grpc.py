@@ -524,3 +524,25 @@ def test_verify_reports_a_damaged_cache_under_metadata(daemon_factory, tmp_path,
     assert reports[-1].problem_count >= 1
     assert problems and all(p.path == "metadata" for p in problems)
     assert any("index entry without its record" in p.problem for p in problems)
+
+
+def test_dataset_files_are_checked_when_their_repository_opens(daemon_factory, tmp_path):
+    """Files the cache has not seen (written before it existed, restored...) are indexed
+    once their repository is opened."""
+    data = tmp_path / "data"
+    d = daemon_factory(data)
+    with grpc.insecure_channel(d.target) as channel:
+        ds = datasets_pb2_grpc.DatasetsStub(channel)
+        ds.StoreData(dpb.StoreDataRequest(
+            node=dpb.NodeRef(repository=REPO, path="a/b.h5", dataset="x"),
+            data=dpb.Array(dtype="<i4", shape=[5], data=bytes(20))))
+        stub = metadata_pb2_grpc.MetadataCacheStub(channel)
+        wait_until(lambda: set(dataset_records(stub)) == {"a/b.h5"}, what="indexed")
+    d.stop()
+    import shutil
+    shutil.rmtree(data / "repositories" / REPO / "metadata")
+    d.start()
+    with grpc.insecure_channel(d.target) as channel:
+        stub = metadata_pb2_grpc.MetadataCacheStub(channel)
+        rec = wait_until(lambda: dataset_records(stub).get("a/b.h5"), what="indexed again")
+        assert rec.fields["x.shape"].string_value == "5"

@@ -20,7 +20,7 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-from hoard_server.errors import FailedPrecondition
+from hoard_server.errors import FailedPrecondition, RepositoryNotFound
 from hoard_server.reports import MaintenanceProgress, Problem, StoreInfo, VerifyProgress
 from hoard_server.storage import modes
 from hoard_server.storage.blobstore import READ_MANY_INLINE, ObjectStat
@@ -48,15 +48,19 @@ class Repository(PackedStore):
         remove_dataset_scratch(self.layout.datasets_dir)  # a crash's leftovers
         self._metadata: MetadataIndex | None = None
         self._metadata_lock = threading.Lock()
+        self._closed = False
 
     @property
     def metadata(self) -> MetadataIndex:
-        """The metadata cache's index, opened (and made) on first use."""
+        """The metadata cache's index, opened (and made) on first use;
+        RepositoryNotFound once the repository is closed (erased, or the daemon stopping)."""
         index = self._metadata
         if index is None:
             from hoard_server.storage.metadata.index import MetadataIndex
 
             with self._metadata_lock:
+                if self._closed:
+                    raise RepositoryNotFound(self.name)
                 if self._metadata is None:
                     self._metadata = MetadataIndex(self.layout.metadata_dir)
                 index = self._metadata
@@ -70,6 +74,7 @@ class Repository(PackedStore):
         self.files.close_all()
         super().close(timeout)
         with self._metadata_lock:
+            self._closed = True
             if self._metadata is not None:
                 self._metadata.close()
                 self._metadata = None
