@@ -67,14 +67,16 @@ class LimitsSection:
     max_read_streams: int = key(
         0,
         "Read, ReadMany and List streams (and the dataset files' ListFiles, ExportFile and "
-        "ZipFolder) served at once; the rest of the workers stay free for short calls",
+        "ZipFolder, the metadata cache's Query, Signatures and ReadFile) served at once; the "
+        "rest of the workers stay free for short calls",
         at_least=0,
         note="3/8 of `workers`: 24",
         moved_from="server",
     )
     max_upload_streams: int = key(
         0,
-        "Put (and ImportFile) streams served at once",
+        "Put (and ImportFile, and the metadata cache's SynchronizeDirectory and AddFiles) "
+        "streams served at once",
         at_least=0,
         note="3/8 of `workers`: 24",
         moved_from="server",
