@@ -582,21 +582,26 @@ def test_verify_reports_a_damaged_cache_under_metadata(daemon_factory, tmp_path,
 
 def test_dataset_files_are_checked_when_their_repository_opens(daemon_factory, tmp_path):
     """Files the cache has not seen (written before it existed, restored...) are indexed
-    once their repository is opened."""
+    once their repository is opened, holding no more HDF5 handles than the daemon allows."""
     data = tmp_path / "data"
-    d = daemon_factory(data)
+    d = daemon_factory(data, "--max-open-files", "2")
+    names = [f"a/f{k}.h5" for k in range(6)]
     with grpc.insecure_channel(d.target) as channel:
         ds = datasets_pb2_grpc.DatasetsStub(channel)
-        ds.StoreData(dpb.StoreDataRequest(
-            node=dpb.NodeRef(repository=REPO, path="a/b.h5", dataset="x"),
-            data=dpb.Array(dtype="<i4", shape=[5], data=bytes(20))))
+        for k, name in enumerate(names):
+            ds.StoreData(dpb.StoreDataRequest(
+                node=dpb.NodeRef(repository=REPO, path=name, dataset="x"),
+                data=dpb.Array(dtype="<i4", shape=[k + 1], data=bytes(4 * (k + 1)))))
         stub = metadata_pb2_grpc.MetadataCacheStub(channel)
-        wait_until(lambda: set(dataset_records(stub)) == {"a/b.h5"}, what="indexed")
+        wait_until(lambda: set(dataset_records(stub)) == set(names), what="indexed")
     d.stop()
     import shutil
     shutil.rmtree(data / "repositories" / REPO / "metadata")
     d.start()
     with grpc.insecure_channel(d.target) as channel:
         stub = metadata_pb2_grpc.MetadataCacheStub(channel)
-        rec = wait_until(lambda: dataset_records(stub).get("a/b.h5"), what="indexed again")
-        assert rec.fields["x.shape"].string_value == "5"
+        wait_until(lambda: set(dataset_records(stub)) == set(names), what="indexed again")
+        assert dataset_records(stub)["a/f4.h5"].fields["x.shape"].string_value == "5"
+    fds = Path(f"/proc/{d.pid}/fd")
+    open_h5 = [p for p in fds.iterdir() if os.readlink(p).endswith(".h5")]
+    assert len(open_h5) <= 2

@@ -72,7 +72,7 @@ class ServiceContext:
             limits.budget,
             DatasetSettings(ds.max_reply_bytes, ds.max_open_files, ds.chunk_target_bytes),
         )
-        indexer = DatasetIndexer(registry)
+        indexer = DatasetIndexer(registry, datasets.handle_limit)
         return cls(config, registry, limits, health.HealthServicer(), names, datasets, indexer)
 
     def serving(self) -> None:

@@ -36,7 +36,7 @@ from hoard.metadata.records import FileSignature, Value
 from hoard_server.errors import HoardError, NotFound
 from hoard_server.services.metadata.cache import DATASETS_MACHINE
 from hoard_server.storage import sandbox
-from hoard_server.storage.hdf5.files import OpenFiles
+from hoard_server.storage.hdf5.files import HandleLimit, OpenFiles
 from hoard_server.storage.hdf5.inventory import dataset_files
 from hoard_server.storage.registry import RepositoryRegistry
 from hoard_server.storage.repository import Repository
@@ -73,8 +73,12 @@ class DatasetIndexer:
     """One background thread indexing the dataset files of every repository of
     ``registry`` as they change (see the module's docstring)."""
 
-    def __init__(self, registry: RepositoryRegistry, max_queue: int = MAX_QUEUE) -> None:
+    def __init__(self, registry: RepositoryRegistry, handles: HandleLimit | None = None,
+                 max_queue: int = MAX_QUEUE) -> None:
+        """``handles``: the daemon's bound of open HDF5 handles, which the indexer's reads
+        count against too (a repository's first scan may read every file it has)."""
         self._registry = registry
+        self._handles = handles
         self._max_queue = max_queue
         self._queue: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._cond = threading.Condition()
@@ -85,6 +89,8 @@ class DatasetIndexer:
 
     def attach(self, repo: Repository) -> None:
         name = repo.name
+        if repo.files.limit is None:
+            repo.files.limit = self._handles
         repo.files.on_change = lambda path: self.changed(name, path)
         self.changed(name, _RESCAN)
 
