@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 import grpc
 
 from hoard.metadata.records import (
+    BUILTIN_FIELDS,
     INT64_MIN,
     FileRecord,
     FileSignature,
@@ -136,11 +137,14 @@ def _query_in(request: pb.QueryRequest) -> MetadataQuery:
     )
 
 
-def _record_out(m: Match) -> pb.Record:
+def _record_out(m: Match, whole: bool) -> pb.Record:
+    """A match as a Record; a whole record's built-in fields are implied by its
+    machine_id, path and error (the contract), fields asked for by name are all sent."""
     msg = pb.Record(machine_id=m.machine_id, path=m.path, has_error=m.error is not None,
                     error=m.error or "")
     for name, value in (m.fields or {}).items():
-        msg.fields[name].CopyFrom(_value_out(value))
+        if not (whole and name in BUILTIN_FIELDS):
+            msg.fields[name].CopyFrom(_value_out(value))
     return msg
 
 
@@ -262,10 +266,11 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
     def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext):
         cache = self._metadata.cache(request.repository)
         query = _query_in(request)
+        whole = query.fields == ALL_FIELDS
         with self._limits.stream("read", context) as stream:
             if query.limit is not None:  # one page, ending with its token
                 page = cache.query(query)
-                pages = list(_pages(_record_out(m) for m in page.items)) or [[]]
+                pages = list(_pages(_record_out(m, whole) for m in page.items)) or [[]]
                 last = len(pages) - 1
                 yield from _send(stream, (
                     pb.QueryResponse(records=p, next_page_token=(
@@ -277,7 +282,7 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
                 if first is None:
                     yield pb.QueryResponse()
                     return
-                records = (_record_out(m) for m in _chain(first, matches))
+                records = (_record_out(m, whole) for m in _chain(first, matches))
                 yield from _send(stream, (pb.QueryResponse(records=p) for p in _pages(records)))
 
     @grpc_errors
