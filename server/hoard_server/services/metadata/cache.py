@@ -17,6 +17,7 @@ files it indexes itself); a client may not write under one.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 
 from hoard.metadata.extractors import Extraction
@@ -180,6 +181,9 @@ class MetadataCache:
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"{path!r} is in the metadata cache but no longer on disk",
                            reason="FILE_NOT_FOUND", path=path) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(f"{path!r} is not a regular file", reason="FILE_NOT_FOUND",
+                           path=path)
 
         def chunks() -> Iterator[bytes]:
             try:
