@@ -441,7 +441,9 @@ def test_a_cancelled_sync_stops_at_a_batch_boundary_leaving_the_index_whole(
     first = next(stream)
     assert not first.done and first.added == 2
     stream.cancel()
-    last = list(objects(daemon).Verify(opb.VerifyRequest(repository=REPO)))[-1]
+    with grpc.insecure_channel(daemon.target) as channel:
+        verify = objects_pb2_grpc.ObjectsStub(channel).Verify(opb.VerifyRequest(repository=REPO))
+        last = list(verify)[-1]
     assert last.done and last.problem_count == 0, list(last.problems)
     indexed = stub.Count(pb.CountRequest(repository=REPO)).count
     assert 2 <= indexed < total and indexed % 2 == 0  # whole batches only, then it stopped
@@ -451,10 +453,6 @@ def test_a_cancelled_sync_stops_at_a_batch_boundary_leaving_the_index_whole(
 
 
 # -- the dataset files, indexed as they change ----------------------------------------------
-def objects(daemon) -> objects_pb2_grpc.ObjectsStub:
-    return objects_pb2_grpc.ObjectsStub(grpc.insecure_channel(daemon.target))
-
-
 def dataset_records(stub, **kw) -> dict[str, pb.Record]:
     at_datasets = cond("machine_id", "==", s("@datasets"))
     return {r.path: r for r in query(stub, filter=at_datasets, output="records", **kw)}
