@@ -24,11 +24,11 @@ def registry(tmp_path) -> Iterator[RepositoryRegistry]:
 
 
 def indexed(repo) -> dict[str, str]:
-    """path -> the shape of dataset "x", as the cache has it."""
+    """path -> the shape of dataset "x", as the cache has it (None: removed meanwhile)."""
     out = {}
     for path, _sig, _failed in repo.metadata.signatures(DATASETS_MACHINE):
         record = repo.metadata.get(path, DATASETS_MACHINE)
-        out[path] = record.fields.get("x.shape")
+        out[path] = record.fields.get("x.shape") if record is not None else None
     return out
 
 
