@@ -1,0 +1,140 @@
+"""Python values <-> the metadata cache's messages: field values, signatures, records.
+
+Pure functions, no I/O (an asyncio SDK could share them). What crosses the wire:
+
+- ``None`` <-> ``null``; ``bool``, ``int``, ``float``, ``str`` as themselves;
+- ``datetime`` <-> microseconds since the epoch in UTC: a naive datetime is taken as UTC
+  (as the records do), an aware one converted; what comes back is aware, in UTC.
+
+An ``int`` travels as int64. The records allow uint64 too (a header's unsigned ids), which
+the wire cannot carry yet: :func:`to_field_value` refuses it (:class:`WireValueError`) and
+the client-side sync drops such a field with a note in the record's ``error``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+
+from hoard.metadata.records import (
+    FileRecord,
+    FileSignature,
+    Value,
+    check_value,
+    datetime_to_micros,
+    micros_to_datetime,
+)
+from hoard.v1 import metadata_pb2 as pb
+
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "WireValueError",
+    "from_field_value",
+    "from_record",
+    "from_signature",
+    "to_field_value",
+    "to_record",
+    "to_signature",
+]
+
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+
+
+class WireValueError(ValueError):
+    """A Python value the wire cannot carry (the message names the field when known)."""
+
+
+def to_field_value(value: object, name: str = "") -> pb.FieldValue:
+    """One metadata value as a ``FieldValue``; TypeError for a type that is not one,
+    :class:`WireValueError` for an int beyond int64 or a NaN."""
+    where = f"field {name!r}: " if name else ""
+    if value is None:
+        return pb.FieldValue(null=True)
+    if isinstance(value, bool):  # before int: a bool is an int in Python
+        return pb.FieldValue(bool_value=value)
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise WireValueError(f"{where}integer {value} is outside int64, the wire's range")
+        return pb.FieldValue(int_value=value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise WireValueError(f"{where}NaN has no order and cannot be indexed or compared")
+        return pb.FieldValue(float_value=value)
+    if isinstance(value, str):
+        return pb.FieldValue(string_value=value)
+    if isinstance(value, datetime):
+        checked = check_value(name or "value", value)
+        assert isinstance(checked, datetime)
+        return pb.FieldValue(datetime_micros=datetime_to_micros(checked))
+    raise TypeError(f"{where}a metadata value is None, bool, int, float, str or datetime, "
+                    f"not {type(value).__name__} ({value!r})")
+
+
+def from_field_value(message: pb.FieldValue) -> Value:
+    """The Python value of a ``FieldValue`` (an unset one is null)."""
+    kind = message.WhichOneof("kind")
+    if kind is None or kind == "null":
+        return None
+    if kind == "datetime_micros":
+        return micros_to_datetime(message.datetime_micros)
+    value: Value = getattr(message, kind)
+    return value
+
+
+def to_signature(signature: FileSignature) -> pb.FileSignature:
+    return pb.FileSignature(size=signature.size, mtime_ns=signature.mtime_ns,
+                            ctime_ns=signature.ctime_ns, inode=signature.inode)
+
+
+def from_signature(message: pb.FileSignature) -> FileSignature:
+    return FileSignature(message.size, message.mtime_ns, message.ctime_ns, message.inode)
+
+
+def to_record(record: FileRecord) -> pb.Record:
+    """A record as pushed. Every field must be one the wire carries
+    (:func:`sendable` makes it so)."""
+    message = pb.Record(machine_id=record.machine_id, path=record.path,
+                        signature=to_signature(record.signature))
+    for name, value in record.fields.items():
+        message.fields[name].CopyFrom(to_field_value(value, name))
+    if record.error is not None:
+        message.error = record.error
+        message.has_error = True
+    return message
+
+
+def sendable(record: FileRecord) -> FileRecord:
+    """``record`` without the fields the wire cannot carry, each named in its ``error``
+    (so the file counts as failed and is retried when it changes); the same record when
+    every field can travel."""
+    problems: list[str] = []
+    fields: dict[str, Value] = {}
+    for name, value in record.fields.items():
+        try:
+            to_field_value(value, name)
+        except (WireValueError, TypeError) as exc:
+            problems.append(str(exc))
+            continue
+        fields[name] = value
+    if not problems:
+        return record
+    error = "; ".join(([record.error] if record.error else []) + problems)
+    return FileRecord(record.path, record.signature, fields, record.machine_id, error)
+
+
+def from_record(message: pb.Record) -> FileRecord:
+    """A record as the daemon sent it (only the fields the query asked for)."""
+    return FileRecord(
+        path=message.path,
+        signature=from_signature(message.signature),
+        fields=from_fields(message.fields),
+        machine_id=message.machine_id,
+        error=message.error if message.has_error else None,
+    )
+
+
+def from_fields(fields: Mapping[str, pb.FieldValue]) -> dict[str, Value]:
+    return {name: from_field_value(value) for name, value in fields.items()}
