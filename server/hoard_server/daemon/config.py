@@ -224,6 +224,21 @@ class DatasetsSection:
 
 
 @dataclass(frozen=True)
+class MetadataSection:
+    """The metadata cache: which of the daemon's directories it may read."""
+
+    sync_roots: tuple[str, ...] = key(
+        (),
+        "directories under which the metadata cache may read files (server-side sync, AddFiles, "
+        "ReadFile); anything outside them is refused (PERMISSION_DENIED), and links out of them "
+        "are not followed",
+        flag="--sync-root",
+        metavar="DIR",
+        note="server-side sync off",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; each field is a TOML table."""
 
@@ -232,6 +247,7 @@ class Config:
     storage: StorageSection = field(default_factory=StorageSection)
     maintenance: MaintenanceSection = field(default_factory=MaintenanceSection)
     datasets: DatasetsSection = field(default_factory=DatasetsSection)
+    metadata: MetadataSection = field(default_factory=MetadataSection)
 
     def storage_settings(self) -> StorageSettings:
         """What the storage engine takes from the [storage] and [maintenance] sections."""

@@ -15,6 +15,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from hoard.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
+    metadata_pb2,
+    metadata_pb2_grpc,
     objects_pb2,
     objects_pb2_grpc,
     repositories_pb2,
@@ -26,10 +28,12 @@ from hoard_server.grpc.dataset_files import DatasetFilesServicer
 from hoard_server.grpc.datasets import DatasetsServicer
 from hoard_server.grpc.interceptors.decode_guard import DecodeGuard
 from hoard_server.grpc.limits import StreamLimits
+from hoard_server.grpc.metadata import MetadataCacheServicer
 from hoard_server.grpc.objects import ObjectsServicer
 from hoard_server.grpc.repositories import RepositoriesServicer
 from hoard_server.services.datasets.files import DatasetFileService
 from hoard_server.services.datasets.service import DatasetService, DatasetSettings
+from hoard_server.services.metadata.service import MetadataService
 from hoard_server.services.objects import ObjectService
 from hoard_server.services.repositories import RepositoryService
 from hoard_server.storage.registry import RepositoryRegistry
@@ -109,6 +113,13 @@ SERVICES: tuple[Service[ServiceContext], ...] = (
         _name(datasets_pb2, "DatasetFiles"),
         lambda ctx: DatasetFilesServicer(DatasetFileService(ctx.registry), ctx.limits),
         datasets_pb2_grpc.add_DatasetFilesServicer_to_server,
+    ),
+    Service(
+        _name(metadata_pb2, "MetadataCache"),
+        lambda ctx: MetadataCacheServicer(
+            MetadataService(ctx.registry, ctx.config.metadata.sync_roots), ctx.limits
+        ),
+        metadata_pb2_grpc.add_MetadataCacheServicer_to_server,
     ),
     # Check answers on the probe pool even when every worker is busy. Watch stays on the
     # workers: it holds its thread for as long as the watcher stays.

@@ -2,7 +2,8 @@
 
 The storage itself is ``packed.PackedStore`` (the ``BlobStore`` implementation); this
 class adds what the service layer asks of a repository beyond the blob store interface:
-creating one on disk, its HDF5 files (``files``, counted in ``info``), and running
+creating one on disk, its HDF5 files (``files``, counted in ``info``), its metadata cache's
+index (``metadata``, opened on first use, its records counted in ``info``), and running
 compaction and verification on it, each handed only the
 engine parts it needs (``hoard_server.maintenance``).
 """
@@ -27,6 +28,7 @@ from hoard_server.storage.hdf5.files import OpenFiles
 from hoard_server.storage.hdf5.inventory import dataset_files
 from hoard_server.storage.index import ObjectIndex
 from hoard_server.storage.layout import RepositoryLayout, remove_dataset_scratch
+from hoard_server.storage.metadata.index import MetadataIndex
 from hoard_server.storage.packed.store import CLOSE_WAIT, INLINE_LIMIT, RETIRE_WAIT, PackedStore
 from hoard_server.storage.records import check_record
 from hoard_server.storage.settings import StorageSettings
@@ -41,10 +43,31 @@ class Repository(PackedStore):
         # the datasets face's HDF5 files (services/datasets); opened lazily, file by file
         self.files = OpenFiles(self.layout.datasets_dir, name)
         remove_dataset_scratch(self.layout.datasets_dir)  # a crash's leftovers
+        self._metadata: MetadataIndex | None = None
+        self._metadata_lock = threading.Lock()
+
+    @property
+    def metadata(self) -> MetadataIndex:
+        """The metadata cache's index, opened (and made) on first use."""
+        index = self._metadata
+        if index is None:
+            with self._metadata_lock:
+                if self._metadata is None:
+                    self._metadata = MetadataIndex(self.layout.metadata_dir)
+                index = self._metadata
+        return index
+
+    def has_metadata(self) -> bool:
+        """Whether the repository has a metadata cache (without making one)."""
+        return self._metadata is not None or os.path.isfile(self.layout.metadata_data)
 
     def close(self, timeout: float | None = CLOSE_WAIT) -> None:
         self.files.close_all()
         super().close(timeout)
+        with self._metadata_lock:
+            if self._metadata is not None:
+                self._metadata.close()
+                self._metadata = None
 
     @classmethod
     def create(
@@ -73,6 +96,7 @@ class Repository(PackedStore):
             super().info(),
             dataset_files=len(files),
             dataset_bytes=sum(f.size for f in files),
+            metadata_records=self.metadata.count() if self.has_metadata() else 0,
         )
 
     def maintain(
