@@ -34,6 +34,7 @@ __all__ = [
     "FolderNotFoundError",
     "HoardError",
     "InvalidArgumentError",
+    "InvalidMachineIdError",
     "InvalidMetadataValueError",
     "InvalidPageTokenError",
     "InvalidPathError",
@@ -303,6 +304,11 @@ class TooManyRecordsError(InvalidArgumentError):
     its pushes, so users do not meet this."""
 
 
+class InvalidMachineIdError(InvalidArgumentError):
+    """The machine_id is reserved for the daemon's own records (it starts with "@")
+    (INVALID_MACHINE_ID)."""
+
+
 class InvalidPatternError(InvalidArgumentError):
     """A sync's regex or glob pattern does not compile (INVALID_PATTERN)."""
 
@@ -347,6 +353,7 @@ _BY_REASON: dict[str, type[HoardError]] = {
     "INVALID_VALUE": InvalidMetadataValueError,
     "TOO_MANY_RECORDS": TooManyRecordsError,
     "INVALID_PATTERN": InvalidPatternError,
+    "INVALID_MACHINE_ID": InvalidMachineIdError,
     "NOT_A_DIRECTORY": NotASyncDirectoryError,
     "OUTSIDE_SYNC_ROOTS": OutsideSyncRootsError,
 }

@@ -176,10 +176,6 @@ class MetadataRecord(Mapping[str, Value]):
     def error(self) -> str | None:
         return self.record.error
 
-    @property
-    def signature(self) -> FileSignature:
-        return self.record.signature
-
     def __getitem__(self, name: str) -> Value:
         return self._fields[name]
 

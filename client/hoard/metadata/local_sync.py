@@ -10,7 +10,7 @@ With ``delete_stale_entries`` the records of files gone from disk are removed by
 
 A batch is pushed while the next one is extracted (one push in flight), so the walk and
 extraction overlap the daemon's write. A file the wire cannot carry a field of (an integer
-beyond int64) is pushed without that field, the reason in its ``error``.
+beyond uint64, from a custom extractor) is pushed without that field, the reason in its ``error``.
 """
 
 from __future__ import annotations

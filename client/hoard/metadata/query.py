@@ -264,8 +264,8 @@ class Order:
 
 class Field:
     """A reference to a field by name: comparisons build conditions, ``asc()``/``desc()``
-    order keys. ``==``/``!=`` build conditions too, so a Field is hashed by its name but
-    never compared for equality as a Python value."""
+    order keys. ``==``/``!=`` build conditions too, so a Field is no Python value: it is not
+    hashable (name fields by ``.name`` in sets and dicts)."""
 
     __slots__ = ("name",)
 
@@ -278,8 +278,7 @@ class Field:
     def __repr__(self) -> str:
         return f"M.{self.name}" if _WORD.match(self.name) else f"M[{self.name!r}]"
 
-    def __hash__(self) -> int:
-        return hash(("hoard.Field", self.name))
+    __hash__ = None  # type: ignore[assignment]
 
     def _compare(self, op: str, value: object) -> Condition:
         if isinstance(value, Field):

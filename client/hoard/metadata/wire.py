@@ -6,9 +6,10 @@ Pure functions, no I/O (an asyncio SDK could share them). What crosses the wire:
 - ``datetime`` <-> microseconds since the epoch in UTC: a naive datetime is taken as UTC
   (as the records do), an aware one converted; what comes back is aware, in UTC.
 
-An ``int`` travels as int64. The records allow uint64 too (a header's unsigned ids), which
-the wire cannot carry yet: :func:`to_field_value` refuses it (:class:`WireValueError`) and
-the client-side sync drops such a field with a note in the record's ``error``.
+An ``int`` travels as int64, or as uint64 above int64's range (a header's unsigned ids);
+beyond uint64 :func:`to_field_value` refuses it (:class:`WireValueError`), and the
+client-side sync drops such a field (from a custom extractor) with a note in the record's
+``error``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from hoard.v1 import metadata_pb2 as pb
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "UINT64_MAX",
     "WireValueError",
     "from_field_value",
     "from_record",
@@ -41,6 +43,7 @@ __all__ = [
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
+UINT64_MAX = (1 << 64) - 1
 
 
 class WireValueError(ValueError):
@@ -56,9 +59,11 @@ def to_field_value(value: object, name: str = "") -> pb.FieldValue:
     if isinstance(value, bool):  # before int: a bool is an int in Python
         return pb.FieldValue(bool_value=value)
     if isinstance(value, int):
-        if not INT64_MIN <= value <= INT64_MAX:
-            raise WireValueError(f"{where}integer {value} is outside int64, the wire's range")
-        return pb.FieldValue(int_value=value)
+        if INT64_MIN <= value <= INT64_MAX:
+            return pb.FieldValue(int_value=value)
+        if INT64_MAX < value <= UINT64_MAX:
+            return pb.FieldValue(uint_value=value)
+        raise WireValueError(f"{where}integer {value} is outside int64 and uint64")
     if isinstance(value, float):
         if math.isnan(value):
             raise WireValueError(f"{where}NaN has no order and cannot be indexed or compared")
