@@ -478,3 +478,46 @@ def test_field_references_hash_and_order_keys() -> None:
     assert select(M).order_by("-x", M.y.desc(), "z").to_request("r").order_by[0].descending
     assert repr(M["odd name"]) == "M['odd name']" and repr(M.channel) == "M.channel"
     assert pb.Filter() != (M.a == 1).to_proto()
+
+
+# -- qass's facade ---------------------------------------------------------------------------
+
+
+def test_the_qass_facade_keeps_qass_s_names(client, tmp_path) -> None:
+    from hoard.qass import BufferMetadata as BM
+    from hoard.qass import BufferMetadataCache as BMC
+    from hoard.qass import select as qass_select
+
+    name = f"m-{uuid.uuid4().hex[:12]}"
+    client.create_repository(name)
+    root = tmp_path / "q"
+    files = make_buffers(root, 9)
+    with pytest.raises(ValueError, match="SQL"):
+        BMC("sqlite:///:memory:")
+    bmc = BMC(client=client, repository=name, machine_id="qass-pc")
+    final = bmc.synchronize_directory(str(root), verbose=0)
+    assert final.added == 9
+    q = qass_select(BM).filter(BM.compression_frq == 8, BM.channel == 3).order_by(BM.process)
+    assert bmc.get_matching_files(q) == [files[2], files[5], files[8]]
+    template = BM(compression_frq=4)
+    assert template.channel is None and "compression_frq=4" in repr(template)
+    by_example = bmc.get_matching_files(bmc.get_buffer_metadata_query(template))
+    assert sorted(by_example) == sorted(files[1::3])
+    assert bmc.get_matching_files(buffer_metadata=template) == by_example
+    metadata = bmc.get_matching_metadata(q)
+    assert [m.process for m in metadata] == [2, 5, 8]
+    copy = BM.buffer_to_metadata(metadata[0])
+    assert copy.process == 2 and copy.channel == 3
+    newest_first = bmc.get_matching_files(q, sort_key=lambda m: -m.process)
+    assert newest_first == [files[8], files[5], files[2]]
+    buffers = bmc.get_matching_buffers(q)
+    assert [b.process for b in buffers] == [2, 5, 8] and all(b.is_local for b in buffers)
+    assert buffers[0].content == Path(files[2]).read_bytes()
+    # deleted files: qass crashes; here they are removed without being opened
+    os.remove(files[0])
+    unsynced, stale = bmc.get_non_synchronized_files(files[1:])
+    assert unsynced == [] and stale == [Path(files[0])]
+    assert bmc.synchronize_directory(str(root), verbose=0, delete_stale_entries=True).removed == 1
+    assert bmc.remove_files_from_cache(files[1:3]) == 2 and bmc.count() == 6
+    with pytest.raises(AttributeError):  # qass: BM.no_such_column is an AttributeError
+        bmc.get_matching_files(qass_select(BM).filter(BM.no_such_column == 1))
