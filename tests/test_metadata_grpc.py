@@ -15,9 +15,13 @@ import pytest
 from buffers import BufferSpec, write_buffer
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from harness import wait_until
 
+from hoard.v1 import datasets_pb2 as dpb
+from hoard.v1 import datasets_pb2_grpc, metadata_pb2_grpc, objects_pb2_grpc, repositories_pb2_grpc
 from hoard.v1 import metadata_pb2 as pb
-from hoard.v1 import metadata_pb2_grpc
+from hoard.v1 import objects_pb2 as opb
+from hoard.v1 import repositories_pb2 as rpb
 from hoard_server.services.metadata.cache import MetadataCache
 from hoard_server.services.metadata.query import ALL_FIELDS, MetadataQuery, OrderBy
 
@@ -370,3 +374,153 @@ def test_bad_pushes_are_refused(stub):
         if code == bad:
             assert info.reason == "INVALID_MACHINE_ID" and "reserved" in message
     assert stub.Count(pb.CountRequest(repository=REPO)).count == 0
+
+
+# -- a sync cancelled midway ---------------------------------------------------------------
+def test_a_cancelled_sync_stops_at_a_batch_boundary_leaving_the_index_whole(
+        daemon, stub, tmp_path):
+    total = 2000
+    many = tmp_path / "instrument" / "many"
+    make_buffers(many, total, start=1000)
+    stream = stub.SynchronizeDirectory(pb.SyncRequest(
+        repository=REPO, paths=[str(many)], sync_subdirectories=True, batch_size=2))
+    first = next(stream)
+    assert not first.done and first.added == 2
+    stream.cancel()
+    last = list(objects(daemon).Verify(opb.VerifyRequest(repository=REPO)))[-1]
+    assert last.done and last.problem_count == 0, list(last.problems)
+    indexed = stub.Count(pb.CountRequest(repository=REPO)).count
+    assert 2 <= indexed < total and indexed % 2 == 0  # whole batches only, then it stopped
+    done = sync(stub, many)[-1]  # the next sync picks up the rest
+    assert done.added + done.unchanged + done.updated == total
+    assert stub.Count(pb.CountRequest(repository=REPO)).count == total
+
+
+# -- the dataset files, indexed as they change ----------------------------------------------
+def objects(daemon) -> objects_pb2_grpc.ObjectsStub:
+    return objects_pb2_grpc.ObjectsStub(grpc.insecure_channel(daemon.target))
+
+
+def dataset_records(stub, **kw) -> dict[str, pb.Record]:
+    at_datasets = cond("machine_id", "==", s("@datasets"))
+    return {r.path: r for r in query(stub, filter=at_datasets, output="records", **kw)}
+
+
+def test_files_written_through_the_datasets_face_are_indexed(daemon, stub):
+    with grpc.insecure_channel(daemon.target) as channel:
+        ds = datasets_pb2_grpc.DatasetsStub(channel)
+        files = datasets_pb2_grpc.DatasetFilesStub(channel)
+
+        def ref(path: str, dataset: str = "") -> dpb.NodeRef:
+            return dpb.NodeRef(repository=REPO, path=path, dataset=dataset)
+
+        def rows(n: int) -> dpb.Array:
+            return dpb.Array(dtype="<f8", shape=[n, 3], data=bytes(8 * 3 * n))
+
+        ds.AppendData(dpb.AppendDataRequest(node=ref("sim/ts.h5", "data"), data=rows(4),
+                                            grow_dimension=0))
+        ds.SetMetadata(dpb.SetMetadataRequest(node=ref("sim/ts.h5"), metadata={
+            "subject": dpb.Value(string_value="John"), "nr": dpb.Value(int_value=7)}))
+
+        def shape_is(expected: str) -> pb.Record | None:
+            rec = dataset_records(stub).get("sim/ts.h5")
+            ok = rec is not None and rec.fields["data.shape"].string_value == expected
+            return rec if ok else None
+
+        rec = wait_until(lambda: shape_is("4x3"), what="the new file indexed")
+        wait_until(lambda: "subject" in dataset_records(stub)["sim/ts.h5"].fields,
+                   what="its attributes indexed")
+        rec = dataset_records(stub)["sim/ts.h5"]
+        assert rec.fields["subject"].string_value == "John"
+        assert rec.fields["nr"].int_value == 7
+        assert rec.fields["data.dtype"].string_value == "float64"
+        assert rec.fields["size"].int_value > 0 and not rec.has_error
+
+        appender = iter([dpb.AppendRequest(node=ref("sim/ts.h5", "data"), data=rows(6),
+                                           grow_dimension=0, sequence=1)])
+        list(ds.Append(appender))
+        wait_until(lambda: shape_is("10x3"), what="the append indexed")
+        assert paths(query(stub, filter=pb.Filter(all=pb.FilterList(filters=[
+            cond("machine_id", "==", s("@datasets")),
+            cond("data.shape", "==", s("10x3"))])))) == ["sim/ts.h5"]
+
+        files.RenameFile(dpb.RenameRequest(repository=REPO, source="sim/ts.h5",
+                                           destination="sim/renamed.h5"))
+        wait_until(lambda: set(dataset_records(stub)) == {"sim/renamed.h5"},
+                   what="the rename reflected")
+        files.CopyFile(dpb.RenameRequest(repository=REPO, source="sim/renamed.h5",
+                                         destination="other/copy.h5"))
+        wait_until(lambda: set(dataset_records(stub)) == {"sim/renamed.h5", "other/copy.h5"},
+                   what="the copy indexed")
+        files.RenameFolder(dpb.RenameRequest(repository=REPO, source="other",
+                                             destination="moved"))
+        wait_until(lambda: set(dataset_records(stub)) == {"sim/renamed.h5", "moved/copy.h5"},
+                   what="the folder rename reflected")
+        files.DeleteFile(dpb.FileRequest(repository=REPO, path="sim/renamed.h5"))
+        wait_until(lambda: set(dataset_records(stub)) == {"moved/copy.h5"},
+                   what="the delete reflected")
+        assert dataset_records(stub)["moved/copy.h5"].fields["data.shape"].string_value == "10x3"
+
+
+# -- maintenance -----------------------------------------------------------------------------
+def test_info_backup_restore_verify_and_erase_cover_the_cache(daemon_factory, tmp_path, roots):
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    data = tmp_path / "data"
+    d = daemon_factory(data, "--sync-root", str(roots), "--backup-root", str(backups))
+    with grpc.insecure_channel(d.target) as channel:
+        stub = metadata_pb2_grpc.MetadataCacheStub(channel)
+        obj = objects_pb2_grpc.ObjectsStub(channel)
+        info = obj.Info(opb.InfoRequest(repository=REPO))
+        assert info.metadata_records == 0
+        sync(stub, roots)
+        stub.PushRecords(pb.PushRecordsRequest(repository=REPO, machine_id="ws",
+                                               records=pushed(3)))
+        assert obj.Info(opb.InfoRequest(repository=REPO)).metadata_records == 33
+        last = list(obj.Verify(opb.VerifyRequest(repository=REPO)))[-1]
+        assert last.done and last.problem_count == 0
+        backup = backups / "b1"
+        progress = list(obj.Backup(opb.BackupRequest(repository=REPO, destination=str(backup))))
+        assert progress[-1].stage == "done"
+        assert (backup / "metadata" / "data.mdb").is_file()
+    expected = {r.path for r in query_all(d)}
+    d.stop()
+
+    from hoard_server.maintenance.backup import restore
+    summary = restore(str(backup), str(data), "restored")
+    assert summary["metadata_records"] == 33
+    d.start()
+    with grpc.insecure_channel(d.target) as channel:
+        stub = metadata_pb2_grpc.MetadataCacheStub(channel)
+        assert {r.path for r in query(stub, repository="restored")} == expected
+        rpc = repositories_pb2_grpc.RepositoriesStub(channel)
+        rpc.EraseRepository(rpb.EraseRepositoryRequest(repository="restored"))
+        assert not (data / "repositories" / "restored").exists()
+        rpc.CreateRepository(rpb.CreateRepositoryRequest(repository="restored"))
+        assert stub.Count(pb.CountRequest(repository="restored")).count == 0
+
+
+def query_all(d) -> list[pb.Record]:
+    with grpc.insecure_channel(d.target) as channel:
+        return query(metadata_pb2_grpc.MetadataCacheStub(channel))
+
+
+def test_verify_reports_a_damaged_cache_under_metadata(daemon_factory, tmp_path, roots):
+    data = tmp_path / "data"
+    d = daemon_factory(data, "--sync-root", str(roots))
+    with grpc.insecure_channel(d.target) as channel:
+        sync(metadata_pb2_grpc.MetadataCacheStub(channel), roots)
+    d.stop()
+    from hoard_server.storage.metadata.index import MetadataIndex
+    with MetadataIndex(str(data / "repositories" / REPO / "metadata")) as index:
+        with index.lmdb.write() as txn:  # an index entry without its record
+            txn.put(b"field\x00bogus-entry", b"", db=index.lmdb.dbs["fields"])
+        assert index.check()
+    d.start()
+    with grpc.insecure_channel(d.target) as channel:
+        obj = objects_pb2_grpc.ObjectsStub(channel)
+        reports = list(obj.Verify(opb.VerifyRequest(repository=REPO)))
+    problems = [p for r in reports for p in r.problems]
+    assert reports[-1].problem_count >= 1
+    assert problems and all(p.path == "metadata" for p in problems)
+    assert any("index entry without its record" in p.problem for p in problems)

@@ -33,6 +33,7 @@ from hoard_server.grpc.objects import ObjectsServicer
 from hoard_server.grpc.repositories import RepositoriesServicer
 from hoard_server.services.datasets.files import DatasetFileService
 from hoard_server.services.datasets.service import DatasetService, DatasetSettings
+from hoard_server.services.metadata.indexer import DatasetIndexer
 from hoard_server.services.metadata.service import MetadataService
 from hoard_server.services.objects import ObjectService
 from hoard_server.services.repositories import RepositoryService
@@ -49,6 +50,7 @@ class ServiceContext:
     health: health.HealthServicer
     names: tuple[str, ...]  # every service in SERVICES, for reflection and health
     datasets: DatasetService  # shared: its followers are ended at shutdown
+    indexer: DatasetIndexer  # keeps the dataset files' records in the metadata caches
 
     @classmethod
     def create(cls, config: Config, registry: RepositoryRegistry) -> ServiceContext:
@@ -70,7 +72,8 @@ class ServiceContext:
             limits.budget,
             DatasetSettings(ds.max_reply_bytes, ds.max_open_files, ds.chunk_target_bytes),
         )
-        return cls(config, registry, limits, health.HealthServicer(), names, datasets)
+        indexer = DatasetIndexer(registry)
+        return cls(config, registry, limits, health.HealthServicer(), names, datasets, indexer)
 
     def serving(self) -> None:
         """Health: every service (and the server as a whole, "") is SERVING."""
@@ -83,6 +86,7 @@ class ServiceContext:
         self.datasets.stop()  # Follow streams would otherwise last the whole grace period
 
     def close(self) -> None:
+        self.indexer.stop()
         self.limits.close()
 
 

@@ -48,7 +48,11 @@ def _value_in(v: pb.FieldValue, reason: str, where: str) -> Value:
     if kind == "null":
         return None
     if kind == "datetime_micros":
-        return micros_to_datetime(v.datetime_micros)
+        try:
+            return micros_to_datetime(v.datetime_micros)
+        except OverflowError:
+            raise InvalidArgument(f"{where}: datetime_micros {v.datetime_micros} is outside "
+                                  f"the years 1-9999", reason=reason) from None
     return getattr(v, kind)
 
 

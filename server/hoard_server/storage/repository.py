@@ -14,13 +14,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Executor
 from dataclasses import replace
 from functools import partial
 
 from hoard_server.errors import FailedPrecondition
-from hoard_server.reports import MaintenanceProgress, StoreInfo, VerifyProgress
+from hoard_server.reports import MaintenanceProgress, Problem, StoreInfo, VerifyProgress
 from hoard_server.storage import modes
 from hoard_server.storage.blobstore import READ_MANY_INLINE, ObjectStat
 from hoard_server.storage.codec import FRAME_SIZE
@@ -136,7 +136,13 @@ class Repository(PackedStore):
         """Re-read and re-hash objects; report every problem (see
         ``maintenance/verifier.py``)."""
         from hoard_server.maintenance.dataset_check import DatasetFileCheck
+        from hoard_server.maintenance.metadata_check import metadata_problems
         from hoard_server.maintenance.verifier import Verifier
+
+        def check_files(sample: float) -> Iterator[Problem]:
+            yield from DatasetFileCheck(self.files).problems(sample)
+            if self.has_metadata():
+                yield from metadata_problems(self.metadata)
 
         with self.activity.hold(reader=False):
             verifier = Verifier(
@@ -146,7 +152,7 @@ class Repository(PackedStore):
                 self.pack_path,
                 self.activity,
                 self.read,
-                DatasetFileCheck(self.files).problems,
+                check_files,
             )
             yield from verifier.run(pack_id, sample)
 

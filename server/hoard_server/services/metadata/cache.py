@@ -74,7 +74,11 @@ class MetadataCache:
     # -- server-side sync ----------------------------------------------------------------
     def allowed(self, path: str | os.PathLike[str]) -> str:
         """The resolved path when it lies under a sync root; PermissionDenied otherwise."""
-        real = os.path.realpath(os.fspath(path))
+        given = os.fspath(path)
+        if not os.path.isabs(given) or "\x00" in given:
+            raise InvalidArgument(f"{given[:200]!r} is not an absolute path on the daemon's "
+                                  f"host", reason="INVALID_PATH", path=given[:200])
+        real = os.path.realpath(given)
         for root in self.sync_roots:
             if real == root or real.startswith(root.rstrip("/") + "/"):
                 return real
