@@ -30,7 +30,7 @@ from hoard.metadata.scan import (
     in_scope,
     scan_directory,
 )
-from hoard.metadata.wire import sendable, to_record
+from hoard.metadata.wire import to_record
 from hoard.transport import PendingCall
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class LocalSync:
         records = []
         for path, st in items:
             try:
-                records.append(sendable(self.extraction.record(path, machine_id, st)))
+                records.append(self.extraction.record(path, machine_id, st))
             except FileNotFoundError:
                 continue  # gone since it was listed
         return records
@@ -174,9 +174,10 @@ class _Pusher:
         progress = self.wait(progress)
         if not records:
             return progress
-        request = self.cache.push_request([to_record(r) for r in records], self.machine_id)
+        messages = [to_record(r, lenient=True) for r in records]
+        request = self.cache.push_request(messages, self.machine_id)
         self._pending = self.cache.transport.unary_future("MetadataCache.PushRecords", request)
-        self._failed = sum(1 for r in records if r.error is not None)
+        self._failed = sum(1 for m in messages if m.has_error)
         self._sent = len(records)
         return progress
 

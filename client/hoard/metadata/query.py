@@ -391,23 +391,23 @@ def _order(key: OrderKey) -> Order:
 class Select:
     """A query: which fields, which records, in what order, how many.
 
-    ``fields`` None means whole records. ``text`` is a filter in the text form
-    (``'channel == 1'``); a query holds either a text filter or built conditions.
+    ``fields`` None means whole records; ``criteria`` the conditions built with ``M``;
+    ``text`` a filter in the text form (``'channel == 1'``): a query holds one or the other.
     """
 
-    __slots__ = ("_limit", "fields", "order", "text", "where")
+    __slots__ = ("_limit", "criteria", "fields", "order", "text")
 
-    def __init__(self, fields: tuple[str, ...] | None = None, where: Filter | None = None,
+    def __init__(self, fields: tuple[str, ...] | None = None, criteria: Filter | None = None,
                  text: str | None = None, order: tuple[Order, ...] = (),
                  limit: int | None = None) -> None:
         self.fields = fields
-        self.where = where
+        self.criteria = criteria
         self.text = text
         self.order = order
         self._limit = limit
 
     def _with(self, **changes: Any) -> Select:
-        copy = Select(self.fields, self.where, self.text, self.order, self._limit)
+        copy = Select(self.fields, self.criteria, self.text, self.order, self._limit)
         for name, value in changes.items():
             setattr(copy, "_limit" if name == "limit" else name, value)
         return copy
@@ -421,16 +421,16 @@ class Select:
         all_texts = [t for t in [self.text, *texts] if t and t.strip()]
         text = (all_texts[0] if len(all_texts) == 1
                 else " and ".join(f"({t})" for t in all_texts) or None)
-        where = self.where
+        combined = self.criteria
         if built:
-            where = and_(*([where] if where is not None else []), *built)
-        if text and where is not None:
+            combined = and_(*([combined] if combined is not None else []), *built)
+        if text and combined is not None:
             raise InvalidQueryError(
                 "a query holds either a text filter or conditions built with M, not both: "
                 "write it all as text or all with M", reason="INVALID_QUERY")
-        return self._with(where=where, text=text)
+        return self._with(criteria=combined, text=text)
 
-    where_ = filter
+    where = filter  # SQLAlchemy's other name for it
 
     def filter_by(self, **equal: object) -> Select:
         """Equalities by keyword, as SQLAlchemy's ``filter_by(channel=1)``."""
@@ -459,8 +459,8 @@ class Select:
 
     def filter_fields(self, message: Any) -> None:
         """Set a request's ``filter`` or ``text`` from this query."""
-        if self.where is not None:
-            message.filter.CopyFrom(self.where.to_proto())
+        if self.criteria is not None:
+            message.filter.CopyFrom(self.criteria.to_proto())
         elif self.text:
             message.text = self.text
 
@@ -482,11 +482,11 @@ class Select:
 
     def condition_text(self) -> str:
         """The filter in the text form ("" for every record)."""
-        return self.where.text() if self.where is not None else self.text or ""
+        return self.criteria.text() if self.criteria is not None else self.text or ""
 
     def __repr__(self) -> str:
         parts = [f"select({', '.join(self.fields) if self.fields is not None else 'M'})"]
-        if self.where is not None or self.text:
+        if self.criteria is not None or self.text:
             parts.append(f".filter({self.condition_text()!r})")
         if self.order:
             parts.append(f".order_by({', '.join(repr(o.text()) for o in self.order)})")

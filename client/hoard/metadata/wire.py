@@ -9,7 +9,7 @@ Pure functions, no I/O (an asyncio SDK could share them). What crosses the wire:
 An ``int`` travels as int64, or as uint64 above int64's range (a header's unsigned ids);
 beyond uint64 :func:`to_field_value` refuses it (:class:`WireValueError`), and the
 client-side sync drops such a field (from a custom extractor) with a note in the record's
-``error``.
+``error`` (``to_record(..., lenient=True)``).
 """
 
 from __future__ import annotations
@@ -98,36 +98,41 @@ def from_signature(message: pb.FileSignature) -> FileSignature:
     return FileSignature(message.size, message.mtime_ns, message.ctime_ns, message.inode)
 
 
-def to_record(record: FileRecord) -> pb.Record:
-    """A record as pushed. Every field must be one the wire carries
-    (:func:`sendable` makes it so)."""
+def _fill(target: pb.FieldValue, value: object, name: str) -> None:
+    """Set ``target`` to ``value`` in place (the common types first: no message built and
+    copied per field)."""
+    kind = type(value)
+    if kind is int and INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+        target.int_value = value  # type: ignore[assignment]
+    elif kind is str:
+        target.string_value = value  # type: ignore[assignment]
+    elif kind is float and value == value:  # not NaN
+        target.float_value = value  # type: ignore[assignment]
+    else:
+        target.CopyFrom(to_field_value(value, name))
+
+
+def to_record(record: FileRecord, *, lenient: bool = False) -> pb.Record:
+    """A record as pushed. A field the wire cannot carry raises (TypeError,
+    :class:`WireValueError`); with ``lenient`` it is left out and named in the record's
+    ``error`` instead (so the file counts as failed and is retried when it changes)."""
     message = pb.Record(machine_id=record.machine_id, path=record.path,
                         signature=to_signature(record.signature))
-    for name, value in record.fields.items():
-        message.fields[name].CopyFrom(to_field_value(value, name))
-    if record.error is not None:
-        message.error = record.error
-        message.has_error = True
-    return message
-
-
-def sendable(record: FileRecord) -> FileRecord:
-    """``record`` without the fields the wire cannot carry, each named in its ``error``
-    (so the file counts as failed and is retried when it changes); the same record when
-    every field can travel."""
+    fields = message.fields
     problems: list[str] = []
-    fields: dict[str, Value] = {}
     for name, value in record.fields.items():
         try:
-            to_field_value(value, name)
+            _fill(fields[name], value, name)
         except (WireValueError, TypeError) as exc:
+            if not lenient:
+                raise
+            del fields[name]
             problems.append(str(exc))
-            continue
-        fields[name] = value
-    if not problems:
-        return record
-    error = "; ".join(([record.error] if record.error else []) + problems)
-    return FileRecord(record.path, record.signature, fields, record.machine_id, error)
+    error = "; ".join(([record.error] if record.error is not None else []) + problems)
+    if record.error is not None or problems:
+        message.error = error
+        message.has_error = True
+    return message
 
 
 def from_record(message: pb.Record) -> FileRecord:
