@@ -16,12 +16,15 @@ from buffers import BufferSpec, write_buffer
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from harness import wait_until
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hoard.v1 import datasets_pb2 as dpb
 from hoard.v1 import datasets_pb2_grpc, metadata_pb2_grpc, objects_pb2_grpc, repositories_pb2_grpc
 from hoard.v1 import metadata_pb2 as pb
 from hoard.v1 import objects_pb2 as opb
 from hoard.v1 import repositories_pb2 as rpb
+from hoard_server.services.metadata import filters as f
 from hoard_server.services.metadata.cache import MetadataCache
 from hoard_server.services.metadata.query import ALL_FIELDS, MetadataQuery, OrderBy
 
@@ -151,6 +154,57 @@ def test_a_structured_filter_means_what_its_text_form_means(stub, roots):
     assert sorted(r.fields["process"].int_value for r in query(
         stub, filter=cond("process", "in", i(3), i(5)), output="records")) == [3, 5]
     assert len(wanted) == 2
+
+
+_OPS = ["==", "!=", "<", "<=", ">", ">="]
+
+
+def _int_atom(name: str) -> st.SearchStrategy:
+    compare = st.tuples(st.sampled_from(_OPS), st.integers(-1, 110)).map(
+        lambda t: (cond(name, t[0], i(t[1])), f.Compare(name, t[0], t[1])))
+    within = st.lists(st.integers(-1, 110), min_size=1, max_size=4).map(
+        lambda vs: (cond(name, "in", *map(i, vs)), f.In(name, tuple(vs))))
+    return st.one_of(compare, within)
+
+
+_TEXTS = st.sampled_from(["PN-", "PN-0001", "PN-0003", "PN-0004", "Q"])
+_ATOMS = st.one_of(
+    *(_int_atom(n) for n in ("process", "channel", "compression_frq")),
+    st.tuples(st.sampled_from(_OPS), _TEXTS).map(
+        lambda t: (cond("partnumber", t[0], s(t[1])), f.Compare("partnumber", t[0], t[1]))),
+    _TEXTS.map(lambda v: (cond("partnumber", "prefix", s(v)), f.Prefix("partnumber", v))),
+)
+
+
+def _combine(children: st.SearchStrategy) -> st.SearchStrategy:
+    some = st.lists(children, min_size=1, max_size=3)
+    return st.one_of(
+        some.map(lambda cs: (pb.Filter(all=pb.FilterList(filters=[c[0] for c in cs])),
+                             f.And(tuple(c[1] for c in cs)))),
+        some.map(lambda cs: (pb.Filter(any=pb.FilterList(filters=[c[0] for c in cs])),
+                             f.Or(tuple(c[1] for c in cs)))),
+        children.map(lambda c: (pb.Filter(**{"not": c[0]}), f.Not(c[1]))),
+    )
+
+
+FILTERS = st.recursive(_ATOMS, _combine, max_leaves=6)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pair=FILTERS, descending=st.booleans())
+def test_any_filter_through_grpc_selects_what_evaluating_it_selects(stub, roots, engine,
+                                                                     pair, descending):
+    if not stub.Count(pb.CountRequest(repository=REPO)).count:
+        sync(stub, roots)
+    structured, expr = pair
+    records = [engine.index.get(p) for p in engine.get_matching_files(MetadataQuery())]
+    expected = sorted((r for r in records if f.evaluate(expr, r.all_fields())),
+                      key=lambda r: r.fields["process"], reverse=descending)
+    got = query(stub, filter=structured,
+                order_by=[pb.OrderBy(field="process", descending=descending)])
+    assert paths(got) == [r.path for r in expected]
+    assert stub.Count(pb.CountRequest(repository=REPO, filter=structured)).count == len(got)
 
 
 def test_pages_by_token_add_up_to_the_whole_ordered_result(stub, roots, engine):
@@ -524,3 +578,25 @@ def test_verify_reports_a_damaged_cache_under_metadata(daemon_factory, tmp_path,
     assert reports[-1].problem_count >= 1
     assert problems and all(p.path == "metadata" for p in problems)
     assert any("index entry without its record" in p.problem for p in problems)
+
+
+def test_dataset_files_are_checked_when_their_repository_opens(daemon_factory, tmp_path):
+    """Files the cache has not seen (written before it existed, restored...) are indexed
+    once their repository is opened."""
+    data = tmp_path / "data"
+    d = daemon_factory(data)
+    with grpc.insecure_channel(d.target) as channel:
+        ds = datasets_pb2_grpc.DatasetsStub(channel)
+        ds.StoreData(dpb.StoreDataRequest(
+            node=dpb.NodeRef(repository=REPO, path="a/b.h5", dataset="x"),
+            data=dpb.Array(dtype="<i4", shape=[5], data=bytes(20))))
+        stub = metadata_pb2_grpc.MetadataCacheStub(channel)
+        wait_until(lambda: set(dataset_records(stub)) == {"a/b.h5"}, what="indexed")
+    d.stop()
+    import shutil
+    shutil.rmtree(data / "repositories" / REPO / "metadata")
+    d.start()
+    with grpc.insecure_channel(d.target) as channel:
+        stub = metadata_pb2_grpc.MetadataCacheStub(channel)
+        rec = wait_until(lambda: dataset_records(stub).get("a/b.h5"), what="indexed again")
+        assert rec.fields["x.shape"].string_value == "5"

@@ -54,7 +54,7 @@ import time
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hoard_server.errors import (
     FailedPrecondition,
@@ -84,11 +84,13 @@ from hoard_server.storage.layout import (
     pack_name,
     parse_pack_name,
 )
-from hoard_server.storage.metadata.index import MetadataIndex
 from hoard_server.storage.pack import fsync_dir, raise_if_full
 from hoard_server.storage.registry import check_repository_name
 from hoard_server.storage.repository import Repository, StorageSettings
 from hoard_server.storage.sandbox import check_relative_path
+
+if TYPE_CHECKING:  # the objects face does not load the metadata code
+    from hoard_server.storage.metadata.index import MetadataIndex
 
 MANIFEST = BACKUP_MANIFEST
 LOCK = BACKUP_LOCK

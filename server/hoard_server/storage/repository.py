@@ -18,8 +18,9 @@ from collections.abc import Generator, Iterator
 from concurrent.futures import Executor
 from dataclasses import replace
 from functools import partial
+from typing import TYPE_CHECKING
 
-from hoard_server.errors import FailedPrecondition
+from hoard_server.errors import FailedPrecondition, RepositoryNotFound
 from hoard_server.reports import MaintenanceProgress, Problem, StoreInfo, VerifyProgress
 from hoard_server.storage import modes
 from hoard_server.storage.blobstore import READ_MANY_INLINE, ObjectStat
@@ -28,10 +29,12 @@ from hoard_server.storage.hdf5.files import OpenFiles
 from hoard_server.storage.hdf5.inventory import dataset_files
 from hoard_server.storage.index import ObjectIndex
 from hoard_server.storage.layout import RepositoryLayout, remove_dataset_scratch
-from hoard_server.storage.metadata.index import MetadataIndex
 from hoard_server.storage.packed.store import CLOSE_WAIT, INLINE_LIMIT, RETIRE_WAIT, PackedStore
 from hoard_server.storage.records import check_record
 from hoard_server.storage.settings import StorageSettings
+
+if TYPE_CHECKING:  # opened on first use: the objects face does not load the metadata code
+    from hoard_server.storage.metadata.index import MetadataIndex
 
 
 class Repository(PackedStore):
@@ -45,13 +48,19 @@ class Repository(PackedStore):
         remove_dataset_scratch(self.layout.datasets_dir)  # a crash's leftovers
         self._metadata: MetadataIndex | None = None
         self._metadata_lock = threading.Lock()
+        self._closed = False
 
     @property
     def metadata(self) -> MetadataIndex:
-        """The metadata cache's index, opened (and made) on first use."""
+        """The metadata cache's index, opened (and made) on first use;
+        RepositoryNotFound once the repository is closed (erased, or the daemon stopping)."""
         index = self._metadata
         if index is None:
+            from hoard_server.storage.metadata.index import MetadataIndex
+
             with self._metadata_lock:
+                if self._closed:
+                    raise RepositoryNotFound(self.name)
                 if self._metadata is None:
                     self._metadata = MetadataIndex(self.layout.metadata_dir)
                 index = self._metadata
@@ -65,6 +74,7 @@ class Repository(PackedStore):
         self.files.close_all()
         super().close(timeout)
         with self._metadata_lock:
+            self._closed = True
             if self._metadata is not None:
                 self._metadata.close()
                 self._metadata = None

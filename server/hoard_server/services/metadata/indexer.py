@@ -10,7 +10,10 @@ what is on disk now:
   file twice with different intents), under ``DATASETS_MACHINE`` and its relative path;
   a file whose signature is the stored one is left alone;
 - a path that is gone loses its record, and so do the records below it (a folder);
-- a folder has its files indexed and its vanished files dropped (a folder renamed here).
+- a folder has its files indexed and its vanished files dropped (a folder renamed here);
+- when a repository is opened, all its dataset files are checked the same way (files
+  written before the cache existed, or while the daemon was down, by a restore...): only
+  those whose signature changed are read.
 
 ``changed`` never blocks: repeated changes of one file while it waits are one entry, and
 when the queue is full the repository is marked for a whole rescan of its dataset files
@@ -24,6 +27,8 @@ import os
 import stat
 import threading
 from collections import OrderedDict
+
+import lmdb
 
 from hoard.metadata.extractors import Extraction, Extractor
 from hoard.metadata.extractors.hdf5 import hdf5_fields
@@ -81,6 +86,7 @@ class DatasetIndexer:
     def attach(self, repo: Repository) -> None:
         name = repo.name
         repo.files.on_change = lambda path: self.changed(name, path)
+        self.changed(name, _RESCAN)
 
     def changed(self, repository: str, path: str) -> None:
         """Queue ``path`` (relative to the repository's datasets); returns at once."""
@@ -116,7 +122,7 @@ class DatasetIndexer:
                 (repository, path), _ = self._queue.popitem(last=False)
             try:
                 self.index(repository, path)
-            except (HoardError, OSError) as exc:  # e.g. the repository was erased meanwhile
+            except (HoardError, OSError, lmdb.Error) as exc:  # e.g. erased meanwhile
                 log.warning("indexing dataset file %s of %s: %s", path or "(all)", repository,
                             exc)
             except Exception:
@@ -130,6 +136,9 @@ class DatasetIndexer:
             repo = self._registry.get(repository)
         except NotFound:
             return
+        if not path and not repo.has_metadata() and not any(
+                is_hdf5_name(f.path) for f in dataset_files(repo.files.root)):
+            return  # no cache and nothing to put in one: none is made
         full = repo.files.resolve(path, allow_top=True)
         try:
             mode = os.lstat(full).st_mode
