@@ -554,3 +554,16 @@ def test_values_the_wire_cannot_carry() -> None:
     for value in (None, True, -1, (1 << 64) - 1, 0.5, "s", datetime(2020, 5, 6, tzinfo=UTC)):
         assert from_field_value(to_field_value(value)) == value
     assert select(M).where(M.a == 1).criteria == (M.a == 1)
+
+
+def test_content_of_a_file_gone_since_it_was_indexed(client, sync_root) -> None:
+    cache = fresh_cache(client, machine_id="elsewhere")
+    root = sync_root / f"g-{uuid.uuid4().hex[:8]}"
+    files = make_buffers(root, 2)
+    cache.synchronize_directory(root, server_side=True)
+    os.remove(files[0])
+    gone, kept = cache.get_matching_buffers(select(M).order_by(M.process))
+    with pytest.raises(FileNotFoundError):  # the daemon's FILE_NOT_FOUND
+        _ = gone.content
+    assert kept.content == Path(files[1]).read_bytes()
+    assert [p.records for p in cache.pages(M.process > 99, 5)] == [[]]
