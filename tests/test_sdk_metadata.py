@@ -567,3 +567,6 @@ def test_content_of_a_file_gone_since_it_was_indexed(client, sync_root) -> None:
         _ = gone.content
     assert kept.content == Path(files[1]).read_bytes()
     assert [p.records for p in cache.pages(M.process > 99, 5)] == [[]]
+    assert cache.get_matching_files(select(M).limit(0)) == [] and cache.count() == 2
+    with pytest.raises(InvalidQueryError):
+        cache.page(None, 0)

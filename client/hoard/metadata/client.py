@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import IO, Any
 
-from hoard.errors import NotFoundError
+from hoard.errors import InvalidQueryError, NotFoundError
 from hoard.metadata.extractors import Extraction
 from hoard.metadata.extractors.base import ExtractorSpec
 from hoard.metadata.query import Filter, M, Select, example_filter, select
@@ -445,6 +445,8 @@ class MetadataCache:
         """Every matching record in the query's order, streamed. ``output``: "paths",
         "records" or "fields" (default: what the select asked for)."""
         q = as_select(query)
+        if q.limit_value == 0:  # on the wire 0 means no limit
+            return
         request = q.to_request(self.repository, output=output)
         for message in self.transport.server_stream("MetadataCache.Query", request):
             for r in message.records:
@@ -455,7 +457,8 @@ class MetadataCache:
         """One page of at most ``size`` results from ``page_token`` ("" : the start)."""
         q = as_select(query)
         if size <= 0:
-            raise ValueError("a page holds at least one result")
+            raise InvalidQueryError(f"a page holds at least one result, not {size}",
+                                    reason="INVALID_QUERY")
         request = q.to_request(self.repository, output=output, limit=size,
                                page_token=page_token)
         page = QueryPage()
