@@ -570,3 +570,16 @@ def test_content_of_a_file_gone_since_it_was_indexed(client, sync_root) -> None:
     assert cache.get_matching_files(select(M).limit(0)) == [] and cache.count() == 2
     with pytest.raises(InvalidQueryError):
         cache.page(None, 0)
+
+
+def test_client_side_and_server_side_syncs_give_the_same_records(client, sync_root) -> None:
+    root = sync_root / f"same-{uuid.uuid4().hex[:8]}"
+    make_buffers(root, 5)
+    make_buffers(root / "deeper", 3, start=20)
+    (root / "Broken_00001p1c0b00_dump_00.000").write_bytes(b"qassdata\x10\x00")  # fails
+    here, there = fresh_cache(client, machine_id=""), fresh_cache(client)
+    mine = here.synchronize_directory(root)
+    theirs = there.synchronize_directory(root, server_side=True)
+    assert mine == theirs and (mine.added, mine.failed) == (9, 1)
+    assert {p: dict(r) for p, r in by_path(here).items()} == \
+        {p: dict(r) for p, r in by_path(there).items()}
