@@ -527,7 +527,9 @@ class DatasetService:
         self._files(ref.repository).close(ref.path)
 
     def describe(self, ref: NodeRef) -> FileDescription:
-        """The file's tree: parents before children, in name order."""
+        """The file's tree: parents before children, in name order. Attributes keep the
+        names they have in the file (``TVB_Data_version``, not GetMetadata's ``Data_version``):
+        a description shows the file as h5py would."""
         files = self._files(ref.repository)
         with files.reading(ref.path) as f:
             found: list[tuple[str, h5py.Group | h5py.Dataset]] = [("/", f)]
@@ -542,7 +544,7 @@ class DatasetService:
                     name,
                     "dataset" if isinstance(obj, h5py.Dataset) else "group",
                     shape_of(obj) if isinstance(obj, h5py.Dataset) else None,
-                    {metadata.shown_key(k): metadata.decode(v) for k, v in obj.attrs.items()},
+                    {k: metadata.decode(v) for k, v in obj.attrs.items()},
                 )
                 for name, obj in found
             ]
