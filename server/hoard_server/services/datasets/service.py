@@ -13,6 +13,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import h5py
@@ -23,15 +24,21 @@ from hoard_server.errors import (
     InvalidArgument,
     LimitExceeded,
     NotFound,
+    Unavailable,
 )
 from hoard_server.services.batching import ResponseBudget
 from hoard_server.services.datasets import arrays, metadata
 from hoard_server.services.datasets.arrays import ArrayLike, WireArray
-from hoard_server.services.datasets.readahead import read_ahead
+from hoard_server.services.datasets.readahead import Stopped, read_ahead
 from hoard_server.services.datasets.selection import Item, Selection
 from hoard_server.services.repositories import open_repository
 from hoard_server.storage.hdf5 import nodes
-from hoard_server.storage.hdf5.appends import STRING_DTYPE, AppendBatch, GroupAppender
+from hoard_server.storage.hdf5.appends import (
+    STRING_DTYPE,
+    AppendBatch,
+    AppendResult,
+    GroupAppender,
+)
 from hoard_server.storage.hdf5.chunking import TARGET_BYTES
 from hoard_server.storage.hdf5.files import FileWatch, HandleLimit, OpenFiles
 from hoard_server.storage.registry import RepositoryRegistry
@@ -144,6 +151,13 @@ class _StreamTarget:
         return self._last  # neither named: the previous message's dataset
 
 
+def _shutting_down(what: str) -> Unavailable:
+    return Unavailable(
+        f"the daemon is stopping: this {what} stream ends; retry against the restarted daemon",
+        reason="SHUTTING_DOWN",
+    )
+
+
 def _stamp(f: h5py.File) -> None:
     """A new file's TVB data version (TVB writes it when it creates a file)."""
     f.attrs[metadata.DATA_VERSION_KEY] = metadata.DATA_VERSION
@@ -187,12 +201,14 @@ class DatasetService:
         return files
 
     def stop(self) -> None:
-        """End every Follow stream (daemon shutdown)."""
+        """End every Append stream (once what it received is acknowledged) and every
+        Follow stream with SHUTTING_DOWN (daemon shutdown: they would otherwise hold it up
+        for the whole grace period)."""
         self._stopping.set()
         with self._lock:
             followers = list(self._followers)
         for w in followers:
-            w.notify(closed=True)
+            w.notify()  # wakes it to see the daemon stopping
 
     # -- writing ------------------------------------------------------------------------
 
@@ -276,29 +292,30 @@ class DatasetService:
             )
         return AppendBatch(node, arrays.decode(data), -1 if grow is None else grow, expected_length)
 
-    def append_stream(self, parts: Iterator[AppendPart]) -> Iterator[AppendAck]:
+    def append_stream(
+        self,
+        parts: Iterator[AppendPart],
+        working: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> Iterator[AppendAck]:
         """The Append stream: batches received while the previous ones were being written
         are committed together; one ack covers them. A bad batch ends the stream with its
         error, after the ack of those before it. A message naming neither ``where`` nor
-        ``dataset`` continues the previous message's dataset."""
+        ``dataset`` continues the previous message's dataset. When the daemon stops, what
+        was received is committed and acknowledged, then the stream ends with SHUTTING_DOWN
+        (the client resumes against the restarted daemon). ``working`` is entered around
+        each commit (the stream is busy for its client, not idle)."""
         target = _StreamTarget(self)
-        for group in read_ahead(parts, STREAM_QUEUE, STREAM_GROUP_BYTES, _size):
-            batches: list[AppendBatch] = []
-            sequences: list[int] = []
-            failure: HoardError | None = None
-            for part in group:
-                try:
-                    ref = target.ref(part.node)
-                    batches.append(
-                        self._batch(ref, part.data, part.grow_dimension, part.expected_length)
-                    )
-                except HoardError as exc:
-                    failure = exc
-                    break
-                sequences.append(part.sequence)
-            if batches:
-                assert target.files is not None
-                result = self._appender.append(target.files, target.path, batches, _stamp)
+        groups = read_ahead(parts, STREAM_QUEUE, STREAM_GROUP_BYTES, _size, self._stopping)
+        while True:
+            try:
+                group = next(groups, None)
+            except Stopped:
+                raise _shutting_down("Append") from None
+            if group is None:
+                return
+            with working():
+                result, batches, sequences, failure = self._commit_group(target, group)
+            if result is not None:
                 if result.written:
                     tail = batches[result.written - 1]
                     shape = result.shapes[tail.node]
@@ -307,6 +324,30 @@ class DatasetService:
                     raise result.error
             if failure is not None:
                 raise failure
+
+    def _commit_group(
+        self, target: _StreamTarget, group: list[AppendPart]
+    ) -> tuple[AppendResult | None, list[AppendBatch], list[int], HoardError | None]:
+        """Write one group of an Append stream: the result (None: nothing to write), its
+        batches and sequences, and the error of the message that ended the group early."""
+        batches: list[AppendBatch] = []
+        sequences: list[int] = []
+        failure: HoardError | None = None
+        for part in group:
+            try:
+                ref = target.ref(part.node)
+                batches.append(
+                    self._batch(ref, part.data, part.grow_dimension, part.expected_length)
+                )
+            except HoardError as exc:
+                failure = exc
+                break
+            sequences.append(part.sequence)
+        if not batches:
+            return None, batches, sequences, failure
+        assert target.files is not None
+        result = self._appender.append(target.files, target.path, batches, _stamp)
+        return result, batches, sequences, failure
 
     # -- reading ------------------------------------------------------------------------
 
@@ -383,7 +424,8 @@ class DatasetService:
     ) -> Iterator[tuple[DataBlock, int]]:
         """Rows from ``from_row`` along the grow dimension, then new ones as writers
         acknowledge them, until the client leaves, the file or dataset goes, the repository
-        closes or the daemon stops. Waiting for rows costs no polling: writers notify."""
+        closes (the stream ends) or the daemon stops (SHUTTING_DOWN: follow again from the
+        next row once it is back). Waiting for rows costs no polling: writers notify."""
         files = self._files(ref.repository)
         node = ref.node
         with files.reading(ref.path) as f:  # a missing file or dataset is an error at once
@@ -412,7 +454,11 @@ class DatasetService:
             with self._lock:
                 self._followers.add(watch)
             try:
-                while not (self._stopping.is_set() or watch.closed) and is_active():
+                while is_active():
+                    if self._stopping.is_set():
+                        raise _shutting_down("Follow")
+                    if watch.closed:
+                        return  # the repository closed (erased): the stream ends
                     seen = watch.generation  # before reading: a later append wakes us
                     reserved = self._budget.acquire(BLOCK_BYTES)
                     try:
