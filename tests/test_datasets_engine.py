@@ -313,6 +313,33 @@ def test_the_handle_limit_closes_the_least_recently_used(tmp_path):
     files.close_all()
 
 
+def test_idle_handles_are_closed_but_never_one_in_use(tmp_path):
+    limit = HandleLimit(10)
+    files = OpenFiles(str(tmp_path), "repo", limit)
+    appender = GroupAppender()
+    for name in ("busy.h5", "idle.h5"):
+        appender.append(files, name, [AppendBatch("/x", rows(0, 2), 0)])
+        appender.append(files, name, [AppendBatch("/x", rows(2, 2), 0)])  # SWMR: flags set
+
+    def flags(name: str) -> int:  # the superblock's "open for writing" flags, on disk
+        return superblock.status_flags((tmp_path / name).read_bytes()[:4096])
+
+    assert flags("idle.h5") and flags("busy.h5")  # open: another process's h5py refuses
+    with files.writing("busy.h5", swmr=True) as held:
+        assert limit.close_idle(0) == 1  # idle.h5 only
+        assert held.id.valid and held["x"].shape == (4, 3)  # the one in use stays open
+    assert flags("idle.h5") == 0 and flags("busy.h5")  # clean on disk now
+    with h5py.File(tmp_path / "idle.h5", "r") as f:
+        np.testing.assert_array_equal(f["x"][:], rows(0, 4))
+    assert limit.close_idle(3600) == 0  # busy.h5 was used just now
+    assert limit.close_idle(0) == 1
+    assert flags("busy.h5") == 0
+    appender.append(files, "idle.h5", [AppendBatch("/x", rows(4, 1), 0)])  # reopened on demand
+    with files.reading("idle.h5") as f:
+        np.testing.assert_array_equal(f["x"][:], rows(0, 5))
+    files.close_all()
+
+
 def test_missing_and_foreign_files_have_their_reasons(files, tmp_path):
     with pytest.raises(NotFound) as missing, files.reading("nope.h5"):
         pass

@@ -562,6 +562,43 @@ def test_a_graceful_stop_ends_append_and_follow_streams_at_once(daemon_factory, 
         np.testing.assert_array_equal(ds.get_data(FILE, "ts"), rows(0, 10))
 
 
+def test_a_file_nobody_uses_is_closed_and_clean_on_disk_while_the_daemon_runs(daemon_factory):
+    import hoard
+
+    daemon = daemon_factory(None, "--handle-idle-seconds", "1")
+    path = file_on_disk(daemon)
+
+    def plain_h5py_opens() -> bool:
+        try:
+            with h5py.File(path, "r") as f:
+                return f["ts"].shape[0] == 4
+        except OSError as exc:
+            assert "already open for write" in str(exc)
+            return False
+
+    with (
+        hoard.connect(daemon.target, timeout=30) as client,
+        grpc.insecure_channel(daemon.target) as channel,
+    ):
+        stub = datasets_pb2_grpc.DatasetsStub(channel)
+        app = client.datasets().appender(FILE, "ts", grow_dimension=0, idle_close=600)
+        app.append(rows(0, 2))
+        app.flush()
+        app.append(rows(2, 2))  # in SWMR mode: the file's flags say "open for writing"
+        app.flush()
+        follower = stub.Follow(pb.FollowRequest(node=node("ts"), grow_dimension=0))
+        assert next(follower).offset == 0
+        wait_until(plain_h5py_opens, 60, "the daemon to close the idle file")
+        # the open appender and follower carry on: the daemon reopens the file
+        app.append(rows(4, 1))
+        app.flush()
+        assert app.acknowledged == 5
+        assert next(follower).offset == 4
+        follower.cancel()
+        app.close()
+        np.testing.assert_array_equal(client.datasets().get_data(FILE, "ts"), rows(0, 5))
+
+
 def test_two_writers_to_one_file_lose_no_rows(stub):
     def write(w: int) -> None:
         batches = [np.full((2, 4), w * 1000 + i, dtype="<f8") for i in range(30)]

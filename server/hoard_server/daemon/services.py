@@ -64,7 +64,12 @@ class ServiceContext:
         datasets = DatasetService(
             registry,
             limits.budget,
-            DatasetSettings(ds.max_reply_bytes, ds.max_open_files, ds.chunk_target_bytes),
+            DatasetSettings(
+                ds.max_reply_bytes,
+                ds.max_open_files,
+                ds.chunk_target_bytes,
+                ds.handle_idle_seconds,
+            ),
         )
         return cls(config, registry, limits, health.HealthServicer(), names, datasets)
 

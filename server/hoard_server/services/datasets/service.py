@@ -56,6 +56,7 @@ class DatasetSettings:
     max_reply_bytes: int = 64 << 20
     max_open_files: int = 256
     chunk_target_bytes: int = TARGET_BYTES
+    handle_idle_seconds: float = 30.0  # 0: handles stay open until evicted or closed
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,8 @@ class DatasetService:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._followers: set[FileWatch] = set()
+        if self.settings.handle_idle_seconds > 0:
+            threading.Thread(target=self._close_idle_handles, name="hdf5-idle", daemon=True).start()
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -199,6 +202,13 @@ class DatasetService:
         if files.limit is None:
             files.limit = self._handles
         return files
+
+    def _close_idle_handles(self) -> None:
+        """The one timer of every repository's handles: a file nobody touched for
+        ``handle_idle_seconds`` is closed, so it is clean on disk while the daemon runs."""
+        idle = self.settings.handle_idle_seconds
+        while not self._stopping.wait(max(0.1, idle / 4)):
+            self._handles.close_idle(idle)
 
     def stop(self) -> None:
         """End every Append stream (once what it received is acknowledged) and every
@@ -454,12 +464,18 @@ class DatasetService:
             with self._lock:
                 self._followers.add(watch)
             try:
+                caught_up = None  # the generation at which a read found no new row
                 while is_active():
                     if self._stopping.is_set():
                         raise _shutting_down("Follow")
                     if watch.closed:
                         return  # the repository closed (erased): the stream ends
                     seen = watch.generation  # before reading: a later append wakes us
+                    if seen == caught_up:
+                        # Nothing written since: no read (the file's handle may be closed
+                        # for idleness meanwhile); the wake-ups only check the client.
+                        watch.wait(seen, FOLLOW_WAKE)
+                        continue
                     reserved = self._budget.acquire(BLOCK_BYTES)
                     try:
                         with files.reading(ref.path) as f:
@@ -481,6 +497,7 @@ class DatasetService:
                         raise
                     if value is None:
                         self._budget.release(reserved)
+                        caught_up = seen
                         watch.wait(seen, FOLLOW_WAKE)
                         continue
                     yield DataBlock(row, arrays.encode(value), shape), reserved

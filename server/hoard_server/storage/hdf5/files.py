@@ -28,6 +28,11 @@ before was fsynced, but the file may need ``h5repack``/recovery. Appends, the lo
 case, run in SWMR mode, except on a file whose superblock is too old for it (made by HDF5 <
 1.10): that one is appended to without, flushed and fsynced all the same.
 
+Idle handles: the ``HandleLimit`` shared by every repository closes the least recently used
+idle handle beyond ``max_open``, and ``close_idle`` (called by the datasets service's one
+timer, ``[datasets] handle_idle_seconds``) those nobody used for a while, so a quiet file is
+clean on disk while the daemon runs. A handle in use is never closed; the next user reopens.
+
 Watching: ``watch(path)`` gives followers a ``FileWatch`` that is notified whenever a
 writer leaves ``writing`` on that file, the file is closed for an exclusive change, or the
 repository closes.
@@ -40,6 +45,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -88,26 +94,48 @@ class _Entry:
 
 
 class HandleLimit:
-    """At most ``max_open`` HDF5 handles open across every OpenFiles that shares it; the
-    least recently used idle handle is closed first. Thread-safe."""
+    """The HDF5 handles open across every OpenFiles that shares it: at most ``max_open``
+    (the least recently used idle one is closed first), and ``close_idle`` closes those
+    nobody used for a while. Thread-safe."""
 
     def __init__(self, max_open: int) -> None:
         self.max_open = max_open
         self._lock = threading.Lock()
-        self._order: OrderedDict[tuple[int, str], OpenFiles] = OrderedDict()
+        # (id of the OpenFiles, path) -> (its OpenFiles, when last used), least recent first
+        self._order: OrderedDict[tuple[int, str], tuple[OpenFiles, float]] = OrderedDict()
 
     def used(self, files: OpenFiles, full: str) -> None:
         with self._lock:
-            self._order[(id(files), full)] = files
+            self._order[(id(files), full)] = (files, time.monotonic())
             self._order.move_to_end((id(files), full))
             over = len(self._order) - self.max_open
             victims = list(self._order.items())[: max(0, over)]
-        for (_, path), owner in victims:
+        for (_, path), (owner, _) in victims:
             owner._close_if_idle(path)
+
+    def released(self, files: OpenFiles, full: str) -> None:
+        """The last user of a handle left it: its idle time starts now."""
+        with self._lock:
+            key = (id(files), full)
+            if key in self._order:
+                self._order[key] = (files, time.monotonic())
+                self._order.move_to_end(key)
 
     def closed(self, files: OpenFiles, full: str) -> None:
         with self._lock:
             self._order.pop((id(files), full), None)
+
+    def close_idle(self, seconds: float) -> int:
+        """Close every handle no one has used for ``seconds``: its file is then clean on
+        disk (no "open for writing" flags: plain h5py opens it). A handle in use is never
+        closed; whoever needs it next reopens it. How many were closed."""
+        deadline = time.monotonic() - seconds
+        with self._lock:
+            idle = [(k, owner) for k, (owner, last) in self._order.items() if last <= deadline]
+        closed = 0
+        for (_, path), owner in idle:
+            closed += owner._close_if_idle(path)
+        return closed
 
 
 class OpenFiles:
@@ -138,8 +166,11 @@ class OpenFiles:
         finally:
             with self._lock:
                 entry.users -= 1
-                if entry.users == 0 and entry.handle is None:
+                idle = entry.users == 0
+                if idle and entry.handle is None:
                     self._entries.pop(full, None)
+            if idle and self.limit is not None:
+                self.limit.released(self, full)
 
     def _close_handle(self, entry: _Entry, full: str) -> None:
         if entry.handle is not None:
@@ -151,17 +182,20 @@ class OpenFiles:
                 if self.limit is not None:
                     self.limit.closed(self, full)
 
-    def _close_if_idle(self, full: str) -> None:
-        """Close the handle of ``full`` if no one is using it (the handle limit's eviction)."""
+    def _close_if_idle(self, full: str) -> bool:
+        """Close the handle of ``full`` if no one is using it (the handle limit's eviction,
+        or its idle timer); whether it did."""
         with self._lock:
             entry = self._entries.get(full)
             if entry is None or entry.users or not entry.lock.acquire(blocking=False):
-                return
+                return False
             try:
+                was_open = entry.handle is not None
                 self._close_handle(entry, full)
                 self._entries.pop(full, None)
             finally:
                 entry.lock.release()
+        return was_open
 
     def _h5open(self, full: str, mode: str) -> h5py.File:
         """Open ``full``; a file a killed daemon left "open for writing" is repaired first.
