@@ -340,6 +340,38 @@ def test_idle_handles_are_closed_but_never_one_in_use(tmp_path):
     files.close_all()
 
 
+def test_a_structural_change_is_made_on_a_copy_whole_or_not_at_all(tmp_path):
+    files = OpenFiles(str(tmp_path), "repo", structural_copy_bytes=1 << 30)
+    appender = GroupAppender()
+    appender.append(files, "a.h5", [AppendBatch("/ts", rows(0, 3), 0)])
+    appender.append(files, "a.h5", [AppendBatch("/ts", rows(3, 2), 0)])  # SWMR handle open
+    inode = os.stat(tmp_path / "a.h5").st_ino
+    with pytest.raises(RuntimeError), files.writing("a.h5") as f:
+        f.attrs["half"] = 1
+        del f["ts"]
+        raise RuntimeError("the change fails midway")
+    with files.reading("a.h5") as f:  # untouched
+        assert "half" not in f.attrs
+        np.testing.assert_array_equal(f["ts"][:], rows(0, 5))
+    with files.writing("a.h5") as f:
+        f.attrs["unit"] = "ms"
+        f.create_dataset("extra", data=np.arange(3))
+    assert os.stat(tmp_path / "a.h5").st_ino != inode  # renamed over the original
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []  # no scratch left
+    appender.append(files, "a.h5", [AppendBatch("/ts", rows(5, 1), 0)])  # reopened: SWMR
+    with files.reading("a.h5") as f:
+        assert f.attrs["unit"] == "ms" and list(f["extra"][:]) == [0, 1, 2]
+        np.testing.assert_array_equal(f["ts"][:], rows(0, 6))
+    files.close_all()
+    in_place = OpenFiles(str(tmp_path), "repo")  # structural_copy_bytes 0: in place
+    with pytest.raises(RuntimeError), in_place.writing("a.h5") as f:
+        f.attrs["half"] = 1
+        raise RuntimeError("the change fails midway")
+    with in_place.reading("a.h5") as f:
+        assert f.attrs["half"] == 1  # what was made before the failure stays
+    in_place.close_all()
+
+
 def test_missing_and_foreign_files_have_their_reasons(files, tmp_path):
     with pytest.raises(NotFound) as missing, files.reading("nope.h5"):
         pass

@@ -69,6 +69,7 @@ class ServiceContext:
                 ds.max_open_files,
                 ds.chunk_target_bytes,
                 ds.handle_idle_seconds,
+                ds.structural_copy_bytes,
             ),
         )
         return cls(config, registry, limits, health.HealthServicer(), names, datasets)

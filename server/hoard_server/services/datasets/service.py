@@ -57,6 +57,7 @@ class DatasetSettings:
     max_open_files: int = 256
     chunk_target_bytes: int = TARGET_BYTES
     handle_idle_seconds: float = 30.0  # 0: handles stay open until evicted or closed
+    structural_copy_bytes: int = 64 << 20  # 0: structural changes in place
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ class DatasetService:
         files = open_repository(self._registry, repository).files
         if files.limit is None:
             files.limit = self._handles
+            files.structural_copy_bytes = self.settings.structural_copy_bytes
         return files
 
     def _close_idle_handles(self) -> None:
