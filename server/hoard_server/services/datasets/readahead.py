@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -25,7 +25,7 @@ def read_ahead(
     max_bytes: int,
     size: Callable[[T], int],
     stop: threading.Event | None = None,
-) -> Iterator[list[T]]:
+) -> Generator[list[T], None, None]:
     """``items`` in groups of what has arrived: at least one item, at most ``depth`` items
     or about ``max_bytes``. A thread reads ``items`` (at most ``depth`` ahead: back-pressure
     on the client) while the caller works on a group. If ``items`` fails (the client's

@@ -13,7 +13,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass
 
 import h5py
@@ -318,24 +318,25 @@ class DatasetService:
         each commit (the stream is busy for its client, not idle)."""
         target = _StreamTarget(self)
         groups = read_ahead(parts, STREAM_QUEUE, STREAM_GROUP_BYTES, _size, self._stopping)
-        while True:
-            try:
-                group = next(groups, None)
-            except Stopped:
-                raise _shutting_down("Append") from None
-            if group is None:
-                return
-            with working():
-                result, batches, sequences, failure = self._commit_group(target, group)
-            if result is not None:
-                if result.written:
-                    tail = batches[result.written - 1]
-                    shape = result.shapes[tail.node]
-                    yield AppendAck(sequences[result.written - 1], tail.node, shape)
-                if result.error is not None:
-                    raise result.error
-            if failure is not None:
-                raise failure
+        with closing(groups):  # a stream left early stops its reading thread
+            while True:
+                try:
+                    group = next(groups, None)
+                except Stopped:
+                    raise _shutting_down("Append") from None
+                if group is None:
+                    return
+                with working():
+                    result, batches, sequences, failure = self._commit_group(target, group)
+                if result is not None:
+                    if result.written:
+                        tail = batches[result.written - 1]
+                        shape = result.shapes[tail.node]
+                        yield AppendAck(sequences[result.written - 1], tail.node, shape)
+                    if result.error is not None:
+                        raise result.error
+                if failure is not None:
+                    raise failure
 
     def _commit_group(
         self, target: _StreamTarget, group: list[AppendPart]
