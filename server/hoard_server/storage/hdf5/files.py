@@ -24,11 +24,12 @@ A file left "open for writing" by a killed daemon is repaired (its superblock fl
 no other writer can exist.
 
 Structural changes and crashes. Outside SWMR mode HDF5 rewrites metadata in no safe order,
-and a kill in the middle can damage the file: measured (``tests/test_datasets_structural_
-crash.py``, a writer alternating one-row appends with attribute writes, dataset creation,
-replacement and deletion, SIGKILLed at random moments) in 1 to 2 trials of 100, the file
-reopened but acknowledged rows could no longer be read ("len not positive after adjustment
-for EOA"). So a structural change to an existing file of at most ``structural_copy_bytes``
+and a kill in the middle can damage the file. Measured with the changes in place
+(``tests/test_datasets_structural_crash.py``: a writer alternating one-row appends with
+attribute writes and dataset creation, replacement and deletion, SIGKILLed at a random
+moment, the file repaired and reopened): 1 trial of 650 damaged it, the file opening but
+its acknowledged rows unreadable ("len not positive after adjustment for EOA"). Rare, but a
+loss of acknowledged data. So a structural change to an existing file of at most ``structural_copy_bytes``
 (``[datasets]``, default 64 MiB) is made on a copy: the handle closed (the file clean),
 the file copied under a scratch name at the top of the datasets folder, the change made
 there, the copy closed, fsynced and renamed over the original (the folder fsynced), all
