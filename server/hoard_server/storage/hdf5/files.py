@@ -29,7 +29,8 @@ and a kill in the middle can damage the file. Measured with the changes in place
 attribute writes and dataset creation, replacement and deletion, SIGKILLed at a random
 moment, the file repaired and reopened): 1 trial of 650 damaged it, the file opening but
 its acknowledged rows unreadable ("len not positive after adjustment for EOA"). Rare, but a
-loss of acknowledged data. So a structural change to an existing file of at most ``structural_copy_bytes``
+loss of acknowledged data; with the copy below, 0 of 254. So a structural change to an
+existing file of at most ``structural_copy_bytes``
 (``[datasets]``, default 64 MiB) is made on a copy: the handle closed (the file clean),
 the file copied under a scratch name at the top of the datasets folder, the change made
 there, the copy closed, fsynced and renamed over the original (the folder fsynced), all
