@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Attributes", "Dataset", "File", "Group"]
 
-TVB_PREFIX = "TVB_"
-
 
 def _join(parent: str, name: str) -> str:
     """The absolute node path of ``name`` under ``parent`` ("/a" + "b/c" is "/a/b/c")."""
@@ -56,13 +54,7 @@ class Attributes(MutableMapping[str, Any]):
         return node.attributes
 
     def __getitem__(self, key: str) -> Any:
-        found = self._all()
-        if key in found:
-            return found[key]
-        # A daemon that shows TVB's keys without their prefix still answers the raw name.
-        if key.startswith(TVB_PREFIX) and key[len(TVB_PREFIX) :] in found:
-            return found[key[len(TVB_PREFIX) :]]
-        raise KeyError(key)
+        return self._all()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._datasets.set_metadata(self._path, {key: value}, self._dataset())
