@@ -19,6 +19,7 @@ the batching appender.
 from __future__ import annotations
 
 import builtins
+import itertools
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,7 +38,8 @@ from hoard.arrays import (
     to_value,
 )
 from hoard.errors import ReplyTooLargeError
-from hoard.transport import Transport
+from hoard.shared_memory import Unclaimable, claim
+from hoard.transport import Transport, is_local_target
 from hoard.v1 import datasets_pb2 as pb
 
 if TYPE_CHECKING:
@@ -193,9 +195,21 @@ class Datasets:
     """The HDF5 files of repository ``repository``. ``where`` is the group a dataset lives
     in ("/" by default), joined with ``dataset`` as a path by the daemon."""
 
-    def __init__(self, transport: Transport, repository: str = "default") -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        repository: str = "default",
+        *,
+        shared_memory: bool | None = None,
+    ) -> None:
+        """``shared_memory``: ask the daemon to hand large reads over through /dev/shm
+        (None: when the target is a unix socket or loopback). Reads fall back to the stream
+        by themselves when the daemon declines or the segment cannot be opened here."""
         self.transport = transport
         self.repository = repository
+        if shared_memory is None:
+            shared_memory = is_local_target(getattr(transport, "target", "") or "")
+        self.shared_memory = shared_memory
 
     def __repr__(self) -> str:
         return f"<hoard.Datasets repository={self.repository!r}>"
@@ -292,20 +306,53 @@ class Datasets:
         self, path: str, dataset: str, selection: Key = None, *, where: str = "/"
     ) -> Iterator[tuple[int, np.ndarray, tuple[int, ...]]]:
         """``(offset, block, full shape)`` per block of ``dataset[selection]`` along its first
-        axis, streamed (``ReadData``)."""
-        for block in self._blocks(path, dataset, selection, where):
+        axis, streamed (``ReadData``); through shared memory, the whole selection is one
+        block."""
+        blocks = self._replies(path, dataset, selection, where)
+        if isinstance(blocks, np.ndarray):
+            yield 0, blocks, blocks.shape
+            return
+        for block in blocks:
             yield block.offset, from_array(block.data), tuple(int(n) for n in block.shape)
 
-    def _blocks(self, path: str, dataset: str, selection: Key, where: str) -> Iterator[Any]:
-        request = pb.GetDataRequest(
+    def _request(self, path: str, dataset: str, selection: Key, where: str) -> pb.GetDataRequest:
+        return pb.GetDataRequest(
             node=self.node(path, dataset, where), selection=selection_from_key(selection)
         )
-        yield from self.transport.server_stream("Datasets.ReadData", request)
+
+    def _replies(
+        self, path: str, dataset: str, selection: Key, where: str
+    ) -> np.ndarray | Iterator[Any]:
+        """``ReadData``'s answer: the whole selection when the daemon handed it over in
+        shared memory, else its stream of blocks. A segment this process cannot map is
+        left to the daemon (it unlinks it) and the selection streamed; this client then
+        stops asking."""
+        request = self._request(path, dataset, selection, where)
+        request.shared_memory = self.shared_memory
+        stream = self.transport.server_stream("Datasets.ReadData", request)
+        if not self.shared_memory:
+            return stream
+        first = next(stream, None)
+        if first is None:
+            return iter(())
+        if not first.HasField("shared_memory"):
+            return itertools.chain([first], stream)
+        try:
+            return claim(first.shared_memory)
+        except Unclaimable:
+            self.shared_memory = False
+            request.shared_memory = False
+            return self.transport.server_stream("Datasets.ReadData", request)
+        finally:
+            stream.close()
 
     def _read_whole(self, path: str, dataset: str, selection: Key, where: str) -> np.ndarray:
+        blocks = self._replies(path, dataset, selection, where)
+        if isinstance(blocks, np.ndarray):
+            return blocks
         out: np.ndarray | None = None
         texts: list[np.ndarray] = []
-        for block in self._blocks(path, dataset, selection, where):
+        for block in blocks:
             shape = tuple(int(n) for n in block.shape)
             if out is None and (len(shape) == 0 or tuple(block.data.shape) == shape):
                 return from_array(block.data)  # the whole selection in one block
@@ -320,9 +367,7 @@ class Datasets:
         if texts:
             return np.concatenate(texts)
         if out is None:  # an empty selection: nothing streamed, ask once for its dtype/shape
-            request = pb.GetDataRequest(
-                node=self.node(path, dataset, where), selection=selection_from_key(selection)
-            )
+            request = self._request(path, dataset, selection, where)
             return from_array(self.transport.unary("Datasets.GetData", request))
         return out
 

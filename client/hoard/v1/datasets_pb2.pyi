@@ -143,22 +143,38 @@ class AppendAck(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., dataset: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetDataRequest(_message.Message):
-    __slots__ = ("node", "selection")
+    __slots__ = ("node", "selection", "shared_memory")
     NODE_FIELD_NUMBER: _ClassVar[int]
     SELECTION_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
     node: NodeRef
     selection: Selection
-    def __init__(self, node: _Optional[_Union[NodeRef, _Mapping]] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ...) -> None: ...
+    shared_memory: bool
+    def __init__(self, node: _Optional[_Union[NodeRef, _Mapping]] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ..., shared_memory: _Optional[bool] = ...) -> None: ...
+
+class SharedMemory(_message.Message):
+    __slots__ = ("name", "size", "dtype", "shape")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DataBlock(_message.Message):
-    __slots__ = ("offset", "data", "shape")
+    __slots__ = ("offset", "data", "shape", "shared_memory")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
     offset: int
     data: Array
     shape: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, offset: _Optional[int] = ..., data: _Optional[_Union[Array, _Mapping]] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
+    shared_memory: SharedMemory
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[_Union[Array, _Mapping]] = ..., shape: _Optional[_Iterable[int]] = ..., shared_memory: _Optional[_Union[SharedMemory, _Mapping]] = ...) -> None: ...
 
 class FollowRequest(_message.Message):
     __slots__ = ("node", "from_row", "grow_dimension")

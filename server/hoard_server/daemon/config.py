@@ -226,6 +226,20 @@ class DatasetsSection:
         at_least=0,
         note="64 MiB",
     )
+    shared_memory_reads: bool = key(
+        True,
+        "answer a large ReadData from a client on the daemon's host (unix socket or "
+        "loopback) through a file of /dev/shm (mode 0600) the client maps, instead of the "
+        "stream; a client that cannot open it falls back to the stream",
+    )
+    shared_memory_bytes: int = key(
+        2 << 30,
+        "shared memory handed out and not yet claimed by its clients, at most; a read "
+        "beyond it is streamed",
+        metavar="BYTES",
+        at_least=0,
+        note="2 GiB",
+    )
     append_streams: int = key(16, "Append streams served at once", at_least=1)
     follow_streams: int = key(
         16, "Follow streams served at once (each holds a worker while it waits)", at_least=1

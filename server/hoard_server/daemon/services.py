@@ -76,6 +76,8 @@ class ServiceContext:
                 ds.chunk_target_bytes,
                 ds.handle_idle_seconds,
                 ds.structural_copy_bytes,
+                ds.shared_memory_reads,
+                ds.shared_memory_bytes,
             ),
         )
         indexer = DatasetIndexer(registry, datasets.handle_limit)
@@ -92,6 +94,7 @@ class ServiceContext:
         self.datasets.stop()  # Follow streams would otherwise last the whole grace period
 
     def close(self) -> None:
+        self.datasets.close()
         self.indexer.stop()
         self.limits.close()
 

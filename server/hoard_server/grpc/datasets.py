@@ -31,6 +31,7 @@ from hoard_server.services.datasets.service import (
     NodeDescription,
     NodeRef,
 )
+from hoard_server.services.datasets.shared_memory import Segment
 
 
 def _ref(msg: pb.NodeRef) -> NodeRef:
@@ -94,6 +95,20 @@ def _block(b: DataBlock) -> pb.DataBlock:
     return pb.DataBlock(offset=b.offset, data=to_message(pb.Array, b.data), shape=b.shape)
 
 
+def _same_host(peer: str) -> bool:
+    """Whether a gRPC peer address is on this host (a unix socket or loopback): only such
+    a client can map the daemon's shared memory."""
+    return peer.startswith(("unix:", "ipv4:127.", "ipv6:[::1]", "ipv6:%5B::1%5D"))
+
+
+def _shared_block(s: Segment) -> pb.DataBlock:
+    return pb.DataBlock(
+        offset=0,
+        shape=s.shape,
+        shared_memory=pb.SharedMemory(name=s.name, size=s.size, dtype=s.dtype, shape=s.shape),
+    )
+
+
 def _node(n: NodeDescription) -> pb.NodeDescription:
     msg = pb.NodeDescription(node=n.node, kind=n.kind)
     if n.shape is not None:
@@ -149,6 +164,15 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
     @grpc_errors
     def ReadData(self, request: pb.GetDataRequest, context: grpc.ServicerContext):
         with self._limits.stream("read", context) as stream:
+            if request.shared_memory and _same_host(context.peer()):
+                segment = self._datasets.read_shared(_ref(request.node), _items(request.selection))
+                if segment is not None:
+                    try:
+                        yield _shared_block(segment)
+                    except GeneratorExit:  # the client left: nobody will claim it
+                        self._datasets.discard_shared(segment)
+                        raise
+                    return
             blocks = self._datasets.read_data(_ref(request.node), _items(request.selection))
             yield from stream.send((_block(b), reserved) for b, reserved in blocks)
 

@@ -110,6 +110,24 @@ class Selection:
             return replace(self, axes=(*self.axes[:n], cut, *self.axes[n + 1 :]))
         return self
 
+    def read_into(self, ds: h5py.Dataset, out: np.ndarray) -> None:
+        """Read the selected numbers straight into ``out`` (C-contiguous, of this selection's
+        shape): no intermediate array when every axis is an index or a forward run."""
+        plain = self.count > 0 and all(
+            isinstance(a, _Index) or (isinstance(a, _Run) and a.step > 0) for a in self.axes
+        )
+        if plain and out.flags.c_contiguous and out.dtype == ds.dtype:
+            key = tuple(
+                a.value
+                if isinstance(a, _Index)
+                else slice(a.first, a.first + (a.count - 1) * a.step + 1, a.step)
+                for a in self.axes
+                if isinstance(a, _Index | _Run)
+            )
+            ds.read_direct(out.reshape(self.shape), source_sel=key)
+        elif self.count:
+            out[...] = self.read(ds)
+
     def read(self, ds: h5py.Dataset) -> np.ndarray:
         """The selected elements (text as an object array of str)."""
         source = ds.asstr() if nodes.is_text(ds.dtype) else ds

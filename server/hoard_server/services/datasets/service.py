@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass
 
 import h5py
+import numpy as np
 
 from hoard_server.errors import (
     FailedPrecondition,
@@ -31,6 +32,7 @@ from hoard_server.services.datasets import arrays, metadata
 from hoard_server.services.datasets.arrays import ArrayLike, WireArray
 from hoard_server.services.datasets.readahead import Stopped, read_ahead
 from hoard_server.services.datasets.selection import Item, Selection
+from hoard_server.services.datasets.shared_memory import Segment, SharedSegments
 from hoard_server.services.repositories import open_repository
 from hoard_server.storage.hdf5 import nodes
 from hoard_server.storage.hdf5.appends import (
@@ -43,7 +45,10 @@ from hoard_server.storage.hdf5.chunking import TARGET_BYTES
 from hoard_server.storage.hdf5.files import FileWatch, HandleLimit, OpenFiles
 from hoard_server.storage.registry import RepositoryRegistry
 
-BLOCK_BYTES = 1 << 20  # ReadData and Follow blocks
+BLOCK_BYTES = 1 << 20  # Follow blocks
+READ_BLOCK_BYTES = 4 << 20  # ReadData blocks (fewer, larger messages: less per-block work)
+SHARED_MIN_BYTES = 1 << 20  # smaller selections are streamed even to a client on this host
+SHARED_FILL_BYTES = 64 << 20  # a shared-memory read re-enters the file's reading door this often
 STREAM_GROUP_BYTES = 16 << 20  # an Append stream commits at most this much at once
 STREAM_QUEUE = 64  # batches an Append stream reads ahead of its commits
 FOLLOW_WAKE = 0.25  # seconds between a follower's checks that its client is still there
@@ -58,6 +63,8 @@ class DatasetSettings:
     chunk_target_bytes: int = TARGET_BYTES
     handle_idle_seconds: float = 30.0  # 0: handles stay open until evicted or closed
     structural_copy_bytes: int = 64 << 20  # 0: structural changes in place
+    shared_memory_reads: bool = True  # large reads by a client on this host via /dev/shm
+    shared_memory_bytes: int = 2 << 30  # bound of the shared memory handed out, unclaimed
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,13 @@ class FileDescription:
     path: str
     size: int
     nodes: list[NodeDescription]
+
+
+def _cut(shape: tuple[int, ...], itemsize: int, block_bytes: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of ``shape``'s first axis holding about ``block_bytes`` each."""
+    row = max(1, math.prod(shape[1:]) * itemsize)
+    step = max(1, block_bytes // row)
+    return [(lo, min(shape[0], lo + step)) for lo in range(0, shape[0], step)]
 
 
 def _size(part: AppendPart) -> int:
@@ -193,6 +207,9 @@ class DatasetService:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._followers: set[FileWatch] = set()
+        self.shared: SharedSegments | None = None
+        if self.settings.shared_memory_reads:
+            self.shared = SharedSegments(self.settings.shared_memory_bytes)
         if self.settings.handle_idle_seconds > 0:
             threading.Thread(target=self._close_idle_handles, name="hdf5-idle", daemon=True).start()
 
@@ -226,6 +243,11 @@ class DatasetService:
             followers = list(self._followers)
         for w in followers:
             w.notify()  # wakes it to see the daemon stopping
+
+    def close(self) -> None:
+        """Unlink the shared-memory segments nobody claimed (after the last reply)."""
+        if self.shared is not None:
+            self.shared.stop()
 
     # -- writing ------------------------------------------------------------------------
 
@@ -406,13 +428,40 @@ class DatasetService:
             sel = Selection.parse(items, tuple(ds.shape or ()))
             itemsize = 64 if nodes.is_text(ds.dtype) else ds.dtype.itemsize
         shape = sel.shape
-        if not shape:
-            blocks = [(0, 1)]
-        else:
-            row = max(1, math.prod(shape[1:]) * itemsize)
-            step = max(1, BLOCK_BYTES // row)
-            blocks = [(lo, min(shape[0], lo + step)) for lo in range(0, shape[0], step)] or [(0, 0)]
+        blocks = _cut(shape, itemsize, READ_BLOCK_BYTES) or [(0, 0)] if shape else [(0, 1)]
         return self._blocks(files, ref, sel, blocks, shape)
+
+    def read_shared(self, ref: NodeRef, items: Sequence[Item] = ()) -> Segment | None:
+        """The selection written into a shared-memory segment for a client on this host;
+        None when it goes by the stream instead (shared memory off or unavailable, text,
+        a small selection, or the unclaimed segments' bound reached)."""
+        shared = self.shared
+        if shared is None or not shared.available:
+            return None
+        files = self._files(ref.repository)
+        with files.reading(ref.path) as f:
+            ds = nodes.dataset(f, ref.node, ref.path, ref.repository)
+            sel = Selection.parse(items, tuple(ds.shape or ()))
+            if nodes.is_text(ds.dtype) or not sel.shape:
+                return None
+            dtype = ds.dtype
+        shape = sel.shape
+        if sel.count * dtype.itemsize < SHARED_MIN_BYTES:
+            return None
+        little = dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+
+        def fill(out: np.ndarray) -> None:
+            for lo, hi in _cut(shape, dtype.itemsize, SHARED_FILL_BYTES):
+                with files.reading(ref.path) as f:
+                    ds = nodes.dataset(f, ref.node, ref.path, ref.repository)
+                    sel.block(lo, hi).read_into(ds, out[lo:hi])
+
+        return shared.write(shape, little, fill)
+
+    def discard_shared(self, segment: Segment) -> None:
+        """Unlink a segment whose reply could not be sent."""
+        if self.shared is not None:
+            self.shared.discard(segment.name)
 
     def _blocks(
         self,
@@ -423,7 +472,7 @@ class DatasetService:
         shape: tuple[int, ...],
     ) -> Iterator[tuple[DataBlock, int]]:
         for lo, hi in blocks:
-            reserved = self._budget.acquire(BLOCK_BYTES)
+            reserved = self._budget.acquire(READ_BLOCK_BYTES)
             try:
                 with files.reading(ref.path) as f:
                     ds = nodes.dataset(f, ref.node, ref.path, ref.repository)

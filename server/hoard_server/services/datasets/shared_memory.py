@@ -1,0 +1,153 @@
+"""Shared-memory segments: how a large read reaches a client on the daemon's host.
+
+The daemon writes a selection into a fresh file of ``/dev/shm`` (a random 128-bit name
+carrying the daemon's pid, mode 0600, created O_EXCL|O_NOFOLLOW: nobody else's file is ever
+opened, and only the daemon's user can open it) and names it in the reply; the client maps
+it and unlinks it at once. A segment nobody claims within ``CLAIM_SECONDS`` is unlinked by
+the daemon, and the bytes of segments not yet claimed are bounded: a read beyond the bound
+is streamed instead. Segments of a daemon that died are unlinked when the next one starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+SHM_DIR = "/dev/shm"
+PREFIX = "hoard-ds-"
+CLAIM_SECONDS = 5.0  # a segment still there this long after its reply is unlinked
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A selection in ``SHM_DIR/name``: ``size`` bytes of ``dtype`` items of ``shape``."""
+
+    name: str
+    size: int
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def _pid_of(name: str) -> int | None:
+    try:
+        return int(name[len(PREFIX) :].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SharedSegments:
+    """The segments one daemon has handed out and nobody has claimed yet; thread-safe."""
+
+    def __init__(self, max_bytes: int, directory: str = SHM_DIR) -> None:
+        self.max_bytes = max_bytes
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[int, float]] = {}  # name -> (size, unclaimed since)
+        self._stop = threading.Event()
+        self.available = os.path.isdir(directory) and os.access(directory, os.W_OK)
+        if self.available:
+            self.remove_orphans()
+            threading.Thread(target=self._reap_loop, name="shm-reaper", daemon=True).start()
+
+    def remove_orphans(self) -> None:
+        """Unlink the segments of daemons that are gone (killed before their reaper ran)."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for name in names:
+            pid = _pid_of(name) if name.startswith(PREFIX) else None
+            if pid is not None and (pid == os.getpid() or not _alive(pid)):
+                self._unlink(name)
+
+    def write(
+        self, shape: tuple[int, ...], dtype: np.dtype, fill: Callable[[np.ndarray], None]
+    ) -> Segment | None:
+        """A new segment holding an array of ``shape`` and ``dtype`` that ``fill`` writes;
+        None when it would take the unclaimed bytes over the bound (stream it instead)."""
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if not self.available or size <= 0:
+            return None
+        with self._lock:
+            self._prune()
+            if sum(s for s, _ in self._pending.values()) + size > self.max_bytes:
+                return None
+            name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(16)}"
+            self._pending[name] = (size, float("inf"))  # not reaped while being written
+        try:
+            path = os.path.join(self.directory, name)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                os.ftruncate(fd, size)
+                with mmap.mmap(fd, size) as mm:
+                    target = np.ndarray(shape, dtype=dtype, buffer=mm)
+                    try:
+                        fill(target)
+                    finally:
+                        del target
+            finally:
+                os.close(fd)
+        except BaseException:
+            self.discard(name)
+            raise
+        with self._lock:
+            self._pending[name] = (size, time.monotonic())
+        return Segment(name, size, dtype.str, tuple(shape))
+
+    def discard(self, name: str) -> None:
+        """Unlink a segment whose reply will not be sent."""
+        with self._lock:
+            self._pending.pop(name, None)
+        self._unlink(name)
+
+    def pending_bytes(self) -> int:
+        with self._lock:
+            self._prune()
+            return sum(s for s, _ in self._pending.values())
+
+    def stop(self) -> None:
+        """Unlink every unclaimed segment (daemon shutdown)."""
+        self._stop.set()
+        with self._lock:
+            names = list(self._pending)
+            self._pending.clear()
+        for name in names:
+            self._unlink(name)
+
+    def _prune(self) -> None:
+        """Forget the segments their clients have unlinked; unlink the overdue ones (lock held)."""
+        now = time.monotonic()
+        for name, (_, since) in list(self._pending.items()):
+            path = os.path.join(self.directory, name)
+            if not os.path.lexists(path):
+                del self._pending[name]
+            elif now - since > CLAIM_SECONDS:
+                del self._pending[name]
+                self._unlink(name)
+
+    def _reap_loop(self) -> None:
+        while not self._stop.wait(CLAIM_SECONDS / 4):
+            with self._lock:
+                self._prune()
+
+    def _unlink(self, name: str) -> None:
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            os.unlink(os.path.join(self.directory, name))
