@@ -49,6 +49,7 @@ BLOCK_BYTES = 1 << 20  # Follow blocks
 READ_BLOCK_BYTES = 4 << 20  # ReadData blocks (fewer, larger messages: less per-block work)
 SHARED_MIN_BYTES = 1 << 20  # smaller selections are streamed even to a client on this host
 SHARED_FILL_BYTES = 64 << 20  # a shared-memory read re-enters the file's reading door this often
+SHARED_PIECE_BYTES = 4 << 20  # ... and reads in pieces of this size (cache-sized buffers)
 STREAM_GROUP_BYTES = 16 << 20  # an Append stream commits at most this much at once
 STREAM_QUEUE = 64  # batches an Append stream reads ahead of its commits
 FOLLOW_WAKE = 0.25  # seconds between a follower's checks that its client is still there
@@ -449,14 +450,26 @@ class DatasetService:
         if sel.count * dtype.itemsize < SHARED_MIN_BYTES:
             return None
         little = dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+        row = math.prod(shape[1:])
 
-        def fill(out: np.ndarray) -> None:
+        def pieces() -> Iterator[np.ndarray]:
+            # two buffers, reused in turn: each block is read while the previous is written
+            rows = max(1, SHARED_PIECE_BYTES // max(1, row * dtype.itemsize))
+            buffers = [np.empty(min(rows, shape[0]) * row, little) for _ in range(2)]
+            turn = 0
             for lo, hi in _cut(shape, dtype.itemsize, SHARED_FILL_BYTES):
                 with files.reading(ref.path) as f:
                     ds = nodes.dataset(f, ref.node, ref.path, ref.repository)
-                    sel.block(lo, hi).read_into(ds, out[lo:hi])
+                    for start in range(lo, hi, rows):
+                        stop = min(hi, start + rows)
+                        out = buffers[turn][: (stop - start) * row]
+                        sel.block(start, stop).read_into(
+                            ds, out.reshape((stop - start, *shape[1:]))
+                        )
+                        turn = 1 - turn
+                        yield out
 
-        return shared.write(shape, little, fill)
+        return shared.write(shape, little, pieces)
 
     def discard_shared(self, segment: Segment) -> None:
         """Unlink a segment whose reply could not be sent."""

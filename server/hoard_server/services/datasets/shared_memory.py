@@ -11,12 +11,12 @@ is streamed instead. Segments of a daemon that died are unlinked when the next o
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,29 @@ class Segment:
     size: int
     dtype: str
     shape: tuple[int, ...]
+
+
+def _write_pieces(fd: int, pieces: Iterator[np.ndarray]) -> int:
+    """Write ``pieces`` one after the other from offset 0, each in a helper thread while the
+    next is produced; the bytes written."""
+    offset = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="shm-write") as pool:
+        previous: Future[None] | None = None
+        for piece in pieces:
+            view = memoryview(piece).cast("B")
+            if previous is not None:
+                previous.result()
+            previous = pool.submit(_pwrite_all, fd, view, offset)
+            offset += len(view)
+        if previous is not None:
+            previous.result()
+    return offset
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
 
 def _pid_of(name: str) -> int | None:
@@ -79,10 +102,13 @@ class SharedSegments:
                 self._unlink(name)
 
     def write(
-        self, shape: tuple[int, ...], dtype: np.dtype, fill: Callable[[np.ndarray], None]
+        self, shape: tuple[int, ...], dtype: np.dtype, pieces: Callable[[], Iterator[np.ndarray]]
     ) -> Segment | None:
-        """A new segment holding an array of ``shape`` and ``dtype`` that ``fill`` writes;
-        None when it would take the unclaimed bytes over the bound (stream it instead)."""
+        """A new segment holding, in order, the C-contiguous arrays ``pieces()`` yields (an
+        array of ``shape`` and ``dtype`` in all); None when it would take the unclaimed bytes
+        over the bound (stream it instead). Pieces are written by ``pwrite`` (the kernel fills
+        the segment's pages: no page faults here) in a second thread while the next piece is
+        read, so ``pieces`` may reuse a piece's buffer two pieces later, not sooner."""
         size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if not self.available or size <= 0:
             return None
@@ -96,15 +122,11 @@ class SharedSegments:
             path = os.path.join(self.directory, name)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
-                os.ftruncate(fd, size)
-                with mmap.mmap(fd, size) as mm:
-                    target = np.ndarray(shape, dtype=dtype, buffer=mm)
-                    try:
-                        fill(target)
-                    finally:
-                        del target
+                written = _write_pieces(fd, pieces())
             finally:
                 os.close(fd)
+            if written != size:
+                raise RuntimeError(f"a shared-memory read wrote {written} bytes of {size}")
         except BaseException:
             self.discard(name)
             raise
