@@ -47,7 +47,7 @@ from hoard_server.storage.registry import RepositoryRegistry
 
 BLOCK_BYTES = 1 << 20  # Follow blocks
 READ_BLOCK_BYTES = 4 << 20  # ReadData blocks (fewer, larger messages: less per-block work)
-SHARED_MIN_BYTES = 1 << 20  # smaller selections are streamed even to a client on this host
+SHARED_MIN_BYTES = 64 << 10  # smaller selections are streamed even to a client on this host
 SHARED_FILL_BYTES = 64 << 20  # a shared-memory read re-enters the file's reading door this often
 SHARED_PIECE_BYTES = 4 << 20  # ... and reads in pieces of this size (cache-sized buffers)
 STREAM_GROUP_BYTES = 16 << 20  # an Append stream commits at most this much at once
