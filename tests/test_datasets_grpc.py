@@ -287,7 +287,7 @@ def test_a_reply_too_large_is_refused_without_retry_and_read_data_streams_it(dae
     daemon = daemon_factory(None, "--max-reply-bytes", "4096")
     with grpc.insecure_channel(daemon.target) as channel:
         stub = datasets_pb2_grpc.DatasetsStub(channel)
-        big = rows(0, 50_000)
+        big = rows(0, 200_000)  # 6.4 MB: two ReadData blocks of 4 MiB
         stub.StoreData(pb.StoreDataRequest(node=node("big"), data=to_wire(big)))
         with pytest.raises(grpc.RpcError) as exc:
             stub.GetData(pb.GetDataRequest(node=node("big")))

@@ -235,14 +235,14 @@ def test_a_reply_above_the_limit_is_refused_and_read_data_streams_it(registry):
     service = DatasetService(
         registry, ResponseBudget(64 << 20), DatasetSettings(max_reply_bytes=4096)
     )
-    big = np.arange(300_000, dtype="<f8").reshape(100_000, 3)
+    big = np.arange(1_200_000, dtype="<f8").reshape(400_000, 3)  # 9.6 MB: 3 blocks
     service.store_data(ref("big"), encode(big))
     with pytest.raises(LimitExceeded) as exc:
         service.get_data(ref("big"))
     assert exc.value.reason == "REPLY_TOO_LARGE" and "ReadData" in str(exc.value)
     assert decode(service.get_data(ref("big"), [slice(0, 10)])).shape == (10, 3)
     blocks = list(service.read_data(ref("big")))
-    assert len(blocks) > 1 and all(b.shape == (100_000, 3) for b, _ in blocks)
+    assert len(blocks) > 1 and all(b.shape == (400_000, 3) for b, _ in blocks)
     for _, reserved in blocks:
         service._budget.release(reserved)
     np.testing.assert_array_equal(np.concatenate([decode(b.data) for b, _ in blocks]), big)

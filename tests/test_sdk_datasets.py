@@ -255,8 +255,8 @@ def test_a_reply_past_the_limit_is_read_streamed(daemon_factory: Any, tmp_path: 
 
     daemon = daemon_factory(tmp_path / "d", env={"HOARD_MAX_REPLY_BYTES": "65536"})
     with hoard.connect(daemon.target) as client:
-        ds = client.datasets()
-        data = np.random.default_rng(1).random((1500, 200))  # 2.4 MB: three 1 MiB blocks
+        ds = client.datasets(shared_memory=False)  # the stream (shared memory has its tests)
+        data = np.random.default_rng(1).random((4500, 200))  # 7.2 MB: two ~4 MiB blocks
         ds.store_data("big.h5", "data", data)
         request = pb.GetDataRequest(node=ds.node("big.h5", "data"))
         with pytest.raises(errors.ReplyTooLargeError):  # what the SDK hides
@@ -270,7 +270,7 @@ def test_a_reply_past_the_limit_is_read_streamed(daemon_factory: Any, tmp_path: 
         assert len(list(ds.read_data("big.h5", "text"))) > 1
         np.testing.assert_array_equal(ds.get_data("big.h5", "text"), text)
         blocks = list(ds.read_data("big.h5", "data"))
-        assert len(blocks) > 1 and all(shape == (1500, 200) for _, _, shape in blocks)
+        assert len(blocks) > 1 and all(shape == (4500, 200) for _, _, shape in blocks)
         assert [offset for offset, _, _ in blocks] == sorted({o for o, _, _ in blocks})
 
 

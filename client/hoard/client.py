@@ -114,9 +114,13 @@ class Client:
         """A handle on repository ``name`` (no call is made; it need not exist yet)."""
         return Repository(self, name)
 
-    def datasets(self, repository: str = "default") -> Datasets:
-        """The HDF5 files (datasets face) of ``repository`` (no call is made)."""
-        return Datasets(self.transport, repository)
+    def datasets(
+        self, repository: str = "default", *, shared_memory: bool | None = None
+    ) -> Datasets:
+        """The HDF5 files (datasets face) of ``repository`` (no call is made).
+        ``shared_memory``: large reads through /dev/shm (None: when the daemon is on this
+        host; they fall back to the stream by themselves)."""
+        return Datasets(self.transport, repository, shared_memory=shared_memory)
 
     def metadata(self, repository: str = "default", *, machine_id: str | None = None
                  ) -> MetadataCache:

@@ -128,10 +128,12 @@ class Selection:
         elif self.count:
             out[...] = self.read(ds)
 
-    def read(self, ds: h5py.Dataset) -> np.ndarray:
-        """The selected elements (text as an object array of str)."""
-        source = ds.asstr() if nodes.is_text(ds.dtype) else ds
-        dtype = object if source is not ds else ds.dtype  # a scalar read loses |S widths
+    def read(self, ds: h5py.Dataset, dtype: np.dtype | None = None) -> np.ndarray:
+        """The selected elements (text as an object array of str); ``dtype``: the
+        dataset's, when the caller has it already."""
+        stored = ds.dtype if dtype is None else dtype
+        source = ds.asstr() if nodes.is_text(stored) else ds
+        dtype = object if source is not ds else stored  # a scalar read loses |S widths
         if not self.axes:
             return np.asarray(source[()], dtype=dtype)
         if self.count == 0:

@@ -45,8 +45,10 @@ from hoard_server.storage.hdf5.chunking import TARGET_BYTES
 from hoard_server.storage.hdf5.files import FileWatch, HandleLimit, OpenFiles
 from hoard_server.storage.registry import RepositoryRegistry
 
-BLOCK_BYTES = 1 << 20  # Follow blocks
-READ_BLOCK_BYTES = 4 << 20  # ReadData blocks (fewer, larger messages: less per-block work)
+BLOCK_BYTES = 1 << 20  # Follow blocks, ReadData blocks of text
+# ReadData blocks of numbers: fewer, larger messages (less work per byte), yet within the
+# 4 MiB a gRPC client receives by default. Text stays at BLOCK_BYTES (its size is estimated).
+READ_BLOCK_BYTES = (4 << 20) - (64 << 10)
 SHARED_MIN_BYTES = 64 << 10  # smaller selections are streamed even to a client on this host
 SHARED_FILL_BYTES = 64 << 20  # a shared-memory read re-enters the file's reading door this often
 SHARED_PIECE_BYTES = 4 << 20  # ... and reads in pieces of this size (cache-sized buffers)
@@ -398,12 +400,13 @@ class DatasetService:
         files = self._files(ref.repository)
         with files.reading(ref.path) as f:
             ds = nodes.dataset(f, ref.node, ref.path, ref.repository)
+            dtype = ds.dtype  # each h5py property is a library call: ask once
+            text = nodes.is_text(dtype)
             sel = Selection.parse(items, tuple(ds.shape or ()))
-            itemsize = 1 if nodes.is_text(ds.dtype) else ds.dtype.itemsize
-            if sel.count * itemsize > limit:
-                raise self._too_large(ref, sel.count * itemsize)
-            value = sel.read(ds)
-        if arrays.nbytes(value) > limit:
+            if sel.count * (1 if text else dtype.itemsize) > limit:
+                raise self._too_large(ref, sel.count * (1 if text else dtype.itemsize))
+            value = sel.read(ds, dtype)
+        if text and arrays.nbytes(value) > limit:  # numbers: checked exactly above
             raise self._too_large(ref, arrays.nbytes(value))
         return arrays.encode(value)
 
@@ -427,9 +430,11 @@ class DatasetService:
         with files.reading(ref.path) as f:
             ds = nodes.dataset(f, ref.node, ref.path, ref.repository)
             sel = Selection.parse(items, tuple(ds.shape or ()))
-            itemsize = 64 if nodes.is_text(ds.dtype) else ds.dtype.itemsize
+            text = nodes.is_text(ds.dtype)
+            itemsize = 64 if text else ds.dtype.itemsize
         shape = sel.shape
-        blocks = _cut(shape, itemsize, READ_BLOCK_BYTES) or [(0, 0)] if shape else [(0, 1)]
+        block_bytes = BLOCK_BYTES if text else READ_BLOCK_BYTES
+        blocks = _cut(shape, itemsize, block_bytes) or [(0, 0)] if shape else [(0, 1)]
         return self._blocks(files, ref, sel, blocks, shape)
 
     def read_shared(self, ref: NodeRef, items: Sequence[Item] = ()) -> Segment | None:
