@@ -15,7 +15,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -301,7 +301,9 @@ class Transport:
         method, call = self._callable(name)
         return PendingCall(call.future(request, timeout=self._deadline(method, _DEFAULT)))
 
-    def server_stream(self, name: str, request: Any, *, timeout: Any = _DEFAULT) -> Iterator[Any]:
+    def server_stream(
+        self, name: str, request: Any, *, timeout: Any = _DEFAULT
+    ) -> Generator[Any, None, None]:
         """The replies of a server-streaming call; closing the iterator early cancels it."""
         method, call = self._callable(name)
         stream = call(request, timeout=self._deadline(method, timeout))

@@ -133,11 +133,11 @@ class Selection:
         dataset's, when the caller has it already."""
         stored = ds.dtype if dtype is None else dtype
         source = ds.asstr() if nodes.is_text(stored) else ds
-        dtype = object if source is not ds else stored  # a scalar read loses |S widths
+        wanted = object if source is not ds else stored  # a scalar read loses |S widths
         if not self.axes:
-            return np.asarray(source[()], dtype=dtype)
+            return np.asarray(source[()], dtype=wanted)
         if self.count == 0:
-            return np.empty(self.shape, dtype=dtype)
+            return np.empty(self.shape, dtype=wanted)
         key: list[int | slice | list[int]] = []
         flips: list[int] = []
         out_axis = 0
@@ -154,7 +154,7 @@ class Selection:
                 key.append(slice(last, a.first + 1, -a.step))
                 flips.append(out_axis)
             out_axis += 1
-        data = np.asarray(source[tuple(key)], dtype=dtype)
+        data = np.asarray(source[tuple(key)], dtype=wanted)
         for axis in flips:
             data = np.flip(data, axis)
         return data if data.flags.c_contiguous else data.copy(order="C")

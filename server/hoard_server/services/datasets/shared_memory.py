@@ -43,7 +43,7 @@ def _write_pieces(fd: int, pieces: Iterator[np.ndarray]) -> int:
     with ThreadPoolExecutor(1, thread_name_prefix="shm-write") as pool:
         previous: Future[None] | None = None
         for piece in pieces:
-            view = memoryview(piece).cast("B")
+            view = memoryview(piece.data).cast("B")
             if previous is not None:
                 previous.result()
             previous = pool.submit(_pwrite_all, fd, view, offset)
