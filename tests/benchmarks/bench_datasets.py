@@ -856,9 +856,12 @@ the file is flushed and fsynced; tvb-storage and h5py run in the benchmark's pro
 files (h5py's bulk write is flushed and fsynced once at the end; tvb-storage never fsyncs);
 HSDS runs as its own processes (one service node, two data nodes) on unix sockets with POSIX
 storage on the same disk. Local h5py's bulk dataset has hoard's chunk shape; HSDS lays out its
-own (its default). Full reads: hoard streams the whole dataset on one call (`read_data`), the
-peers read it in slices (HSDS limits a request's size); a reference row gives hoard in the same
-slices. Only the reads are timed, and every read-back is checked against what was written.
+own (its default). Full reads: hoard reads the whole dataset on one call (`read_data`): the
+daemon writes it into a /dev/shm segment the SDK maps (the same-host fast path; the array is
+mapped lazily, so its pages are faulted in by the untimed check), with the stream (shared
+memory off) as a reference row; the peers read it in slices (HSDS limits a request's size); a
+reference row gives hoard in the same slices. Only the reads are timed, and every read-back
+is checked against what was written.
 Row 1 is the median of three rounds per side, interleaved, each into a fresh file.
 The 10 x 10 slices are read at the same random positions of the bulk dataset by each side
 (tvb-storage's get_data opens and closes the file at each call, as TVB's readers do). Every
