@@ -328,18 +328,27 @@ def ratio_row(
 
 def bulk_write_read(
     target: BulkTarget, data: BulkData, chunk_rows: int | None
-) -> tuple[float, float]:
+) -> tuple[float, list[float]]:
     """Seconds to append every block, and to read the whole dataset back the side's own way
-    (``pieces``); only the reads are timed, and what they return is checked."""
+    (``pieces``) in each of ROUNDS rounds; only the reads are timed, and what they return is
+    checked."""
     write_s, rows = timed(lambda: target.bulk_write(iter(data), chunk_rows))
     if rows != data.rows:
         raise RuntimeError(f"{target.name} wrote {rows} rows of {data.rows}")
-    target.open()
-    try:
-        read_s = timed_read(target.name, target.pieces(READ_ROWS), data)
-    finally:
-        target.close()
-    return write_s, read_s
+    return write_s, read_rounds(target, data)
+
+
+def read_rounds(target: BulkTarget, data: BulkData) -> list[float]:
+    """Seconds of each of ROUNDS full reads (the first after the write, then again: a fresh
+    array's pages cost more the first time a process, or a VM, touches that much memory)."""
+    times = []
+    for _ in range(ROUNDS):
+        target.open()
+        try:
+            times.append(timed_read(target.name, target.pieces(READ_ROWS), data))
+        finally:
+            target.close()
+    return times
 
 
 def timed_read(name: str, pieces: Iterator[np.ndarray], data: BulkData) -> float:
@@ -573,13 +582,19 @@ def run(cfg: Settings, work: str, log: Callable[[str], None]) -> tuple[list[Row]
         hoard_sliced = hoard_streamed = None
         if hoard_bulk is not None:
             log("3. hoard appender, then read_data (shared memory, the stream) and view slices ...")
-            hoard_w, hoard_r = bulk_write_read(hoard_bulk, bulk, chunk_rows)
+            hoard_w, reads = bulk_write_read(hoard_bulk, bulk, chunk_rows)
+            hoard_r = float(np.median(reads))
+            facts["hoard_reads"] = reads
+            log(f"   hoard read_data: {', '.join(f'{t:.2f} s' for t in reads)}")
             chunk_rows = hoard_bulk.chunk_rows() or chunk_rows
             assert client is not None
             streamed = HoardDataset(
                 client.datasets(REPOSITORY, shared_memory=False), hoard_bulk.path
             )
-            hoard_streamed = timed_read("hoard", streamed.pieces(READ_ROWS), bulk)
+            reads = read_rounds(streamed, bulk)
+            hoard_streamed = float(np.median(reads))
+            facts["hoard_streamed_reads"] = reads
+            log(f"   hoard streamed: {', '.join(f'{t:.2f} s' for t in reads)}")
             hoard_bulk.open()
             try:
                 hoard_sliced = timed_read(
@@ -590,7 +605,10 @@ def run(cfg: Settings, work: str, log: Callable[[str], None]) -> tuple[list[Row]
         facts["chunk_rows"] = chunk_rows
         h5 = LocalH5py(os.path.join(local, "bulk.h5"))
         log(f"3. local h5py (chunks of {chunk_rows} rows) ...")
-        h5_w, h5_r = bulk_write_read(h5, bulk, chunk_rows)
+        h5_w, reads = bulk_write_read(h5, bulk, chunk_rows)
+        h5_r = float(np.median(reads))
+        facts["h5py_reads"] = reads
+        log(f"   local h5py: {', '.join(f'{t:.3f} s' for t in reads)}")
         size = bulk.nbytes
         rows.append(
             ratio_row(
@@ -606,13 +624,21 @@ def run(cfg: Settings, work: str, log: Callable[[str], None]) -> tuple[list[Row]
         )
         rows.append(
             ratio_row(
-                "3. full read back", hoard_r, h5_r, size, "MiB", 0.4, "local h5py", share=True
+                f"3. full read back (median of {ROUNDS})",
+                hoard_r,
+                h5_r,
+                size,
+                "MiB",
+                0.4,
+                "local h5py",
+                share=True,
             )
         )
         if hoard_streamed is not None:
             rows.append(
                 Row(
-                    "3. (reference) hoard's full read by the stream (shared memory off)",
+                    f"3. (reference) hoard's full read by the stream (shared memory off, median "
+                    f"of {ROUNDS})",
                     f"{size / MiB / hoard_streamed:.0f} MiB/s ({hoard_streamed:.2f} s)",
                     "",
                     f"{h5_r / hoard_streamed:.0%} of local h5py",
@@ -657,7 +683,8 @@ def run(cfg: Settings, work: str, log: Callable[[str], None]) -> tuple[list[Row]
         try:
             if hs is not None:
                 log("3. HSDS through h5pyd ...")
-                hs_w, hs_r = bulk_write_read(hs, bulk, None)  # HSDS picks its own chunks
+                hs_w, reads = bulk_write_read(hs, bulk, None)  # HSDS picks its own chunks
+                hs_r = float(np.median(reads))
                 facts["hsds_chunks"] = hs.chunks()
                 rows.append(
                     ratio_row(
@@ -672,7 +699,13 @@ def run(cfg: Settings, work: str, log: Callable[[str], None]) -> tuple[list[Row]
                 )
                 rows.append(
                     ratio_row(
-                        "3. full read back", hoard_r, hs_r, size, "MiB", 3, "HSDS over unix sockets"
+                        f"3. full read back (median of {ROUNDS})",
+                        hoard_r,
+                        hs_r,
+                        size,
+                        "MiB",
+                        3,
+                        "HSDS over unix sockets",
                     )
                 )
 
@@ -862,7 +895,8 @@ mapped lazily, so its pages are faulted in by the untimed check), with the strea
 memory off) as a reference row; the peers read it in slices (HSDS limits a request's size); a
 reference row gives hoard in the same slices. Only the reads are timed, and every read-back
 is checked against what was written.
-Row 1 is the median of three rounds per side, interleaved, each into a fresh file.
+Row 1 is the median of three rounds per side, interleaved, each into a fresh file; each full
+read is the median of three reads of the same data.
 The 10 x 10 slices are read at the same random positions of the bulk dataset by each side
 (tvb-storage's get_data opens and closes the file at each call, as TVB's readers do). Every
 other figure is taken once; absolute numbers drift 20-40% between runs on shared machines, the
