@@ -111,6 +111,25 @@ def test_fast_path_and_stream_give_the_same_arrays(hoard_daemon, claims):
     assert wait_until(lambda: not segments(hoard_daemon.pid), 5)
 
 
+def test_blocks_in_segments_follow_their_consumer(hoard_daemon, claims, monkeypatch):
+    monkeypatch.setattr(hoard.datasets, "SHARED_BLOCK_BYTES", 100 << 10)  # 100 KiB blocks
+    with hoard.connect(hoard_daemon.target, timeout=60) as client:
+        data = stored(client)
+        ds = client.datasets("default")
+        parts = []
+        for offset, block, shape in ds.read_data("s.h5", "i2", (slice(None), slice(3, 60))):
+            assert shape == (40, 57, 200)
+            assert len(segments(hoard_daemon.pid)) <= 2  # at most two wait for this loop
+            parts.append((offset, block))
+        assert len(claims) == len(parts) > 2
+        assert [o for o, _ in parts] == sorted(o for o, _ in parts)
+        joined = np.concatenate([b for _, b in parts])
+        np.testing.assert_array_equal(joined, data["i2"][:, 3:60])
+        first = next(ds.read_data("s.h5", "f8"))  # leave after one block: nothing left
+        np.testing.assert_array_equal(first[1], data["f8"][: len(first[1])])
+    assert wait_until(lambda: not segments(hoard_daemon.pid))
+
+
 def test_a_cancelled_read_or_a_client_that_never_claims_leaves_nothing(hoard_daemon):
     with hoard.connect(hoard_daemon.target, timeout=60) as client:
         stored(client)
@@ -121,15 +140,15 @@ def test_a_cancelled_read_or_a_client_that_never_claims_leaves_nothing(hoard_dae
     )
     with grpc.insecure_channel(hoard_daemon.target) as channel:
         stub = datasets_pb2_grpc.DatasetsStub(channel)
-        replies = list(stub.ReadData(request))  # read the reply, never open the segment
-        assert len(replies) == 1 and replies[0].HasField("shared_memory")
-        name = replies[0].shared_memory.name
-        info = os.stat(SHM / name, follow_symlinks=False)
+        call = stub.ReadData(request)
+        reply = next(call)  # read the reply, never open the segment, leave
+        assert reply.HasField("shared_memory")
+        info = os.stat(SHM / reply.shared_memory.name, follow_symlinks=False)
         assert stat.S_IMODE(info.st_mode) == 0o600 and stat.S_ISREG(info.st_mode)
         assert info.st_uid == os.getuid()
+        call.cancel()
         for _ in range(5):  # cancelled as soon as started
-            call = stub.ReadData(request)
-            call.cancel()
+            stub.ReadData(request).cancel()
         assert wait_until(lambda: not segments(hoard_daemon.pid))
 
 
@@ -162,13 +181,14 @@ def test_the_bound_on_unclaimed_memory_holds(daemon_factory, tmp_path):
     )
     with grpc.insecure_channel(d.target) as channel:
         stub = datasets_pb2_grpc.DatasetsStub(channel)
-        first = list(stub.ReadData(request))  # 480 KiB, unclaimed: within the bound
-        assert first[0].HasField("shared_memory")
+        first = stub.ReadData(request)
+        assert next(first).HasField("shared_memory")  # 480 KiB held, unclaimed: within
         second = list(stub.ReadData(request))  # would make 960 KiB: streamed
         assert not any(b.HasField("shared_memory") for b in second)
         got = np.concatenate([np.frombuffer(b.data.data, "<f8") for b in second])
         np.testing.assert_array_equal(got.reshape(data["f8"].shape), data["f8"])
         assert len(segments(d.pid)) == 1
+        first.cancel()
     assert wait_until(lambda: not segments(d.pid))
 
 

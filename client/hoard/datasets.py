@@ -19,7 +19,6 @@ the batching appender.
 from __future__ import annotations
 
 import builtins
-import itertools
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -62,6 +61,7 @@ __all__ = [
 
 CHUNK_BYTES = 1 << 20  # file transfers (import, export, zip) move in chunks of this size
 STREAMED_READ_BYTES = 16 << 20  # selections estimated above this are read streamed at once
+SHARED_BLOCK_BYTES = 64 << 20  # read_data's blocks through shared memory
 
 
 # -- typed replies ---------------------------------------------------------------------------
@@ -306,64 +306,73 @@ class Datasets:
         self, path: str, dataset: str, selection: Key = None, *, where: str = "/"
     ) -> Iterator[tuple[int, np.ndarray, tuple[int, ...]]]:
         """``(offset, block, full shape)`` per block of ``dataset[selection]`` along its first
-        axis, streamed (``ReadData``); through shared memory, the whole selection is one
-        block."""
-        blocks = self._replies(path, dataset, selection, where)
-        if isinstance(blocks, np.ndarray):
-            yield 0, blocks, blocks.shape
-            return
-        for block in blocks:
-            yield block.offset, from_array(block.data), tuple(int(n) for n in block.shape)
+        axis, streamed (``ReadData``); on the daemon's host, blocks of 64 MiB come through
+        shared memory (mapped, not copied)."""
+        yield from self._decoded(path, dataset, selection, where, SHARED_BLOCK_BYTES, copy=True)
 
     def _request(self, path: str, dataset: str, selection: Key, where: str) -> pb.GetDataRequest:
         return pb.GetDataRequest(
             node=self.node(path, dataset, where), selection=selection_from_key(selection)
         )
 
-    def _replies(
-        self, path: str, dataset: str, selection: Key, where: str
-    ) -> np.ndarray | Iterator[Any]:
-        """``ReadData``'s answer: the whole selection when the daemon handed it over in
-        shared memory, else its stream of blocks. A segment this process cannot map is
-        left to the daemon (it unlinks it) and the selection streamed; this client then
-        stops asking."""
+    def _decoded(
+        self,
+        path: str,
+        dataset: str,
+        selection: Key,
+        where: str,
+        block_bytes: int,
+        *,
+        copy: bool,
+    ) -> Iterator[tuple[int, np.ndarray, tuple[int, ...]]]:
+        """``ReadData``'s blocks as arrays (streamed ones read-only views unless ``copy``),
+        asking for shared memory (blocks of about ``block_bytes``, 0: one) when this client
+        does. A first segment this process cannot
+        map is left to the daemon (it unlinks it) and the selection streamed; this client
+        then stops asking."""
         request = self._request(path, dataset, selection, where)
-        request.shared_memory = self.shared_memory
+        if self.shared_memory:
+            request.shared_memory = True
+            request.shared_memory_block_bytes = block_bytes
         stream = self.transport.server_stream("Datasets.ReadData", request)
-        if not self.shared_memory:
-            return stream
-        first = next(stream, None)
-        if first is None:
-            return iter(())
-        if not first.HasField("shared_memory"):
-            return itertools.chain([first], stream)
+        first = True
         try:
-            return claim(first.shared_memory)
-        except Unclaimable:
-            self.shared_memory = False
-            request.shared_memory = False
-            return self.transport.server_stream("Datasets.ReadData", request)
+            for block in stream:
+                shape = tuple(int(n) for n in block.shape)
+                if block.HasField("shared_memory"):
+                    try:
+                        array = claim(block.shared_memory)
+                    except Unclaimable:
+                        if not first:
+                            raise
+                        self.shared_memory = False
+                        stream.close()
+                        request.shared_memory = False
+                        stream = self.transport.server_stream("Datasets.ReadData", request)
+                        yield from (
+                            (b.offset, from_array(b.data, copy=copy), tuple(map(int, b.shape)))
+                            for b in stream
+                        )
+                        return
+                else:
+                    array = from_array(block.data, copy=copy)
+                first = False
+                yield block.offset, array, shape
         finally:
             stream.close()
 
     def _read_whole(self, path: str, dataset: str, selection: Key, where: str) -> np.ndarray:
-        blocks = self._replies(path, dataset, selection, where)
-        if isinstance(blocks, np.ndarray):
-            return blocks
         out: np.ndarray | None = None
         texts: list[np.ndarray] = []
-        for block in blocks:
-            shape = tuple(int(n) for n in block.shape)
-            if out is None and (len(shape) == 0 or tuple(block.data.shape) == shape):
-                return from_array(block.data)  # the whole selection in one block
-            if block.data.dtype == "str":  # text: widths vary by block, join at the end
-                texts.append(from_array(block.data))
+        for offset, part, shape in self._decoded(path, dataset, selection, where, 0, copy=False):
+            if out is None and (len(shape) == 0 or part.shape == shape):
+                return part if part.flags.writeable else part.copy()  # the whole selection
+            if part.dtype.kind == "U":  # text: widths vary by block, join at the end
+                texts.append(part)
                 continue
             if out is None:
-                out = np.empty(shape, dtype=np.dtype(block.data.dtype))
-            # decoded in place: the block's bytes are copied once, into ``out``
-            part = from_array(block.data, copy=False)
-            out[block.offset : block.offset + len(part)] = part
+                out = np.empty(shape, dtype=part.dtype)
+            out[offset : offset + len(part)] = part
         if texts:
             return np.concatenate(texts)
         if out is None:  # an empty selection: nothing streamed, ask once for its dtype/shape

@@ -143,14 +143,16 @@ class AppendAck(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., dataset: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetDataRequest(_message.Message):
-    __slots__ = ("node", "selection", "shared_memory")
+    __slots__ = ("node", "selection", "shared_memory", "shared_memory_block_bytes")
     NODE_FIELD_NUMBER: _ClassVar[int]
     SELECTION_FIELD_NUMBER: _ClassVar[int]
     SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_BLOCK_BYTES_FIELD_NUMBER: _ClassVar[int]
     node: NodeRef
     selection: Selection
     shared_memory: bool
-    def __init__(self, node: _Optional[_Union[NodeRef, _Mapping]] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ..., shared_memory: _Optional[bool] = ...) -> None: ...
+    shared_memory_block_bytes: int
+    def __init__(self, node: _Optional[_Union[NodeRef, _Mapping]] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ..., shared_memory: _Optional[bool] = ..., shared_memory_block_bytes: _Optional[int] = ...) -> None: ...
 
 class SharedMemory(_message.Message):
     __slots__ = ("name", "size", "dtype", "shape")

@@ -30,8 +30,8 @@ from hoard_server.services.datasets.service import (
     DatasetService,
     NodeDescription,
     NodeRef,
+    SharedBlock,
 )
-from hoard_server.services.datasets.shared_memory import Segment
 
 
 def _ref(msg: pb.NodeRef) -> NodeRef:
@@ -101,10 +101,11 @@ def _same_host(peer: str) -> bool:
     return peer.startswith(("unix:", "ipv4:127.", "ipv6:[::1]", "ipv6:%5B::1%5D"))
 
 
-def _shared_block(s: Segment) -> pb.DataBlock:
+def _shared_block(b: SharedBlock) -> pb.DataBlock:
+    s = b.segment
     return pb.DataBlock(
-        offset=0,
-        shape=s.shape,
+        offset=b.offset,
+        shape=b.shape,
         shared_memory=pb.SharedMemory(name=s.name, size=s.size, dtype=s.dtype, shape=s.shape),
     )
 
@@ -165,13 +166,24 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
     def ReadData(self, request: pb.GetDataRequest, context: grpc.ServicerContext):
         with self._limits.stream("read", context) as stream:
             if request.shared_memory and _same_host(context.peer()):
-                segment = self._datasets.read_shared(_ref(request.node), _items(request.selection))
-                if segment is not None:
-                    try:
-                        yield _shared_block(segment)
-                    except GeneratorExit:  # the client left: nobody will claim it
-                        self._datasets.discard_shared(segment)
-                        raise
+                shared = self._datasets.read_shared(
+                    _ref(request.node),
+                    _items(request.selection),
+                    request.shared_memory_block_bytes,
+                    context.is_active,
+                )
+                if shared is not None:
+                    items = iter(shared)
+                    while True:
+                        with stream.waiting():  # mostly waiting for the client's claims
+                            item = next(items, None)
+                        if item is None:
+                            break
+                        if isinstance(item, SharedBlock):
+                            with stream.waiting():
+                                yield _shared_block(item)
+                        else:
+                            yield from stream.send(iter([(_block(item[0]), item[1])]))
                     return
             blocks = self._datasets.read_data(_ref(request.node), _items(request.selection))
             yield from stream.send((_block(b), reserved) for b, reserved in blocks)

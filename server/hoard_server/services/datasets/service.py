@@ -9,9 +9,11 @@ through the repository's ``OpenFiles``; appends go through the ``GroupAppender``
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass
@@ -119,6 +121,16 @@ class DataBlock:
 
 
 @dataclass(frozen=True)
+class SharedBlock:
+    """A block of a ReadData answer in a shared-memory segment (``segment.shape``: the
+    block's; ``shape``: the selection's)."""
+
+    offset: int
+    segment: Segment
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class NodeDescription:
     node: str
     kind: str  # "group" or "dataset"
@@ -138,6 +150,21 @@ def _cut(shape: tuple[int, ...], itemsize: int, block_bytes: int) -> list[tuple[
     row = max(1, math.prod(shape[1:]) * itemsize)
     step = max(1, block_bytes // row)
     return [(lo, min(shape[0], lo + step)) for lo in range(0, shape[0], step)]
+
+
+def _offset(ranges: list[tuple[int, int]], by: int) -> list[tuple[int, int]]:
+    return [(a + by, b + by) for a, b in ranges]
+
+
+def _claimed(shared: SharedSegments, name: str, is_active: Callable[[], bool]) -> bool:
+    """Wait (while the client is there) until it claims segment ``name``; whether it did."""
+    wait = 0.0005
+    while not shared.claimed(name):
+        if not is_active():
+            return False
+        time.sleep(wait)
+        wait = min(wait * 2, 0.05)
+    return True
 
 
 def _size(part: AppendPart) -> int:
@@ -437,10 +464,22 @@ class DatasetService:
         blocks = _cut(shape, itemsize, block_bytes) or [(0, 0)] if shape else [(0, 1)]
         return self._blocks(files, ref, sel, blocks, shape)
 
-    def read_shared(self, ref: NodeRef, items: Sequence[Item] = ()) -> Segment | None:
-        """The selection written into a shared-memory segment for a client on this host;
-        None when it goes by the stream instead (shared memory off or unavailable, text,
-        a small selection, or the unclaimed segments' bound reached)."""
+    def read_shared(
+        self,
+        ref: NodeRef,
+        items: Sequence[Item] = (),
+        block_bytes: int = 0,
+        is_active: Callable[[], bool] = lambda: True,
+    ) -> Iterator[SharedBlock | tuple[DataBlock, int]] | None:
+        """The selection for a client on this host, in shared-memory segments of about
+        ``block_bytes`` each (0: one segment); None when it goes by the stream instead
+        (shared memory off or unavailable, text, a small selection).
+
+        At most two segments wait for their client at once: the next is written once the
+        one before the last is claimed (so blocks follow their consumer, freed as it goes).
+        Segments are held while the stream runs and released when it ends; the rest is
+        streamed (``(DataBlock, reserved)`` as ``read_data`` gives) when a segment would take
+        the unclaimed bytes past the bound or the client stops claiming."""
         shared = self.shared
         if shared is None or not shared.available:
             return None
@@ -451,22 +490,38 @@ class DatasetService:
             if nodes.is_text(ds.dtype) or not sel.shape:
                 return None
             dtype = ds.dtype
-        shape = sel.shape
         if sel.count * dtype.itemsize < SHARED_MIN_BYTES:
             return None
+        shape = sel.shape
+        blocks = _cut(shape, dtype.itemsize, block_bytes) if block_bytes else [(0, shape[0])]
+        return self._shared_blocks(shared, files, ref, sel, dtype, blocks, is_active)
+
+    def _shared_blocks(
+        self,
+        shared: SharedSegments,
+        files: OpenFiles,
+        ref: NodeRef,
+        sel: Selection,
+        dtype: np.dtype,
+        blocks: list[tuple[int, int]],
+        is_active: Callable[[], bool],
+    ) -> Iterator[SharedBlock | tuple[DataBlock, int]]:
+        shape = sel.shape
         little = dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
         row = math.prod(shape[1:])
+        rows = max(1, SHARED_PIECE_BYTES // max(1, row * dtype.itemsize))
+        # two read buffers, reused in turn: each piece is read while the previous is written
+        buffers = [np.empty(min(rows, shape[0]) * row, little) for _ in range(2)]
 
-        def pieces() -> Iterator[np.ndarray]:
-            # two buffers, reused in turn: each block is read while the previous is written
-            rows = max(1, SHARED_PIECE_BYTES // max(1, row * dtype.itemsize))
-            buffers = [np.empty(min(rows, shape[0]) * row, little) for _ in range(2)]
+        def pieces(lo: int, hi: int) -> Iterator[np.ndarray]:
             turn = 0
-            for lo, hi in _cut(shape, dtype.itemsize, SHARED_FILL_BYTES):
+            for start_fill, stop_fill in _cut(
+                (hi - lo, *shape[1:]), dtype.itemsize, SHARED_FILL_BYTES
+            ):
                 with files.reading(ref.path) as f:
                     ds = nodes.dataset(f, ref.node, ref.path, ref.repository)
-                    for start in range(lo, hi, rows):
-                        stop = min(hi, start + rows)
+                    for start in range(lo + start_fill, lo + stop_fill, rows):
+                        stop = min(lo + stop_fill, start + rows)
                         out = buffers[turn][: (stop - start) * row]
                         sel.block(start, stop).read_into(
                             ds, out.reshape((stop - start, *shape[1:]))
@@ -474,12 +529,32 @@ class DatasetService:
                         turn = 1 - turn
                         yield out
 
-        return shared.write(shape, little, pieces)
-
-    def discard_shared(self, segment: Segment) -> None:
-        """Unlink a segment whose reply could not be sent."""
-        if self.shared is not None:
-            self.shared.discard(segment.name)
+        sent: list[str] = []
+        try:
+            for n, (lo, hi) in enumerate(blocks):
+                if len(sent) >= 2 and not _claimed(shared, sent[-2], is_active):
+                    return  # the client left or stopped claiming
+                segment = shared.write(
+                    (hi - lo, *shape[1:]), little, functools.partial(pieces, lo, hi)
+                )
+                if segment is None:  # over the bound: the rest by the stream
+                    rest = [
+                        (a, b)
+                        for start, stop in blocks[n:]
+                        for a, b in _offset(
+                            _cut((stop - start, *shape[1:]), dtype.itemsize, READ_BLOCK_BYTES),
+                            start,
+                        )
+                    ]
+                    yield from self._blocks(files, ref, sel, rest, shape)
+                    return
+                sent.append(segment.name)
+                yield SharedBlock(lo, segment, shape)
+            for name in sent[-2:]:  # the stream ends once its client has every segment
+                if not _claimed(shared, name, is_active):
+                    return
+        finally:
+            shared.release(sent)
 
     def _blocks(
         self,

@@ -1,11 +1,13 @@
 """Shared-memory segments: how a large read reaches a client on the daemon's host.
 
-The daemon writes a selection into a fresh file of ``/dev/shm`` (a random 128-bit name
-carrying the daemon's pid, mode 0600, created O_EXCL|O_NOFOLLOW: nobody else's file is ever
-opened, and only the daemon's user can open it) and names it in the reply; the client maps
-it and unlinks it at once. A segment nobody claims within ``CLAIM_SECONDS`` is unlinked by
-the daemon, and the bytes of segments not yet claimed are bounded: a read beyond the bound
-is streamed instead. Segments of a daemon that died are unlinked when the next one starts.
+The daemon writes a selection (or a block of it) into a fresh file of ``/dev/shm`` (a random
+128-bit name carrying the daemon's pid, mode 0600, created O_EXCL|O_NOFOLLOW: nobody else's
+file is ever opened, and only the daemon's user can open it) and names it in the reply; the
+client maps it and unlinks it at once (that is the claim). A segment is held while its stream
+runs; once released (the stream ended, or was cancelled) one nobody claims within
+``CLAIM_SECONDS`` is unlinked by the daemon. The bytes of segments not yet claimed are
+bounded: a read beyond the bound is streamed instead. Segments of a daemon that died are
+unlinked when the next one starts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -117,7 +119,7 @@ class SharedSegments:
             if sum(s for s, _ in self._pending.values()) + size > self.max_bytes:
                 return None
             name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(16)}"
-            self._pending[name] = (size, float("inf"))  # not reaped while being written
+            self._pending[name] = (size, float("inf"))  # held: never reaped until released
         try:
             path = os.path.join(self.directory, name)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -130,9 +132,20 @@ class SharedSegments:
         except BaseException:
             self.discard(name)
             raise
+        return Segment(name, size, dtype.str, tuple(shape))  # held until released
+
+    def claimed(self, name: str) -> bool:
+        """Whether the client has unlinked the segment (or it is gone otherwise)."""
+        return not os.path.lexists(os.path.join(self.directory, name))
+
+    def release(self, names: Iterable[str]) -> None:
+        """The stream of these segments ended: the ones still there are unlinked if nobody
+        claims them within CLAIM_SECONDS."""
+        now = time.monotonic()
         with self._lock:
-            self._pending[name] = (size, time.monotonic())
-        return Segment(name, size, dtype.str, tuple(shape))
+            for name in names:
+                if name in self._pending:
+                    self._pending[name] = (self._pending[name][0], now)
 
     def discard(self, name: str) -> None:
         """Unlink a segment whose reply will not be sent."""
