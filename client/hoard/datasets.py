@@ -61,7 +61,7 @@ __all__ = [
 
 CHUNK_BYTES = 1 << 20  # file transfers (import, export, zip) move in chunks of this size
 STREAMED_READ_BYTES = 16 << 20  # selections estimated above this are read streamed at once
-SHARED_BLOCK_BYTES = 64 << 20  # read_data's blocks through shared memory
+SHARED_BLOCK_BYTES = 16 << 20  # read_data's blocks through shared memory
 
 
 # -- typed replies ---------------------------------------------------------------------------
@@ -306,7 +306,7 @@ class Datasets:
         self, path: str, dataset: str, selection: Key = None, *, where: str = "/"
     ) -> Iterator[tuple[int, np.ndarray, tuple[int, ...]]]:
         """``(offset, block, full shape)`` per block of ``dataset[selection]`` along its first
-        axis, streamed (``ReadData``); on the daemon's host, blocks of 64 MiB come through
+        axis, streamed (``ReadData``); on the daemon's host, blocks of 16 MiB come through
         shared memory (mapped, not copied)."""
         yield from self._decoded(path, dataset, selection, where, SHARED_BLOCK_BYTES, copy=True)
 
