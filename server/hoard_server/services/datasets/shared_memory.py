@@ -79,7 +79,8 @@ def _alive(pid: int) -> bool:
 
 
 class SharedSegments:
-    """The segments one daemon has handed out and nobody has claimed yet; thread-safe."""
+    """The segments one daemon has written and their clients have not claimed yet (held by
+    a running stream, or released and waiting CLAIM_SECONDS); thread-safe."""
 
     def __init__(self, max_bytes: int, directory: str = SHM_DIR) -> None:
         self.max_bytes = max_bytes
@@ -119,10 +120,14 @@ class SharedSegments:
             if sum(s for s, _ in self._pending.values()) + size > self.max_bytes:
                 return None
             name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(16)}"
+            path = os.path.join(self.directory, name)
+            # created under the lock: _prune must never see it registered but absent
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except OSError:
+                return None  # /dev/shm refuses (full, read-only): the stream it is
             self._pending[name] = (size, float("inf"))  # held: never reaped until released
         try:
-            path = os.path.join(self.directory, name)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
                 written = _write_pieces(fd, pieces())
             finally:
@@ -152,11 +157,6 @@ class SharedSegments:
         with self._lock:
             self._pending.pop(name, None)
         self._unlink(name)
-
-    def pending_bytes(self) -> int:
-        with self._lock:
-            self._prune()
-            return sum(s for s, _ in self._pending.values())
 
     def stop(self) -> None:
         """Unlink every unclaimed segment (daemon shutdown)."""
