@@ -43,7 +43,7 @@ from hoard_server.errors import DataLoss, InvalidArgument
 from hoard_server.storage.lmdb_env import LmdbEnvironment, Txn
 from hoard_server.storage.metadata import encoding as enc
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: record bodies pickled (plain values only), not JSON
 DEFAULT_MAP_SIZE = 8 << 30
 DB_NAMES = ("docs", "records", "bodies", "fields", "values", "schema", "meta")
 _ID = struct.Struct(">Q")
@@ -115,14 +115,16 @@ def _entry_of(key: bytes) -> tuple[bytes, int, bool]:
 
 class _SchemaDelta:
     """Changes to the schema counts within one transaction, applied at its end. New
-    records count by (name, Python type), in C; replaced and removed entries by key."""
+    records count by shape (their names and their values' Python types: records of one
+    extractor share a few), replaced and removed entries by key."""
 
     def __init__(self) -> None:
-        self.by_type: Counter[tuple[str, type]] = Counter()
+        self.by_shape: Counter[tuple[tuple[str, ...], tuple[type, ...]]] = Counter()
         self.by_key: Counter[tuple[bytes, int, bool]] = Counter()
 
-    def add_fields(self, fields: dict[str, Value]) -> None:
-        self.by_type.update(zip(fields, map(type, fields.values()), strict=True))
+    def add_fields(self, fields: dict[str, Value], names: tuple[str, ...] | None = None
+                   ) -> None:
+        self.by_shape[(names or tuple(fields), tuple(map(type, fields.values())))] += 1
 
     def add_key(self, key: bytes, sign: int) -> None:
         self.by_key[_entry_of(key)] += sign
@@ -130,8 +132,12 @@ class _SchemaDelta:
     def totals(self) -> dict[bytes, list[int]]:
         """{field name: the seven counters' changes}."""
         out: dict[bytes, list[int]] = {}
+        by_type: Counter[tuple[str, type]] = Counter()
+        for (names, kinds), n in self.by_shape.items():
+            for pair in zip(names, kinds, strict=True):
+                by_type[pair] += n
         items = [((name.encode("utf-8"), int(_PY_TAG[kind]), False), n)
-                 for (name, kind), n in self.by_type.items()]
+                 for (name, kind), n in by_type.items()]
         for (name, tag, shortened), n in [*items, *self.by_key.items()]:
             d = out.get(name)
             if d is None:
@@ -164,16 +170,18 @@ class _Names(dict[str, bytes]):
 
 
 class _Forms(dict[tuple[type, Value], bytes]):
-    """(type, value) -> the value's index form, computed once per batch; remembers whether
-    any value had to be shortened (then keys are counted one by one)."""
+    """(type, value) -> the value's index form, computed once (up to ``CACHED`` values:
+    the frequent ones come early); ``shortened`` is set when a value had to be shortened
+    since it was last cleared (shortened forms are never cached, so it always is)."""
 
+    CACHED = 100_000
     shortened = False
 
     def __missing__(self, key: tuple[type, Value]) -> bytes:
         kind, value = key
         if kind is int and isinstance(value, int) and -enc.SIGN <= value <= enc.UINT64_MAX:
             form = enc.T_INT + (value + enc.SIGN).to_bytes(9, "big")
-            if len(self) < 200_000:
+            if len(self) < self.CACHED:
                 self[key] = form
             return form
         try:
@@ -183,7 +191,7 @@ class _Forms(dict[tuple[type, Value], bytes]):
                                   reason="INVALID_VALUE") from exc
         if shortened:
             self.shortened = True
-        if len(self) < 200_000:
+        elif len(self) < self.CACHED:
             self[key] = form
         return form
 
@@ -194,6 +202,17 @@ class _EntryEncoder:
     def __init__(self) -> None:
         self.names = _Names()
         self.forms = _Forms()
+        self.orders: dict[tuple[str, ...], list[int]] = {}
+
+    def order(self, names: tuple[str, ...], prefixes: list[bytes]) -> list[int]:
+        """The positions of a record's fields in index order (by their prefixes), the same
+        for every record of one shape: computed once per shape."""
+        found = self.orders.get(names)
+        if found is None:
+            found = sorted(range(len(prefixes)), key=prefixes.__getitem__)
+            if len(self.orders) < 10_000:
+                self.orders[names] = found
+        return found
 
     def entries(self, fields: dict[str, Value]) -> tuple[list[bytes], list[bytes]]:
         """(field prefixes, value forms), in the order of ``fields``."""
@@ -218,6 +237,7 @@ class MetadataIndex:
         self._values = self.lmdb.dbs["values"]
         self._schema = self.lmdb.dbs["schema"]
         self._meta = self.lmdb.dbs["meta"]
+        self._encoder = _EntryEncoder()  # its caches outlive a batch; used under the write lock
         with self.lmdb.write() as txn:
             version = txn.get(b"format", db=self._meta)
             if version is None:
@@ -242,11 +262,12 @@ class MetadataIndex:
         are replaced with it. A record equal to the stored one changes nothing; of several
         for one file, the last counts."""
         counts = WriteCounts()
-        encoder = _EntryEncoder()
         delta = _SchemaDelta()
         puts: list[bytes] = []  # new records' index keys, put in key order at the end
         forward: list[tuple[bytes, bytes]] = []  # and their values by doc id, appended
         with self.lmdb.write() as txn:
+            encoder = self._encoder
+            forms = encoder.forms
             docs, recs, bodies, fields, values = (
                 self._docs, self._records, self._bodies, self._fields, self._values)
             next_raw = txn.get(b"next_doc", db=self._meta)
@@ -259,6 +280,7 @@ class MetadataIndex:
                 key = doc_key(record.machine_id, record.path)
                 location, body = enc.pack_record(record)
                 all_fields = record.all_fields()
+                forms.shortened = False
                 nbs, fms = encoder.entries(all_fields)
                 old_id = txn.get(key, db=docs)
                 if old_id is None:
@@ -269,11 +291,12 @@ class MetadataIndex:
                     txn.put(doc_id, body, db=bodies)
                     counts.added += 1
                     new_keys = list(map(bytes.__add__, nbs, fms))
-                    puts.extend([k + doc_id for k in new_keys])
-                    pairs = sorted(zip(nbs, fms, strict=True))
-                    forward.extend([(doc_id + nb, fm) for nb, fm in pairs])
-                    delta.add_fields(all_fields)
-                    if encoder.forms.shortened:  # rare: count the shortened ones too
+                    puts.extend(map(bytes.__add__, new_keys, itertools.repeat(doc_id)))
+                    names = tuple(all_fields)
+                    forward.extend([(doc_id + nbs[i], fms[i])
+                                    for i in encoder.order(names, nbs)])
+                    delta.add_fields(all_fields, names)
+                    if forms.shortened:  # rare: count the shortened ones too
                         for k in new_keys:
                             name, tag, shortened = _entry_of(k)
                             if shortened:
