@@ -533,15 +533,30 @@ class MetadataQueryEngine:
     def _page(self, snap: IndexSnapshot, query: MetadataQuery, expr: f.Expr | None,
               token: tuple[bytes, bytes | None] | None) -> tuple[list[_Hit], str | None]:
         """The hits of one page (at most ``limit``) and the token of the next, if any."""
-        plan = self._plan(snap, expr)
         limit = query.limit
         first = query.order_by[0] if query.order_by else None
+        probed = None
+        if (first is not None and len(query.order_by) == 1 and limit is not None
+                and expr is not None and self._walkable(snap, first.field)):
+            checks = _probe_checks(snap, expr)
+            if checks is not None:
+                probed = self._probe_walk(snap, first, checks, token, limit)
+        if probed is not None:
+            return self._finish(snap, query, probed)
+        plan = self._plan(snap, expr)
         walk = False
         if first is not None and self._walkable(snap, first.field):
             total = snap.total()
             walk = _walk_pays(total, total if plan.docs is None else len(plan.docs), limit)
         hits = (self._walk(snap, query, plan, token) if walk
                 else self._sorted(snap, query, plan, token))
+        return self._finish(snap, query, hits)
+
+    def _finish(self, snap: IndexSnapshot, query: MetadataQuery, hits: list[_Hit]
+                ) -> tuple[list[_Hit], str | None]:
+        """The page's hits (at most ``limit``) and the next page's token, if any."""
+        limit = query.limit
+        first = query.order_by[0] if query.order_by else None
         more = limit is not None and len(hits) > limit
         if limit is not None:
             hits = hits[:limit]
@@ -617,16 +632,16 @@ class MetadataQueryEngine:
             # candidate); a range is only sized against the smallest so far
             cap = None if best is None or len(narrowable) == 1 else (
                 best * PROBE_COST if _is_equality(part) else best)
-            ids, complete = self._collect(snap, ranges, cap)
-            if not complete and cap is not None:
+            if cap is not None and not _is_equality(part):
                 # a wide range (process > 100): the few records outside it, when every
                 # record holds the field, are the ones it rules out
                 outside = _complement(snap, ranges)
                 if outside is not None:
                     out_ids, out_complete = self._collect(snap, outside, cap)
-                    if out_complete:
+                    if out_complete and len(out_ids) < cap:
                         excluded = out_ids if excluded is None else excluded | out_ids
                         continue
+            ids, complete = self._collect(snap, ranges, cap)
             if complete:
                 best = len(ids) if best is None else min(best, len(ids))
             found.append((ids, complete, ranges, part))
@@ -815,6 +830,55 @@ class MetadataQueryEngine:
             if limit is not None and len(out) > limit:
                 break
         return out
+
+    def _probe_walk(self, snap: IndexSnapshot, first: OrderBy,
+                    checks: list[tuple[bytes, list[Range]]],
+                    token: tuple[bytes, bytes | None] | None, limit: int) -> list[_Hit] | None:
+        """A page of an ordered query with a small limit, without planning: the first order
+        field's index in order, each file's conditions checked on its stored values, until
+        the limit is passed; None (plan instead) when that takes more than
+        ``PROBE_WALK`` entries per hit, as when few files match."""
+        after, start = token if token else (None, None)
+        budget = PROBE_WALK * (limit + 1)
+        form_of = snap.form
+        out: list[_Hit] = []
+        for form, doc_ids in snap.groups(first.field, first.descending, start):
+            budget -= len(doc_ids)
+            if budget < 0:
+                return None
+            doc_ids = [d for d in doc_ids
+                       if all(_within(form_of(d, prefix), rs) for prefix, rs in checks)]
+            if not doc_ids:
+                continue
+            if len(doc_ids) == 1 and (after is None or form != start):
+                out.append(_Hit(doc_ids[0], b"", form, None))
+            else:
+                group = []
+                for doc_id, (machine, path) in zip(doc_ids, snap.paths(doc_ids), strict=True):
+                    key = _walk_key(first, form, machine, path)
+                    if after is None or key > after:
+                        group.append(_Hit(doc_id, key, form, None, (machine, path)))
+                group.sort(key=lambda h: h.key)
+                out.extend(group)
+            if len(out) > limit:
+                break
+        return out
+
+
+PROBE_WALK = 16  # index entries walked per hit before a probing walk gives way to a plan
+
+
+def _probe_checks(snap: IndexSnapshot, expr: f.Expr) -> list[tuple[bytes, list[Range]]] | None:
+    """(field prefix, ranges) of each condition of a conjunction, when every one is exact
+    on one field (its stored value lies in its ranges exactly when it holds); else None."""
+    checks = []
+    for part in expr.parts if isinstance(expr, f.And) else (expr,):
+        ranges = expr_ranges(snap, part)
+        if ranges is None or not ranges.exact or len(ranges.parts) != 1:
+            return None
+        name, rs = ranges.parts[0]
+        checks.append((name.encode("utf-8") + b"\x00", rs))
+    return checks
 
 
 WALK_ENTRY = 1  # cost of an index entry walked past, against ...
