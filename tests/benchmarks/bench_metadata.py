@@ -22,10 +22,12 @@ machines, the ratios are what matter. This module is never part of the pytest su
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -40,7 +42,7 @@ from tests.benchmarks.bench_objects import (
     fmt_ms,
     machine_info,
     met_text,
-    update_markdown,
+    package_version,
 )
 from tests.buffers import write_buffer_tree
 
@@ -203,10 +205,7 @@ def run_engine(cfg: Settings, root: str, work: str, queries: list[Query],
     with MetadataCache(os.path.join(work, "hoard-index"), sync_roots=[root]) as cache:
 
         def sync() -> Any:
-            last = None
-            for last in cache.synchronize_directory(root):
-                pass
-            return last
+            return collections.deque(cache.synchronize_directory(root), maxlen=1)[0]
 
         side.first_sync, progress = timed(sync)
         log(f"hoard engine: first sync {side.first_sync:.2f} s ({progress})")
@@ -238,7 +237,7 @@ def run_daemon(cfg: Settings, root: str, work: str, queries: list[Query],
     daemon.extra = ("--sync-root", root)
     try:
         daemon.start()
-    except Exception as exc:  # noqa: BLE001 - an older daemon: say why, measure the rest
+    except Exception as exc:  # an older daemon: say why, measure the rest
         side.note = f"daemon did not start with --sync-root ({str(exc).splitlines()[0]})"
         log(f"hoard daemon: {side.note}")
         return side
@@ -252,10 +251,7 @@ def run_daemon(cfg: Settings, root: str, work: str, queries: list[Query],
         def sync() -> Any:
             request = pb.SyncRequest(repository=REPOSITORY, paths=[root],
                                      sync_subdirectories=True)
-            last = None
-            for last in stub.SynchronizeDirectory(request):
-                pass
-            return last
+            return collections.deque(stub.SynchronizeDirectory(request), maxlen=1)[0]
 
         try:
             side.first_sync, _ = timed(sync)
@@ -403,7 +399,7 @@ def prepare_tree(cfg: Settings, work: str, log: Callable[[str], None]) -> str:
     if os.path.exists(root) and os.listdir(root):
         raise SystemExit(f"{root} holds other files: give --tree an empty or earlier tree")
     seconds, _ = timed(lambda: write_buffer_tree(root, cfg.files, seed=cfg.seed))
-    open(marker, "w").close()  # noqa: SIM115 - an empty marker
+    open(marker, "w").close()
     log(f"buffer files: {cfg.files:,} written in {seconds:.1f} s under {root}")
     return root
 
@@ -466,9 +462,6 @@ def main(argv: list[str] | None = None) -> int:
     work = tempfile.mkdtemp(prefix="meta-", dir=args.work_dir)
     command = shlex.join(["python", "-m", "tests.benchmarks.bench_metadata", *argv])
     info = machine_info(work)
-    info["packages"] = info["packages"].replace("disk-objectstore", "qass-tools-analyzer")
-    from tests.benchmarks.bench_objects import package_version
-
     info["packages"] = ", ".join(f"{p} {package_version(p)}" for p in
                                  ("qass-tools-analyzer", "SQLAlchemy", "lmdb", "grpcio"))
     print(f"{command}\nwork dir {work} ({info['disk']})", flush=True)
@@ -484,8 +477,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"kept {work}")
         else:
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
             if made_root:
                 with contextlib.suppress(OSError):
@@ -506,15 +497,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def update_markdown_section(path: str, section: str) -> None:
-    """``bench_objects.update_markdown`` for this module's heading."""
-    import tests.benchmarks.bench_objects as objects
-
-    saved = objects.SECTION
-    objects.SECTION = SECTION
+    """Replace this module's section (up to the next ``## `` heading) in ``path``, or
+    append it."""
     try:
-        update_markdown(path, section)
-    finally:
-        objects.SECTION = saved
+        with open(path) as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        text = "# Benchmarks\n"
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+                   len(lines))
+        before = "\n".join(lines[:start]).rstrip("\n")
+        after = "\n".join(lines[end:])
+        new = (before + "\n\n" if before else "") + section + ("\n" + after if after else "")
+    with open(path, "w") as fh:
+        fh.write(new.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

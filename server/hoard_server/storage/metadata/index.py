@@ -25,7 +25,7 @@ import operator
 import os
 import struct
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -202,14 +202,17 @@ class _EntryEncoder:
     def __init__(self) -> None:
         self.names = _Names()
         self.forms = _Forms()
-        self.orders: dict[tuple[str, ...], list[int]] = {}
+        self.orders: dict[tuple[str, ...], Callable[[list[bytes]], tuple[bytes, ...]]] = {}
 
-    def order(self, names: tuple[str, ...], prefixes: list[bytes]) -> list[int]:
-        """The positions of a record's fields in index order (by their prefixes), the same
-        for every record of one shape: computed once per shape."""
+    def order(self, names: tuple[str, ...], prefixes: list[bytes]
+              ) -> Callable[[list[bytes]], tuple[bytes, ...]]:
+        """What puts a record's prefixes (or forms) in index order (by prefix), the same
+        for every record of one shape: made once per shape."""
         found = self.orders.get(names)
         if found is None:
-            found = sorted(range(len(prefixes)), key=prefixes.__getitem__)
+            positions = sorted(range(len(prefixes)), key=prefixes.__getitem__)
+            found = operator.itemgetter(*positions) if len(positions) > 1 else (
+                lambda items: tuple(items))
             if len(self.orders) < 10_000:
                 self.orders[names] = found
         return found
@@ -293,8 +296,9 @@ class MetadataIndex:
                     new_keys = list(map(bytes.__add__, nbs, fms))
                     puts.extend(map(bytes.__add__, new_keys, itertools.repeat(doc_id)))
                     names = tuple(all_fields)
-                    forward.extend([(doc_id + nbs[i], fms[i])
-                                    for i in encoder.order(names, nbs)])
+                    in_order = encoder.order(names, nbs)
+                    forward.extend(zip(map(doc_id.__add__, in_order(nbs)), in_order(fms),
+                                       strict=True))
                     delta.add_fields(all_fields, names)
                     if forms.shortened:  # rare: count the shortened ones too
                         for k in new_keys:
