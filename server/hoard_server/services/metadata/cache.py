@@ -41,7 +41,6 @@ class MetadataCache:
         self.sync_roots = tuple(os.path.realpath(r) for r in sync_roots)
 
     def close(self) -> None:
-        self.syncer.close()
         self.index.close()
 
     def __enter__(self) -> MetadataCache:
