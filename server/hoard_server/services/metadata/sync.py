@@ -34,6 +34,7 @@ from hoard.metadata.scan import (
     scan_directory,
 )
 from hoard_server.errors import InvalidArgument
+from hoard_server.storage.metadata.encoding import signature_bytes
 from hoard_server.storage.metadata.index import MetadataIndex
 
 DEFAULT_BATCH = 1000
@@ -127,7 +128,7 @@ class MetadataSync:
                                       reason="NOT_A_DIRECTORY", path=os.fspath(raw))
             stored = {
                 path: sig
-                for path, sig, _failed in self.index.signatures(machine, under=root + "/")
+                for path, sig in self.index.signature_bytes(machine, under=root + "/")
                 if in_scope(path, root, sync_subdirectories)
             }
             found = self._changed(root, stored, size, sync_subdirectories=sync_subdirectories,
@@ -204,19 +205,19 @@ class MetadataSync:
         """Records of the files; a file gone since it was listed is left out."""
         return extract_items(self.extraction, items, machine)
 
-    def _changed(self, root: str, stored: dict[str, FileSignature], size: int, **scan: Any
+    def _changed(self, root: str, stored: dict[str, bytes], size: int, **scan: Any
                  ) -> Iterator[tuple[list[Item], tuple[int, int]]]:
         """Batches of the files under ``root`` not in step with ``stored`` (which loses
         every path seen), each with (files scanned, unchanged) since the batch before; the
         last batch may be empty."""
         pending: list[Item] = []
         scanned = unchanged = 0
+        pop, packed = stored.pop, signature_bytes
         for path, st in scan_directory(root, follow_links=self.follow_links, **scan):
             scanned += 1
-            old = stored.pop(path, None)
-            if (old is not None and old.mtime_ns == st.st_mtime_ns
-                    and old.size == st.st_size and old.ctime_ns == st.st_ctime_ns
-                    and old.inode == st.st_ino):
+            old = pop(path, None)
+            if old is not None and old == packed(st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                                 st.st_ino):
                 unchanged += 1
                 continue
             pending.append((path, st))

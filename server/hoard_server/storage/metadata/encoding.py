@@ -204,6 +204,16 @@ def pack_record(record: FileRecord) -> tuple[bytes, bytes]:
     return (head + machine + record.path.encode("utf-8"), pickle.dumps(body, _PICKLE))
 
 
+_SIGNATURE = struct.Struct("<QqqQ")  # the head's first bytes: size, mtime_ns, ctime_ns, inode
+SIGNATURE_BYTES = _SIGNATURE.size
+
+
+def signature_bytes(size: int, mtime_ns: int, ctime_ns: int, inode: int) -> bytes:
+    """A signature as a stored location begins with it: two files' signatures are equal
+    when these bytes are (a re-sync compares them without decoding anything)."""
+    return _SIGNATURE.pack(size, mtime_ns, ctime_ns, inode)
+
+
 def unpack_location(data: bytes) -> tuple[str, str]:
     """(machine_id, path) of a stored location."""
     lm = _HEAD.unpack_from(data)[5]

@@ -418,6 +418,45 @@ class MetadataIndex:
             if not found:
                 return
 
+    def signature_bytes(self, machine_id: str = "", under: str | None = None
+                        ) -> Iterator[tuple[str, bytes]]:
+        """(path, ``encoding.signature_bytes`` of its stored signature) of the records of
+        ``machine_id``, all or those whose path starts with ``under``: ``signatures`` for
+        a re-sync, one tight loop per batch of read transactions."""
+        prefix = enc.encode_str(machine_id)
+        if under is not None:
+            prefix += enc.encode_str(under)[:-1]  # escaped, without the terminator
+        machine = machine_id.encode("utf-8")
+        head, size = enc.LOCATION_HEAD, enc.SIGNATURE_BYTES
+        last: bytes | None = None
+        while True:
+            batch: list[tuple[str, bytes]] = []
+            with self.lmdb.read() as txn:
+                get, recs = txn.get, self._records
+                cur = txn.cursor(db=self._docs)
+                if not cur.set_range(last if last is not None else prefix):
+                    return
+                done = True
+                for key, doc_id in cur.iternext():
+                    if key == last:
+                        continue
+                    if not key.startswith(prefix):
+                        break
+                    if len(batch) >= 10_000:
+                        done = False
+                        break
+                    data = get(doc_id, db=recs) or _present(None, doc_id)
+                    last = key
+                    lm = data[head - 2] | (data[head - 1] << 8)
+                    if data[head : head + lm] != machine:
+                        continue  # a shortened key's prefix: another machine
+                    path = data[head + lm :].decode("utf-8")
+                    if under is None or path.startswith(under):
+                        batch.append((path, data[:size]))
+            yield from batch
+            if done:
+                return
+
     def check(self) -> list[str]:
         """Problems found by comparing the databases with each other: a record without its
         index entries, an entry without its record, a doc key for a missing record, schema
