@@ -3,7 +3,10 @@
 #
 #   scripts/dev.sh serve [hoard serve options]   set up, then run the daemon on 127.0.0.1:50051
 #   scripts/dev.sh test  [pytest options]        set up, then check stubs, lint, type-check, run the tests
-#   scripts/dev.sh bench [benchmark options]     set up with the peers, then run the benchmarks
+#   scripts/dev.sh bench [NAME] [options]        set up with the peers, then run a benchmark:
+#                                                NAME is objects, maintenance or datasets
+#                                                (tests/benchmarks/bench_NAME.py); with no NAME
+#                                                and no options, all three; options alone: objects
 #
 # Everything is installed into ./.venv; nothing outside the checkout is touched.
 set -euo pipefail
@@ -36,10 +39,24 @@ case "$cmd" in
         ;;
     bench)
         setup dev,bench
-        exec "$VENV/bin/python" -m tests.benchmarks.bench_objects "$@"
+        case "${1:-}" in
+            objects|maintenance|datasets)
+                name="$1"
+                shift
+                exec "$VENV/bin/python" -m "tests.benchmarks.bench_$name" "$@"
+                ;;
+            "")
+                for name in objects maintenance datasets; do
+                    "$VENV/bin/python" -m "tests.benchmarks.bench_$name"
+                done
+                ;;
+            *)
+                exec "$VENV/bin/python" -m tests.benchmarks.bench_objects "$@"
+                ;;
+        esac
         ;;
     *)
-        echo "usage: scripts/dev.sh serve|test|bench [options]" >&2
+        echo "usage: scripts/dev.sh serve|test|bench [objects|maintenance|datasets] [options]" >&2
         exit 2
         ;;
 esac

@@ -37,15 +37,13 @@ from hoard_server.services.datasets.files import DatasetFileService, ImportHeade
 from hoard_server.storage.hdf5 import superblock
 from hoard_server.storage.hdf5.files import OpenFiles
 from hoard_server.storage.registry import RepositoryRegistry
-
-TVB_PYTHON = "/tmp/tvbvenv/bin/python"
-needs_tvb = pytest.mark.skipif(not os.path.exists(TVB_PYTHON), reason="no tvb-storage venv")
+from tests.harness.tvb import TVB_PYTHON, needs_tvb
 
 
 def tvb(script: str, *args: str) -> str:
     """Run ``script`` with tvb-storage's Python; its standard output."""
     done = subprocess.run(
-        [TVB_PYTHON, "-c", script, *args], capture_output=True, text=True, timeout=120
+        [str(TVB_PYTHON), "-c", script, *args], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -35,8 +35,8 @@ from hoard_server.services.datasets.service import (
     NodeRef,
 )
 from hoard_server.storage.registry import RepositoryRegistry
+from tests.harness.tvb import TVB_PYTHON, needs_tvb
 
-TVB_PYTHON = Path("/tmp/tvbvenv/bin/python")
 FILE = "p/7/TimeSeries.h5"
 
 
@@ -370,9 +370,8 @@ def test_metadata_round_trips_with_tvb_conventions_on_disk(service, registry, no
         assert attrs["plain"] == 7 and "TVB_plain" not in attrs
 
 
+@needs_tvb
 def test_tvb_reads_what_hoard_writes(service, registry):
-    if not TVB_PYTHON.exists():
-        pytest.skip("tvb-storage's venv is not installed here")
     service.store_data(ref("data"), encode(np.arange(6.0).reshape(2, 3)))
     service.set_metadata(ref(), {"yes": True, "when": WHEN, "title": "t", "n": 3})
     service.close_file(ref())

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 import hoard
 from hoard.v1 import datasets_pb2 as dpb
 from hoard.v1 import datasets_pb2_grpc
+from hoard.v1 import metadata_pb2 as mpb
 from hoard.v1 import objects_pb2 as opb
 from hoard.v1 import repositories_pb2 as rpb
 
@@ -368,6 +369,100 @@ CALLS += [
     Call("/hoard.v1.Datasets/Describe", False, False, lambda r, k: [_node(r)]),
 ]
 BACKUP_ROOT = Path("/nonexistent")  # set by the fixture
+SYNC_ROOT = Path("/nonexistent")  # set by the fixture: a sync root holding BUFFER
+BUFFER = "Hostile_00001p1c0b01_dump_00.000"  # a buffer's name; not one inside: a parse failure
+
+
+def _buffer() -> str:
+    return str(SYNC_ROOT / BUFFER)
+
+
+def _record(n: int = 0) -> mpb.Record:
+    return mpb.Record(
+        path=f"C:/hostile/f{n}",
+        signature=mpb.FileSignature(size=1, mtime_ns=2, ctime_ns=3, inode=4),
+        fields={"process": mpb.FieldValue(int_value=n)},
+    )
+
+
+def _filter() -> mpb.Filter:
+    return mpb.Filter(
+        condition=mpb.Condition(field="process", op=">=", values=[mpb.FieldValue(int_value=0)])
+    )
+
+
+CALLS += [
+    Call(
+        "/hoard.v1.MetadataCache/SynchronizeDirectory",
+        False,
+        True,
+        lambda r, k: [mpb.SyncRequest(repository=r, paths=[str(SYNC_ROOT)], batch_size=10)],
+    ),
+    Call(
+        "/hoard.v1.MetadataCache/AddFiles",
+        False,
+        True,
+        lambda r, k: [mpb.AddFilesRequest(repository=r, files=[_buffer()])],
+    ),
+    Call(
+        "/hoard.v1.MetadataCache/RemoveFiles",
+        False,
+        False,
+        lambda r, k: [mpb.RemoveFilesFromCacheRequest(repository=r, files=["/gone/file"])],
+    ),
+    Call(
+        "/hoard.v1.MetadataCache/GetNonSynchronizedFiles",
+        False,
+        False,
+        lambda r, k: [mpb.NonSynchronizedRequest(repository=r, files=[_buffer()])],
+    ),
+    Call(
+        "/hoard.v1.MetadataCache/Signatures",
+        False,
+        True,
+        lambda r, k: [mpb.SignaturesRequest(repository=r, machine_id="ws", under="C:/")],
+    ),
+    Call(
+        "/hoard.v1.MetadataCache/PushRecords",
+        False,
+        False,
+        lambda r, k: [mpb.PushRecordsRequest(repository=r, machine_id="ws",
+                                             records=[_record(0), _record(1)])],
+    ),
+    Call(
+        "/hoard.v1.MetadataCache/RemoveRecords",
+        False,
+        False,
+        lambda r, k: [mpb.RemoveRecordsRequest(repository=r, machine_id="ws",
+                                               paths=["C:/hostile/f1"])],
+    ),
+    Call(
+        "/hoard.v1.MetadataCache/Query",
+        False,
+        True,
+        lambda r, k: [mpb.QueryRequest(repository=r, filter=_filter(), limit=5,
+                                       order_by=[mpb.OrderBy(field="process")],
+                                       output="records")],
+    ),
+    Call(
+        "/hoard.v1.MetadataCache/Count",
+        False,
+        False,
+        lambda r, k: [mpb.CountRequest(repository=r, text="process >= 0")],
+    ),
+    Call(
+        "/hoard.v1.MetadataCache/Schema",
+        False,
+        False,
+        lambda r, k: [mpb.SchemaRequest(repository=r)],
+    ),
+    Call(
+        "/hoard.v1.MetadataCache/ReadFile",
+        False,
+        True,
+        lambda r, k: [mpb.ReadFileRequest(repository=r, path=_buffer())],
+    ),
+]
 
 
 def test_every_rpc_is_in_the_table():
@@ -377,6 +472,7 @@ def test_every_rpc_is_in_the_table():
         *opb.DESCRIPTOR.services_by_name.values(),
         *rpb.DESCRIPTOR.services_by_name.values(),
         *dpb.DESCRIPTOR.services_by_name.values(),
+        *mpb.DESCRIPTOR.services_by_name.values(),
     ]
     for service in services:
         for method in service.methods:
@@ -389,11 +485,16 @@ def test_every_rpc_is_in_the_table():
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    global BACKUP_ROOT
+    global BACKUP_ROOT, SYNC_ROOT
     base = tmp_path_factory.mktemp("hostile")
     BACKUP_ROOT = base / "backups"
     BACKUP_ROOT.mkdir()
-    d = DaemonProcess(str(base / "data"), "--backup-root", str(BACKUP_ROOT)).start()
+    SYNC_ROOT = base / "instrument"
+    SYNC_ROOT.mkdir()
+    (SYNC_ROOT / BUFFER).write_bytes(b"not a buffer header " * 100)
+    d = DaemonProcess(
+        str(base / "data"), "--backup-root", str(BACKUP_ROOT), "--sync-root", str(SYNC_ROOT)
+    ).start()
     with hoard.connect(d.target) as client:
         assert client.repository().put_object(STORED) == KEY
     with grpc.insecure_channel(d.target) as ch:  # what the DatasetFiles calls act on
@@ -409,8 +510,8 @@ def daemon(tmp_path_factory):
         files.WriteXmlMetadata(
             dpb.XmlMetadata(repository="default", path=PROJECT_XML, metadata={"name": "x"})
         )
-        for call in CALLS:  # a dataset with rows, for the Datasets calls
-            if call.path.endswith(("/StoreData", "/AppendData")):
+        for call in CALLS:  # a dataset with rows, for the Datasets calls; the buffer indexed
+            if call.path.endswith(("/StoreData", "/AppendData", "/SynchronizeDirectory")):
                 assert send(ch, call, call.make("default", KEY))[0] == OK
     yield d
     d.stop()

@@ -19,6 +19,7 @@ from hoard.tvb import (
     MissingDataFileException,
     MissingDataSetException,
 )
+from tests.harness.tvb import TVB_PYTHON, needs_tvb
 
 ROOT = HDF5StorageManager.ROOT_NODE_PATH
 STORE_PATH = "/node1/node2"
@@ -226,9 +227,6 @@ def test_files_helper_copy_and_remove(client: Any, tmp_path: Path) -> None:
 
 
 # -- with tvb-storage itself ---------------------------------------------------------------------
-
-TVB_PYTHON = Path("/tmp/tvbvenv/bin/python")
-needs_tvb = pytest.mark.skipif(not TVB_PYTHON.exists(), reason="tvb-storage's venv is not here")
 
 _TVB_WRITE = """
 import sys, datetime, numpy

@@ -17,6 +17,11 @@ The layers, from the wire up: ``transport`` (channel, retries, error translation
 Datasets (HDF5 files): ``client.datasets("default")`` gives :class:`Datasets` (``arrays``,
 ``datasets``, ``appender``, ``h5view``); ``hoard.tvb`` is TVB's HDF5StorageManager and
 FilesHelper over it.
+
+Metadata cache (qass's BufferMetadataCache): ``client.metadata("default")`` gives
+:class:`MetadataCache` (client-side or server-side directory sync, queries built with
+``hoard.metadata.query``'s ``select(M).filter(M.channel == 1)``); ``hoard.qass`` is qass's
+``BufferMetadataCache`` over it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from hoard.errors import (
     FailedPreconditionError,
     HoardError,
     InvalidArgumentError,
+    InvalidQueryError,
     NotFoundError,
     ObjectNotFoundError,
     OutOfRangeError,
@@ -43,8 +49,11 @@ from hoard.errors import (
     RepositoryNotFoundError,
     ResourceExhaustedError,
     StorageFullError,
+    TypeMismatchError,
     UnavailableError,
+    UnknownFieldError,
 )
+from hoard.metadata.client import MetadataCache
 from hoard.reports import ObjectStat, RepositoryInfo
 
 try:
@@ -63,6 +72,8 @@ __all__ = [
     "FailedPreconditionError",
     "HoardError",
     "InvalidArgumentError",
+    "InvalidQueryError",
+    "MetadataCache",
     "NotFoundError",
     "ObjectNotFoundError",
     "ObjectStat",
@@ -74,7 +85,9 @@ __all__ = [
     "RepositoryNotFoundError",
     "ResourceExhaustedError",
     "StorageFullError",
+    "TypeMismatchError",
     "UnavailableError",
+    "UnknownFieldError",
     "__version__",
     "connect",
 ]

@@ -313,14 +313,26 @@ class Appender:
 
     def _take_batch(self) -> _Batch:
         assert self._axis is not None
-        blocks = self._pending
+        # The queued blocks up to max_rows / max_bytes (at least one block): a writer that
+        # outruns the stream must not make one message of everything queued, which gRPC
+        # refuses above its message size limit. What is left stays due.
+        take = rows = nbytes = 0
+        for block in self._pending:
+            more = block.shape[self._axis]
+            if take and (rows + more > self.max_rows or nbytes + block.nbytes > self.max_bytes):
+                break
+            take += 1
+            rows += more
+            nbytes += block.nbytes
+        blocks = self._pending[:take]
         data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=self._axis)
         self._sequence += 1
-        batch = _Batch(self._sequence, data, self._sent, self._pending_rows)
+        batch = _Batch(self._sequence, data, self._sent, rows)
         self._unacked.append(batch)
         self._sent += batch.rows
-        self._pending = []
-        self._pending_rows = self._pending_bytes = 0
+        self._pending = self._pending[take:]
+        self._pending_rows -= rows
+        self._pending_bytes -= nbytes
         return batch
 
     def _read_acks(self, call: BidiCall, generation: int) -> None:

@@ -12,6 +12,7 @@ import grpc
 from hoard.admin import Repositories
 from hoard.aiida import Repository
 from hoard.datasets import Datasets
+from hoard.metadata.client import MetadataCache
 from hoard.reports import RepositoryInfo
 from hoard.transport import DEFAULT_TARGET, Transport, channel_options, resolve_target
 
@@ -116,6 +117,13 @@ class Client:
     def datasets(self, repository: str = "default") -> Datasets:
         """The HDF5 files (datasets face) of ``repository`` (no call is made)."""
         return Datasets(self.transport, repository)
+
+    def metadata(self, repository: str = "default", *, machine_id: str | None = None
+                 ) -> MetadataCache:
+        """The metadata cache of ``repository`` (no call is made). ``machine_id`` names this
+        machine's records (None: ``$HOARD_MACHINE_ID``, else "" when the daemon runs here,
+        else the host name)."""
+        return MetadataCache(self.transport, repository, machine_id=machine_id)
 
     def create_repository(self, name: str) -> RepositoryInfo:
         """Create repository ``name``; creating one that exists returns it unchanged."""

@@ -34,16 +34,23 @@ __all__ = [
     "FolderNotFoundError",
     "HoardError",
     "InvalidArgumentError",
+    "InvalidMachineIdError",
+    "InvalidMetadataValueError",
+    "InvalidPageTokenError",
     "InvalidPathError",
+    "InvalidPatternError",
+    "InvalidQueryError",
     "InvalidSelectionError",
     "LengthMismatchError",
     "MetadataNotFoundError",
     "NotADatasetError",
     "NotAGroupError",
+    "NotASyncDirectoryError",
     "NotFoundError",
     "NotHDF5Error",
     "ObjectNotFoundError",
     "OutOfRangeError",
+    "OutsideSyncRootsError",
     "OverloadedError",
     "PermissionDeniedError",
     "ReplyTooLargeError",
@@ -52,7 +59,10 @@ __all__ = [
     "SelectionOutOfRangeError",
     "ShapeMismatchError",
     "StorageFullError",
+    "TooManyRecordsError",
+    "TypeMismatchError",
     "UnavailableError",
+    "UnknownFieldError",
     "error_for_status",
     "error_info",
     "from_rpc_error",
@@ -193,7 +203,8 @@ class InvalidPathError(InvalidArgumentError):
 
 
 class DatasetFileNotFoundError(NotFoundError):
-    """The HDF5 file (or plain file) the request names does not exist (FILE_NOT_FOUND)."""
+    """The HDF5 file (or plain file) the request names does not exist (FILE_NOT_FOUND);
+    also the metadata cache's ReadFile of a file that is gone."""
 
 
 class FolderNotFoundError(NotFoundError):
@@ -254,6 +265,64 @@ class FileDamagedError(DataCorruptionError):
     """The HDF5 file cannot be read correctly (FILE_DAMAGED)."""
 
 
+# -- the metadata cache (reasons listed in metadata.proto) ---------------------------------------
+#
+# A bad query is a ValueError where qass's users (SQLAlchemy) meet one, and more precisely an
+# AttributeError for a field no record has (``BM.no_such_field``) and a TypeError for a value
+# of the wrong type (``M.channel == "one"`` against a number field). The SDK's query builder
+# raises the same classes for what it can see before sending.
+
+
+class InvalidQueryError(InvalidArgumentError):
+    """A malformed query: bad syntax, an operator with the wrong values, null compared with
+    < or >, a NaN (INVALID_QUERY)."""
+
+
+class UnknownFieldError(InvalidQueryError, AttributeError):
+    """The query names a field no record has (UNKNOWN_FIELD); ``field`` names it."""
+
+    def __init__(self, message: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.field = self.details.get("field", "")
+
+
+class TypeMismatchError(InvalidQueryError, TypeError):
+    """A value of a type the field never holds (TYPE_MISMATCH), or a Python value that is
+    no metadata value at all."""
+
+
+class InvalidPageTokenError(InvalidArgumentError):
+    """The resume token is damaged or belongs to another query (INVALID_PAGE_TOKEN)."""
+
+
+class InvalidMetadataValueError(InvalidArgumentError):
+    """A pushed record holds a value or field name the index cannot store (INVALID_VALUE)."""
+
+
+class TooManyRecordsError(InvalidArgumentError):
+    """More records in one push than the daemon takes (TOO_MANY_RECORDS); the SDK splits
+    its pushes, so users do not meet this."""
+
+
+class InvalidMachineIdError(InvalidArgumentError):
+    """The machine_id is reserved for the daemon's own records (it starts with "@")
+    (INVALID_MACHINE_ID)."""
+
+
+class InvalidPatternError(InvalidArgumentError):
+    """A sync's regex or glob pattern does not compile (INVALID_PATTERN)."""
+
+
+class NotASyncDirectoryError(InvalidArgumentError, NotADirectoryError):
+    """A path given to synchronize_directory is not a directory (NOT_A_DIRECTORY)."""
+
+
+class OutsideSyncRootsError(PermissionDeniedError):
+    """A server-side sync or read names a path outside the daemon's sync roots
+    (OUTSIDE_SYNC_ROOTS): sync it from the workstation instead (client-side), or ask the
+    admin to add a ``--sync-root``."""
+
+
 # Reasons that name a narrower condition than their status code. Any other reason (INVALID_KEY,
 # HASH_MISMATCH, DATA_LOSS, ...) is kept on the exception and the code picks the class.
 _BY_REASON: dict[str, type[HoardError]] = {
@@ -277,6 +346,16 @@ _BY_REASON: dict[str, type[HoardError]] = {
     "NOT_A_GROUP": NotAGroupError,
     "LENGTH_MISMATCH": LengthMismatchError,
     "FILE_DAMAGED": FileDamagedError,
+    "INVALID_QUERY": InvalidQueryError,
+    "UNKNOWN_FIELD": UnknownFieldError,
+    "TYPE_MISMATCH": TypeMismatchError,
+    "INVALID_PAGE_TOKEN": InvalidPageTokenError,
+    "INVALID_VALUE": InvalidMetadataValueError,
+    "TOO_MANY_RECORDS": TooManyRecordsError,
+    "INVALID_PATTERN": InvalidPatternError,
+    "INVALID_MACHINE_ID": InvalidMachineIdError,
+    "NOT_A_DIRECTORY": NotASyncDirectoryError,
+    "OUTSIDE_SYNC_ROOTS": OutsideSyncRootsError,
 }
 
 

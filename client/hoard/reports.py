@@ -106,6 +106,7 @@ class StoreInfo(Report):
     last_verification_errors: int = 0
     dataset_files: int = 0
     dataset_bytes: int = 0
+    metadata_records: int = 0
 
 
 @dataclass(frozen=True, slots=True, eq=False)

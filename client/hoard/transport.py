@@ -26,6 +26,8 @@ from hoard.errors import HoardError, from_rpc_error, retry_pushback
 from hoard.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
+    metadata_pb2,
+    metadata_pb2_grpc,
     objects_pb2,
     objects_pb2_grpc,
     repositories_pb2,
@@ -56,6 +58,7 @@ _STUBS = {
     "Repositories": repositories_pb2_grpc.RepositoriesStub,
     "Datasets": datasets_pb2_grpc.DatasetsStub,
     "DatasetFiles": datasets_pb2_grpc.DatasetFilesStub,
+    "MetadataCache": metadata_pb2_grpc.MetadataCacheStub,
 }
 
 
@@ -81,7 +84,7 @@ class Method:
 
 def _methods() -> dict[str, Method]:
     found: dict[str, Method] = {}
-    for module in (objects_pb2, repositories_pb2, datasets_pb2):
+    for module in (objects_pb2, repositories_pb2, datasets_pb2, metadata_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
                 found[f"{service.name}.{m.name}"] = Method(

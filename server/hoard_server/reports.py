@@ -40,6 +40,7 @@ class StoreInfo:
     packs: tuple[PackReport, ...] = ()
     dataset_files: int = 0  # HDF5 files under datasets/ (scratch names not counted)
     dataset_bytes: int = 0
+    metadata_records: int = 0  # records in the metadata cache, every machine_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 One module per command group: :mod:`~hoard.cli.objects` (put, get, cat, has, stat, ls, rm),
 :mod:`~hoard.cli.repo` (repo create/ls/rm), :mod:`~hoard.cli.maintenance` (info, maintain,
 verify, backup, restore), :mod:`~hoard.cli.datasets` (ds ls/describe/cat/export/import/rm/
-mv/du) and :mod:`~hoard.cli.serve` (the daemon, passed through). Errors are
+mv/du), :mod:`~hoard.cli.metadata` (meta sync/query/count/schema/rm) and
+:mod:`~hoard.cli.serve` (the daemon, passed through). Errors are
 reported as ``hoard: <message>`` on stderr with exit code 1, never a traceback.
 """
 
@@ -15,14 +16,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hoard.cli import datasets, maintenance, objects, repo, serve
+from hoard.cli import datasets, maintenance, metadata, objects, repo, serve
 from hoard.client import connect
 from hoard.errors import HoardError, UnavailableError
 from hoard.transport import DEFAULT_TARGET
 
 __all__ = ["build_parser", "main"]
 
-GROUPS = (objects, maintenance, repo, datasets)
+GROUPS = (objects, maintenance, repo, datasets, metadata)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -181,6 +181,8 @@ def verify(client: Client, args: argparse.Namespace) -> int:
 
 
 def problem_line(problem: Problem) -> str:
+    if problem.path == "metadata" and problem.problem.startswith("metadata cache: "):
+        return problem.problem  # the cache's own folder, not a dataset file
     if problem.path:
         return f"dataset file {problem.path}: {problem.problem}"
     return f"{problem.key or '-'}  pack {problem.pack_id}: {problem.problem}"

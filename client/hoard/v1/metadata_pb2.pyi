@@ -7,20 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FieldValue(_message.Message):
-    __slots__ = ("null", "int_value", "float_value", "string_value", "bool_value", "datetime_micros")
+    __slots__ = ("null", "int_value", "float_value", "string_value", "bool_value", "datetime_micros", "uint_value")
     NULL_FIELD_NUMBER: _ClassVar[int]
     INT_VALUE_FIELD_NUMBER: _ClassVar[int]
     FLOAT_VALUE_FIELD_NUMBER: _ClassVar[int]
     STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
     BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
     DATETIME_MICROS_FIELD_NUMBER: _ClassVar[int]
+    UINT_VALUE_FIELD_NUMBER: _ClassVar[int]
     null: bool
     int_value: int
     float_value: float
     string_value: str
     bool_value: bool
     datetime_micros: int
-    def __init__(self, null: _Optional[bool] = ..., int_value: _Optional[int] = ..., float_value: _Optional[float] = ..., string_value: _Optional[str] = ..., bool_value: _Optional[bool] = ..., datetime_micros: _Optional[int] = ...) -> None: ...
+    uint_value: int
+    def __init__(self, null: _Optional[bool] = ..., int_value: _Optional[int] = ..., float_value: _Optional[float] = ..., string_value: _Optional[str] = ..., bool_value: _Optional[bool] = ..., datetime_micros: _Optional[int] = ..., uint_value: _Optional[int] = ...) -> None: ...
 
 class Condition(_message.Message):
     __slots__ = ("field", "op", "values")

@@ -203,7 +203,7 @@ class PackInfo(_message.Message):
     def __init__(self, pack_id: _Optional[int] = ..., size: _Optional[int] = ..., live_bytes: _Optional[int] = ..., dead_bytes: _Optional[int] = ..., single_object: _Optional[bool] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("repository", "uuid", "key_format", "object_count", "raw_bytes", "stored_bytes", "on_disk_bytes", "pack_count", "reclaimable_bytes", "has_dictionary", "packs", "compression_ratio", "last_maintenance", "last_verification", "last_verification_errors", "dataset_files", "dataset_bytes")
+    __slots__ = ("repository", "uuid", "key_format", "object_count", "raw_bytes", "stored_bytes", "on_disk_bytes", "pack_count", "reclaimable_bytes", "has_dictionary", "packs", "compression_ratio", "last_maintenance", "last_verification", "last_verification_errors", "dataset_files", "dataset_bytes", "metadata_records")
     REPOSITORY_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     KEY_FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +221,7 @@ class InfoResponse(_message.Message):
     LAST_VERIFICATION_ERRORS_FIELD_NUMBER: _ClassVar[int]
     DATASET_FILES_FIELD_NUMBER: _ClassVar[int]
     DATASET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    METADATA_RECORDS_FIELD_NUMBER: _ClassVar[int]
     repository: str
     uuid: str
     key_format: str
@@ -238,7 +239,8 @@ class InfoResponse(_message.Message):
     last_verification_errors: int
     dataset_files: int
     dataset_bytes: int
-    def __init__(self, repository: _Optional[str] = ..., uuid: _Optional[str] = ..., key_format: _Optional[str] = ..., object_count: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., on_disk_bytes: _Optional[int] = ..., pack_count: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., has_dictionary: _Optional[bool] = ..., packs: _Optional[_Iterable[_Union[PackInfo, _Mapping]]] = ..., compression_ratio: _Optional[float] = ..., last_maintenance: _Optional[float] = ..., last_verification: _Optional[float] = ..., last_verification_errors: _Optional[int] = ..., dataset_files: _Optional[int] = ..., dataset_bytes: _Optional[int] = ...) -> None: ...
+    metadata_records: int
+    def __init__(self, repository: _Optional[str] = ..., uuid: _Optional[str] = ..., key_format: _Optional[str] = ..., object_count: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., on_disk_bytes: _Optional[int] = ..., pack_count: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ..., has_dictionary: _Optional[bool] = ..., packs: _Optional[_Iterable[_Union[PackInfo, _Mapping]]] = ..., compression_ratio: _Optional[float] = ..., last_maintenance: _Optional[float] = ..., last_verification: _Optional[float] = ..., last_verification_errors: _Optional[int] = ..., dataset_files: _Optional[int] = ..., dataset_bytes: _Optional[int] = ..., metadata_records: _Optional[int] = ...) -> None: ...
 
 class MaintainRequest(_message.Message):
     __slots__ = ("repository", "dry_run", "live", "dead_fraction", "max_packs")

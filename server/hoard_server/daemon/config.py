@@ -67,14 +67,16 @@ class LimitsSection:
     max_read_streams: int = key(
         0,
         "Read, ReadMany and List streams (and the dataset files' ListFiles, ExportFile and "
-        "ZipFolder) served at once; the rest of the workers stay free for short calls",
+        "ZipFolder, the metadata cache's Query, Signatures and ReadFile) served at once; the "
+        "rest of the workers stay free for short calls",
         at_least=0,
         note="3/8 of `workers`: 24",
         moved_from="server",
     )
     max_upload_streams: int = key(
         0,
-        "Put (and ImportFile) streams served at once",
+        "Put (and ImportFile, and the metadata cache's SynchronizeDirectory and AddFiles) "
+        "streams served at once",
         at_least=0,
         note="3/8 of `workers`: 24",
         moved_from="server",
@@ -224,6 +226,21 @@ class DatasetsSection:
 
 
 @dataclass(frozen=True)
+class MetadataSection:
+    """The metadata cache: which of the daemon's directories it may read."""
+
+    sync_roots: tuple[str, ...] = key(
+        (),
+        "directories under which the metadata cache may read files (server-side sync, AddFiles, "
+        "ReadFile); anything outside them is refused (PERMISSION_DENIED), and links out of them "
+        "are not followed",
+        flag="--sync-root",
+        metavar="DIR",
+        note="server-side sync off",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; each field is a TOML table."""
 
@@ -232,6 +249,7 @@ class Config:
     storage: StorageSection = field(default_factory=StorageSection)
     maintenance: MaintenanceSection = field(default_factory=MaintenanceSection)
     datasets: DatasetsSection = field(default_factory=DatasetsSection)
+    metadata: MetadataSection = field(default_factory=MetadataSection)
 
     def storage_settings(self) -> StorageSettings:
         """What the storage engine takes from the [storage] and [maintenance] sections."""

@@ -15,6 +15,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from hoard.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
+    metadata_pb2,
+    metadata_pb2_grpc,
     objects_pb2,
     objects_pb2_grpc,
     repositories_pb2,
@@ -26,10 +28,13 @@ from hoard_server.grpc.dataset_files import DatasetFilesServicer
 from hoard_server.grpc.datasets import DatasetsServicer
 from hoard_server.grpc.interceptors.decode_guard import DecodeGuard
 from hoard_server.grpc.limits import StreamLimits
+from hoard_server.grpc.metadata import MetadataCacheServicer
 from hoard_server.grpc.objects import ObjectsServicer
 from hoard_server.grpc.repositories import RepositoriesServicer
 from hoard_server.services.datasets.files import DatasetFileService
 from hoard_server.services.datasets.service import DatasetService, DatasetSettings
+from hoard_server.services.metadata.indexer import DatasetIndexer
+from hoard_server.services.metadata.service import MetadataService
 from hoard_server.services.objects import ObjectService
 from hoard_server.services.repositories import RepositoryService
 from hoard_server.storage.registry import RepositoryRegistry
@@ -45,6 +50,7 @@ class ServiceContext:
     health: health.HealthServicer
     names: tuple[str, ...]  # every service in SERVICES, for reflection and health
     datasets: DatasetService  # shared: its followers are ended at shutdown
+    indexer: DatasetIndexer  # keeps the dataset files' records in the metadata caches
 
     @classmethod
     def create(cls, config: Config, registry: RepositoryRegistry) -> ServiceContext:
@@ -66,7 +72,8 @@ class ServiceContext:
             limits.budget,
             DatasetSettings(ds.max_reply_bytes, ds.max_open_files, ds.chunk_target_bytes),
         )
-        return cls(config, registry, limits, health.HealthServicer(), names, datasets)
+        indexer = DatasetIndexer(registry, datasets.handle_limit)
+        return cls(config, registry, limits, health.HealthServicer(), names, datasets, indexer)
 
     def serving(self) -> None:
         """Health: every service (and the server as a whole, "") is SERVING."""
@@ -79,6 +86,7 @@ class ServiceContext:
         self.datasets.stop()  # Follow streams would otherwise last the whole grace period
 
     def close(self) -> None:
+        self.indexer.stop()
         self.limits.close()
 
 
@@ -109,6 +117,13 @@ SERVICES: tuple[Service[ServiceContext], ...] = (
         _name(datasets_pb2, "DatasetFiles"),
         lambda ctx: DatasetFilesServicer(DatasetFileService(ctx.registry), ctx.limits),
         datasets_pb2_grpc.add_DatasetFilesServicer_to_server,
+    ),
+    Service(
+        _name(metadata_pb2, "MetadataCache"),
+        lambda ctx: MetadataCacheServicer(
+            MetadataService(ctx.registry, ctx.config.metadata.sync_roots), ctx.limits
+        ),
+        metadata_pb2_grpc.add_MetadataCacheServicer_to_server,
     ),
     # Check answers on the probe pool even when every worker is busy. Watch stays on the
     # workers: it holds its thread for as long as the watcher stays.

@@ -8,8 +8,10 @@ reading or sending pins a thread, and whatever memory the stream holds, for as l
 likes. Three guards keep the daemon answering:
 
 * stream slots: each kind of long stream ("read": Read, ReadMany, List and the dataset
-  files' ListFiles, ExportFile, ZipFolder, and ReadData; "upload": Put, ImportFile;
-  "append": Append; "follow": Follow) may occupy only so many workers at once; the rest
+  files' ListFiles, ExportFile, ZipFolder, and ReadData, and the metadata cache's Query,
+  Signatures, ReadFile; "upload": Put, ImportFile, and the metadata cache's
+  SynchronizeDirectory, AddFiles; "append": Append; "follow": Follow) may occupy only so
+  many workers at once; the rest
   stay free for health checks and short calls.
   A stream over its kind's limit is refused at once with RESOURCE_EXHAUSTED;
 * an idle watchdog cancels a stream that has waited on its client (to read the last message,

@@ -5,6 +5,7 @@ A backup directory holds a copy that a daemon can open as it is::
     <dest>/packs/00000001.pack ...   pack files, each cut at its committed end
     <dest>/index/data.mdb            a compacted snapshot of the LMDB index
     <dest>/datasets/<path>           the dataset (HDF5) files, each a consistent copy
+    <dest>/metadata/data.mdb         a compacted snapshot of the metadata cache (if any)
     <dest>/backup.json               what was backed up, and when (written last)
     <dest>/backup.lock               held (flock) by the backup writing here
 
@@ -16,6 +17,10 @@ copied packs, cut at those ends, hold exactly what the snapshot indexes.
 Incremental and resumable: a pack already in the destination is copied only from where the
 copy ends (sealed packs: not at all). The index is replaced only after every pack is in
 place, and packs that compaction removed are deleted from the backup only after that.
+
+The metadata cache: its LMDB environment is copied in one read transaction (compacted,
+like the index) to a temporary folder that replaces the previous copy once complete. It
+is independent of the objects: any consistent snapshot will do.
 
 Dataset files: each is copied whole while its writes are paused and it is flushed
 (``OpenFiles.consistent``), so the copy is a valid HDF5 file holding every write acknowledged
@@ -49,7 +54,7 @@ import time
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hoard_server.errors import (
     FailedPrecondition,
@@ -71,6 +76,8 @@ from hoard_server.storage.layout import (
     DATASETS,
     INDEX,
     INDEX_DATA,
+    METADATA,
+    METADATA_DATA,
     PACKS,
     DataDirLayout,
     RepositoryLayout,
@@ -82,12 +89,16 @@ from hoard_server.storage.registry import check_repository_name
 from hoard_server.storage.repository import Repository, StorageSettings
 from hoard_server.storage.sandbox import check_relative_path
 
+if TYPE_CHECKING:  # the objects face does not load the metadata code
+    from hoard_server.storage.metadata.index import MetadataIndex
+
 MANIFEST = BACKUP_MANIFEST
 LOCK = BACKUP_LOCK
 MANIFEST_FORMAT = 1
 _COPY_CHUNK = 8 << 20
 # temporary names of this and earlier versions: anything so named is a crashed run's leftover
-_TEMP_PREFIXES = ("index.partial", "index.old", MANIFEST + ".tmp")
+_TEMP_PREFIXES = ("index.partial", "index.old", "metadata.partial", "metadata.old",
+                  MANIFEST + ".tmp")
 _FILE_TEMP = ".partial-"  # a dataset file's copy in progress (hidden: never a dataset file)
 _NAME_MAX = 255  # Linux's limits, checked up front so that a long name is the user's mistake
 _PATH_MAX = 4096
@@ -109,6 +120,11 @@ class BackupSource(Protocol):
     index: ObjectIndex
     activity: Activity
     files: OpenFiles
+
+    @property
+    def metadata(self) -> MetadataIndex: ...
+
+    def has_metadata(self) -> bool: ...
 
 
 # -- the destination ---------------------------------------------------------------------
@@ -501,6 +517,7 @@ def _backup_locked(
             continue
         if not stat.S_ISDIR(os.lstat(entry, dir_fd=pfd).st_mode):
             os.unlink(entry, dir_fd=pfd)  # compacted away since last time (unlink: no follow)
+    metadata_records = _backup_metadata(repo, destination, dfd, tag)
     files: dict[str, list[int]] = {}
     yield from _backup_files(repo, destination, dfd, tag, progress, files)
     manifest = {
@@ -513,6 +530,8 @@ def _backup_locked(
         "files": files,
         "format": MANIFEST_FORMAT,
     }
+    if metadata_records is not None:
+        manifest["metadata_records"] = metadata_records
     tmp = f"{MANIFEST}.tmp-{tag}"
     fd = _open_file(dfd, tmp, path(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
@@ -531,6 +550,53 @@ def _backup_locked(
         f"{progress.file_bytes} bytes"
     )
     yield progress
+
+
+# -- the metadata cache ------------------------------------------------------------------------
+
+
+def _backup_metadata(repo: BackupSource, destination: str, dfd: int, tag: str) -> int | None:
+    """Replace ``<dest>/metadata/`` with a snapshot of the repository's metadata cache; its
+    record count (None: the repository has no cache, and nothing is written)."""
+    if not repo.has_metadata():
+        return None
+    index = repo.metadata
+    partial = f"metadata.partial-{tag}"
+    shown = os.path.join(destination, partial)
+    swapped = False
+    try:
+        os.mkdir(partial, modes.dir_mode(), dir_fd=dfd)
+        pfd = _open_dir(dfd, partial, shown)
+        try:
+            os.fchmod(pfd, modes.dir_mode())
+            fd = _open_file(pfd, METADATA_DATA, os.path.join(shown, METADATA_DATA),
+                            os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            try:
+                os.fchmod(fd, modes.file_mode())
+                records = index.count()
+                with index.lmdb.read() as txn:
+                    index.lmdb.copy_to_fd(fd, txn)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.fsync(pfd)
+        finally:
+            os.close(pfd)
+        old = f"metadata.old-{tag}"
+        try:
+            os.rename(METADATA, old, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except FileNotFoundError:
+            old = ""
+        os.rename(partial, METADATA, src_dir_fd=dfd, dst_dir_fd=dfd)
+        swapped = True
+        os.fsync(dfd)
+        if old:
+            _remove(dfd, old, os.path.join(destination, old))
+    finally:
+        if not swapped:
+            with contextlib.suppress(OSError, HoardError):  # else the next run removes it
+                _remove(dfd, partial, shown)
+    return records
 
 
 # -- dataset files -----------------------------------------------------------------------------
@@ -719,6 +785,11 @@ def restore(backup_dir: str, data_dir: str, repository: str | None = None) -> di
                 f"backup is incomplete: dataset file {rel} ({src}) is missing or changed"
             )
         files[rel] = src
+    metadata_src = RepositoryLayout(backup_dir).metadata_data
+    with_metadata = "metadata_records" in manifest
+    if with_metadata and not os.path.isfile(metadata_src):
+        raise InvalidArgument(
+            f"backup is incomplete: its metadata cache ({metadata_src}) is missing")
     name = check_repository_name(repository or manifest["repository"])
     data = DataDirLayout(os.path.abspath(data_dir))
     root = data.repositories_dir
@@ -737,6 +808,9 @@ def restore(backup_dir: str, data_dir: str, repository: str | None = None) -> di
         for sub in new.directories:
             modes.makedirs(sub)
         _copy_new_file(index_src, new.index_data)
+        if with_metadata:
+            modes.makedirs(new.metadata_dir)
+            _copy_new_file(metadata_src, new.metadata_data)
         total = 0
         for pid, (src, end) in sorted(sources.items()):
             total += _copy_new_file(src, new.pack_path(pid), end)
@@ -749,7 +823,8 @@ def restore(backup_dir: str, data_dir: str, repository: str | None = None) -> di
                 folders.add(folder)
                 folder = os.path.dirname(folder)
             total += _copy_new_file(src, dst)
-        for sub in (new.index_dir, new.packs_dir, *sorted(folders, reverse=True), tmp):
+        synced = [new.metadata_dir] if with_metadata else []
+        for sub in (new.index_dir, new.packs_dir, *synced, *sorted(folders, reverse=True), tmp):
             fsync_dir(sub)
         os.rename(tmp, target)
         fsync_dir(root)
@@ -759,12 +834,13 @@ def restore(backup_dir: str, data_dir: str, repository: str | None = None) -> di
     with ThreadPoolExecutor(2) as pool:
         repo = Repository(name, target, StorageSettings(), pool)
         try:
-            objects = repo.info().object_count
+            restored = repo.info()
         finally:
             repo.close()
     return {
         "repository": name,
-        "objects": objects,
+        "objects": restored.object_count,
+        "metadata_records": restored.metadata_records,
         "packs": len(sources),
         "files": len(files),
         "bytes": total,

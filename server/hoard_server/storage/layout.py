@@ -10,13 +10,16 @@
     <repo>/packs/00000001.pack ...          packs (format in ``pack.py``)
     <repo>/staging/<hex>.upload             large uploads in progress (emptied at start-up)
     <repo>/datasets/<relative path>         HDF5 files of the datasets face (paths: sandbox.py)
+    <repo>/metadata/                        LMDB environment of the metadata cache
+                                            (MetadataIndex; made on first use)
     <repo>/datasets/.hoard-<kind>-<hex>     a dataset file being imported, copied or written
                                             whole (scratch, always at the top; never listed,
                                             zipped or counted)
 
-A backup directory has a repository's ``index/`` and ``packs/`` (so a daemon can open it as
-it is) plus ``backup.json`` and ``backup.lock``. Backups work relative to open directory
-descriptors, so the names are also available on their own (``INDEX``, ``pack_name``...).
+A backup directory has a repository's ``index/``, ``packs/`` and ``metadata/`` (so a daemon
+can open it as it is) plus ``backup.json`` and ``backup.lock``. Backups work relative to
+open directory descriptors, so the names are also available on their own (``INDEX``,
+``pack_name``...).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ INDEX_DATA = "data.mdb"  # the LMDB data file inside INDEX
 PACKS = "packs"
 STAGING = "staging"
 DATASETS = "datasets"
+METADATA = "metadata"
+METADATA_DATA = "data.mdb"  # the LMDB data file inside METADATA
 PACK_SUFFIX = ".pack"
 UPLOAD_SUFFIX = ".upload"
 BACKUP_MANIFEST = "backup.json"
@@ -79,6 +84,15 @@ class RepositoryLayout:
         """The top of the repository's dataset files (made on first use for repositories
         created before the datasets face existed)."""
         return os.path.join(self.root, DATASETS)
+
+    @property
+    def metadata_dir(self) -> str:
+        """The metadata cache's LMDB environment (made when the cache is first used)."""
+        return os.path.join(self.root, METADATA)
+
+    @property
+    def metadata_data(self) -> str:
+        return os.path.join(self.root, METADATA, METADATA_DATA)
 
     def pack_path(self, pack_id: int) -> str:
         return os.path.join(self.root, PACKS, pack_name(pack_id))

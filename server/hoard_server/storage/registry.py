@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from hoard_server.errors import FailedPrecondition, InvalidArgument, RepositoryNotFound
@@ -62,6 +63,7 @@ class RepositoryRegistry:
         self._lock = threading.RLock()
         self._open: dict[str, Repository] = {}
         self._erasing: set[str] = set()  # names whose repository is being closed for erasure
+        self._opened: list[Callable[[Repository], None]] = []  # told of every open repository
         self.pool = ThreadPoolExecutor(
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="codec"
         )
@@ -75,6 +77,19 @@ class RepositoryRegistry:
                     "a valid repository name; if it is a leftover, remove it by hand",
                     os.path.join(self._root, entry),
                 )
+
+    def on_open(self, callback: Callable[[Repository], None]) -> None:
+        """Call ``callback`` with every repository open now and every one opened later
+        (under the registry lock: it must be quick), e.g. to wire a hook into it."""
+        with self._lock:
+            self._opened.append(callback)
+            for repo in self._open.values():
+                callback(repo)
+
+    def _opening(self, repo: Repository) -> Repository:
+        for callback in self._opened:
+            callback(repo)
+        return repo
 
     def _path(self, name: str) -> str:
         return self._layout.repository(check_repository_name(name)).root
@@ -98,7 +113,7 @@ class RepositoryRegistry:
             if repo is None:
                 if name in self._erasing or not os.path.isdir(path):
                     raise RepositoryNotFound(name)
-                repo = Repository(name, path, self.settings, self.pool)
+                repo = self._opening(Repository(name, path, self.settings, self.pool))
                 self._open[name] = repo
             return repo
 
@@ -112,8 +127,10 @@ class RepositoryRegistry:
                 )
             if os.path.isdir(path):
                 return self.get(name), False
-            repo = Repository.create(
-                name, path, self.settings, self.pool, self._layout.scratch("creating")
+            repo = self._opening(
+                Repository.create(
+                    name, path, self.settings, self.pool, self._layout.scratch("creating")
+                )
             )
             self._open[name] = repo
             log.info("created repository %s (uuid %s)", name, repo.uuid)

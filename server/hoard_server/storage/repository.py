@@ -2,7 +2,8 @@
 
 The storage itself is ``packed.PackedStore`` (the ``BlobStore`` implementation); this
 class adds what the service layer asks of a repository beyond the blob store interface:
-creating one on disk, its HDF5 files (``files``, counted in ``info``), and running
+creating one on disk, its HDF5 files (``files``, counted in ``info``), its metadata cache's
+index (``metadata``, opened on first use, its records counted in ``info``), and running
 compaction and verification on it, each handed only the
 engine parts it needs (``hoard_server.maintenance``).
 """
@@ -13,13 +14,14 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Executor
 from dataclasses import replace
 from functools import partial
+from typing import TYPE_CHECKING
 
-from hoard_server.errors import FailedPrecondition
-from hoard_server.reports import MaintenanceProgress, StoreInfo, VerifyProgress
+from hoard_server.errors import FailedPrecondition, RepositoryNotFound
+from hoard_server.reports import MaintenanceProgress, Problem, StoreInfo, VerifyProgress
 from hoard_server.storage import modes
 from hoard_server.storage.blobstore import READ_MANY_INLINE, ObjectStat
 from hoard_server.storage.codec import FRAME_SIZE
@@ -31,6 +33,9 @@ from hoard_server.storage.packed.store import CLOSE_WAIT, INLINE_LIMIT, RETIRE_W
 from hoard_server.storage.records import check_record
 from hoard_server.storage.settings import StorageSettings
 
+if TYPE_CHECKING:  # opened on first use: the objects face does not load the metadata code
+    from hoard_server.storage.metadata.index import MetadataIndex
+
 
 class Repository(PackedStore):
     """Content-addressed objects of one repository. Every public method is thread-safe."""
@@ -41,10 +46,38 @@ class Repository(PackedStore):
         # the datasets face's HDF5 files (services/datasets); opened lazily, file by file
         self.files = OpenFiles(self.layout.datasets_dir, name)
         remove_dataset_scratch(self.layout.datasets_dir)  # a crash's leftovers
+        self._metadata: MetadataIndex | None = None
+        self._metadata_lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def metadata(self) -> MetadataIndex:
+        """The metadata cache's index, opened (and made) on first use;
+        RepositoryNotFound once the repository is closed (erased, or the daemon stopping)."""
+        index = self._metadata
+        if index is None:
+            from hoard_server.storage.metadata.index import MetadataIndex
+
+            with self._metadata_lock:
+                if self._closed:
+                    raise RepositoryNotFound(self.name)
+                if self._metadata is None:
+                    self._metadata = MetadataIndex(self.layout.metadata_dir)
+                index = self._metadata
+        return index
+
+    def has_metadata(self) -> bool:
+        """Whether the repository has a metadata cache (without making one)."""
+        return self._metadata is not None or os.path.isfile(self.layout.metadata_data)
 
     def close(self, timeout: float | None = CLOSE_WAIT) -> None:
         self.files.close_all()
         super().close(timeout)
+        with self._metadata_lock:
+            self._closed = True
+            if self._metadata is not None:
+                self._metadata.close()
+                self._metadata = None
 
     @classmethod
     def create(
@@ -73,6 +106,7 @@ class Repository(PackedStore):
             super().info(),
             dataset_files=len(files),
             dataset_bytes=sum(f.size for f in files),
+            metadata_records=self.metadata.count() if self.has_metadata() else 0,
         )
 
     def maintain(
@@ -112,7 +146,13 @@ class Repository(PackedStore):
         """Re-read and re-hash objects; report every problem (see
         ``maintenance/verifier.py``)."""
         from hoard_server.maintenance.dataset_check import DatasetFileCheck
+        from hoard_server.maintenance.metadata_check import metadata_problems
         from hoard_server.maintenance.verifier import Verifier
+
+        def check_files(sample: float) -> Iterator[Problem]:
+            yield from DatasetFileCheck(self.files).problems(sample)
+            if self.has_metadata():
+                yield from metadata_problems(self.metadata)
 
         with self.activity.hold(reader=False):
             verifier = Verifier(
@@ -122,7 +162,7 @@ class Repository(PackedStore):
                 self.pack_path,
                 self.activity,
                 self.read,
-                DatasetFileCheck(self.files).problems,
+                check_files,
             )
             yield from verifier.run(pack_id, sample)
 

@@ -74,21 +74,29 @@ class Hdf5Extractor(Extractor):
             f = h5py.File(path, "r")
         except OSError as exc:
             raise ExtractionError(f"not a readable HDF5 file ({exc})") from exc
-        out: dict[str, Value] = {}
         with f:
-            for key, value in f.attrs.items():
-                out[field_name(key)] = decode_tvb(value)
-            names: list[str] = []
+            return hdf5_fields(f)
 
-            def visit(name: str, obj: Any) -> None:
-                if isinstance(obj, h5py.Dataset) and len(names) < MAX_DATASETS:
-                    names.append(name)
-                    out[f"{name}.shape"] = "x".join(str(n) for n in obj.shape)
-                    out[f"{name}.ndim"] = len(obj.shape)
-                    out[f"{name}.dtype"] = str(obj.dtype)
-                    for key, value in obj.attrs.items():
-                        out[f"{name}.{field_name(key)}"] = decode_tvb(value)
 
-            f.visititems(visit)
-        out["datasets"] = ",".join(names)
-        return out
+def hdf5_fields(f: Any) -> dict[str, Value]:
+    """The fields of an open ``h5py.File`` (the daemon reads its dataset files through
+    the handles it already has open)."""
+    import h5py
+
+    out: dict[str, Value] = {}
+    for key, value in f.attrs.items():
+        out[field_name(key)] = decode_tvb(value)
+    names: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and len(names) < MAX_DATASETS:
+            names.append(name)
+            out[f"{name}.shape"] = "x".join(str(n) for n in obj.shape)
+            out[f"{name}.ndim"] = len(obj.shape)
+            out[f"{name}.dtype"] = str(obj.dtype)
+            for key, value in obj.attrs.items():
+                out[f"{name}.{field_name(key)}"] = decode_tvb(value)
+
+    f.visititems(visit)
+    out["datasets"] = ",".join(names)
+    return out

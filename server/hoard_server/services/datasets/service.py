@@ -180,6 +180,11 @@ class DatasetService:
 
     # -- plumbing -----------------------------------------------------------------------
 
+    @property
+    def handle_limit(self) -> HandleLimit:
+        """The daemon-wide bound of open HDF5 handles (shared with the metadata indexer)."""
+        return self._handles
+
     def _files(self, repository: str) -> OpenFiles:
         files = open_repository(self._registry, repository).files
         if files.limit is None:

@@ -6,17 +6,24 @@ allowed (``sync_roots``, like ``--backup-root``); anything else is PERMISSION_DE
 A client-side sync extracts on the workstation and pushes records under its machine_id:
 ``signatures`` tells it what the cache already holds, ``push_records`` and
 ``remove_records`` apply its changes.
+
+A cache either opens its own index (a path: tests, tools) or works on one its repository
+owns (``Repository.metadata``: the daemon); it closes only an index it opened.
+
+machine_ids starting with ``@`` are the daemon's own (``DATASETS_MACHINE``: the dataset
+files it indexes itself); a client may not write under one.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 
 from hoard.metadata.extractors import Extraction
 from hoard.metadata.records import FileRecord, FileSignature
 from hoard.metadata.scan import DEFAULT_GLOB, DEFAULT_REGEX
-from hoard_server.errors import InvalidArgument, PermissionDenied
+from hoard_server.errors import InvalidArgument, NotFound, PermissionDenied
 from hoard_server.services.metadata import filters
 from hoard_server.services.metadata.query import MetadataQuery, MetadataQueryEngine, QueryPage
 from hoard_server.services.metadata.sync import DEFAULT_BATCH, MetadataSync, SyncProgress
@@ -28,20 +35,36 @@ from hoard_server.storage.metadata.index import (
 )
 
 MAX_PUSH = 10_000  # records in one push: one transaction
+READ_CHUNK = 1 << 20  # ReadFile's chunks
+DATASETS_MACHINE = "@datasets"  # the records of the repository's own dataset files
+RESERVED_MACHINE_PREFIX = "@"
+
+
+def client_machine_id(machine_id: str | None) -> str | None:
+    """``machine_id`` when a client may use it; InvalidArgument for a reserved one."""
+    if machine_id and machine_id.startswith(RESERVED_MACHINE_PREFIX):
+        raise InvalidArgument(
+            f"machine_id {machine_id[:100]!r} is reserved: ids starting with "
+            f"{RESERVED_MACHINE_PREFIX!r} are the daemon's own (it indexes the dataset files "
+            f"under {DATASETS_MACHINE!r}); choose another", reason="INVALID_MACHINE_ID",
+            machine_id=machine_id[:100])
+    return machine_id
 
 
 class MetadataCache:
-    def __init__(self, path: str, *, sync_roots: Sequence[str] = (),
+    def __init__(self, index: MetadataIndex | str, *, sync_roots: Sequence[str] = (),
                  extraction: Extraction | None = None, batch_size: int = DEFAULT_BATCH,
                  map_size: int = DEFAULT_MAP_SIZE) -> None:
-        self.index = MetadataIndex(path, map_size)
+        self._owns_index = isinstance(index, str)
+        self.index = MetadataIndex(index, map_size) if isinstance(index, str) else index
         self.queries = MetadataQueryEngine(self.index)
         # links are not followed: a link under a root could name any file
         self.syncer = MetadataSync(self.index, extraction, batch_size, follow_links=False)
         self.sync_roots = tuple(os.path.realpath(r) for r in sync_roots)
 
     def close(self) -> None:
-        self.index.close()
+        if self._owns_index:
+            self.index.close()
 
     def __enter__(self) -> MetadataCache:
         return self
@@ -52,7 +75,11 @@ class MetadataCache:
     # -- server-side sync ----------------------------------------------------------------
     def allowed(self, path: str | os.PathLike[str]) -> str:
         """The resolved path when it lies under a sync root; PermissionDenied otherwise."""
-        real = os.path.realpath(os.fspath(path))
+        given = os.fspath(path)
+        if not os.path.isabs(given) or "\x00" in given:
+            raise InvalidArgument(f"{given[:200]!r} is not an absolute path on the daemon's "
+                                  f"host", reason="INVALID_PATH", path=given[:200])
+        real = os.path.realpath(given)
         for root in self.sync_roots:
             if real == root or real.startswith(root.rstrip("/") + "/"):
                 return real
@@ -71,6 +98,7 @@ class MetadataCache:
         batch_size: int | None = None,
     ) -> Iterator[SyncProgress]:
         roots = [self.allowed(p) for p in paths]  # all checked before any is read
+        client_machine_id(machine_id)
         return self.syncer.synchronize_directory(
             *roots, sync_subdirectories=sync_subdirectories, regex_pattern=regex_pattern,
             delete_stale_entries=delete_stale_entries, machine_id=machine_id,
@@ -80,12 +108,13 @@ class MetadataCache:
                            machine_id: str | None = None, batch_size: int | None = None,
                            check_synced: bool = True) -> Iterator[SyncProgress]:
         checked = [self.allowed(f) for f in files]
+        client_machine_id(machine_id)
         return self.syncer.add_files_to_cache(checked, machine_id, batch_size, check_synced)
 
     def remove_files_from_cache(self, files: Iterable[str | os.PathLike[str]],
                                 machine_id: str | None = None) -> int:
         """By path: nothing is opened, so no root is needed (the files may be gone)."""
-        return self.syncer.remove_files_from_cache(files, machine_id)
+        return self.syncer.remove_files_from_cache(files, client_machine_id(machine_id))
 
     def get_non_synchronized_files(self, files: Sequence[str | os.PathLike[str]],
                                    machine_id: str | None = None
@@ -102,6 +131,7 @@ class MetadataCache:
     def push_records(self, records: Sequence[FileRecord], machine_id: str) -> WriteCounts:
         """Records a workstation extracted, stored under its ``machine_id`` (whatever the
         records say), each checked as data from outside."""
+        client_machine_id(machine_id)
         if len(records) > MAX_PUSH:
             raise InvalidArgument(f"push at most {MAX_PUSH} records at a time",
                                   reason="TOO_MANY_RECORDS")
@@ -117,6 +147,7 @@ class MetadataCache:
         return self.index.upsert_many(checked)
 
     def remove_records(self, paths: Iterable[str], machine_id: str) -> WriteCounts:
+        client_machine_id(machine_id)
         return self.index.remove_many((machine_id, p) for p in paths)
 
     # -- queries -------------------------------------------------------------------------
@@ -134,3 +165,39 @@ class MetadataCache:
 
     def schema(self) -> list[FieldInfo]:
         return self.index.schema()
+
+    # -- file content --------------------------------------------------------------------
+    def read_file(self, path: str, chunk: int = READ_CHUNK) -> tuple[int, Iterator[bytes]]:
+        """(size, chunks) of a file on the daemon's host that the cache indexes (under
+        machine_id "") and that lies under a sync root: qass's ``get_matching_buffers``
+        reads the matches' content. FILE_NOT_FOUND for a path the cache does not hold or
+        that is gone; PermissionDenied outside the roots (a link is judged by its target)."""
+        real = self.allowed(path)
+        if self.index.get(os.path.abspath(path)) is None and self.index.get(real) is None:
+            raise NotFound(f"{path!r} is not in the metadata cache; sync it first",
+                           reason="FILE_NOT_FOUND", path=path)
+        try:
+            st = os.stat(real)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"{path!r} is in the metadata cache but no longer on disk",
+                           reason="FILE_NOT_FOUND", path=path) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(f"{path!r} is not a regular file", reason="FILE_NOT_FOUND",
+                           path=path)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            except FileNotFoundError:
+                raise NotFound(f"{path!r} went away while it was being read",
+                               reason="FILE_NOT_FOUND", path=path) from None
+            except OSError as exc:
+                raise PermissionDenied(f"{path!r} cannot be read: {exc.strerror}",
+                                       path=path) from None
+            try:
+                while data := os.read(fd, chunk):
+                    yield data
+            finally:
+                os.close(fd)
+
+        return st.st_size, chunks()

@@ -583,13 +583,17 @@ class MetadataQueryEngine:
 
     def _collect(self, snap: IndexSnapshot, ranges: Ranges, cap: int | None
                  ) -> tuple[set[bytes], bool]:
-        """(doc ids in the ranges, complete): stops once more than ``cap`` are found."""
+        """(doc ids in the ranges, complete): stops once more than ``cap`` are found.
+        A scan cut at its limit is incomplete even when the ids it found were already
+        there (ranges of an ``or`` overlap), so ``out`` grew less than the scan read."""
         out: set[bytes] = set()
         for name, rs in ranges.parts:
             for low, high in rs:
-                out.update(snap.scan_ids(name, low, high,
-                                         None if cap is None else cap + 1 - len(out)))
-                if cap is not None and len(out) > cap:
+                limit = None if cap is None else cap + 1 - len(out)
+                found = snap.scan_ids(name, low, high, limit)
+                out.update(found)
+                if cap is not None and limit is not None and (len(found) >= limit
+                                                              or len(out) > cap):
                     return out, False
         return out, True
 

@@ -30,7 +30,9 @@ case, run in SWMR mode, except on a file whose superblock is too old for it (mad
 
 Watching: ``watch(path)`` gives followers a ``FileWatch`` that is notified whenever a
 writer leaves ``writing`` on that file, the file is closed for an exclusive change, or the
-repository closes.
+repository closes. ``on_change``, if set (the metadata cache's indexer), is told the
+repository-relative path after the same events and after ``exclusive_under`` (a folder
+renamed or removed); it must return at once (it runs on the writer's thread).
 
 Paths are repository-relative and checked by ``sandbox.resolve``.
 """
@@ -123,6 +125,12 @@ class OpenFiles:
         self._entries: dict[str, _Entry] = {}
         self._watches: dict[str, FileWatch] = {}
         self._closed = False
+        self.on_change: Callable[[str], None] | None = None  # see the module's docstring
+
+    def _changed(self, full: str) -> None:
+        hook = self.on_change
+        if hook is not None:
+            hook(sandbox.relative(self.root, full))
 
     def resolve(self, path: str, *, allow_top: bool = False) -> str:
         """The absolute path of a repository-relative path (InvalidArgument if it escapes)."""
@@ -299,6 +307,7 @@ class OpenFiles:
         watch = self._watches.get(full)
         if watch is not None:
             watch.notify()
+        self._changed(full)
 
     @contextmanager
     def consistent(self, path: str) -> Iterator[str]:
@@ -320,6 +329,7 @@ class OpenFiles:
                 watch = self._watches.get(full)
                 if watch is not None:
                     watch.notify()
+                self._changed(full)
 
     @contextmanager
     def exclusive_under(self, *paths: str) -> Iterator[list[str]]:
@@ -341,6 +351,8 @@ class OpenFiles:
             for target in sorted(targets):
                 stack.enter_context(self.exclusive(sandbox.relative(self.root, target)))
             yield fulls
+        for full in fulls:  # a folder's new or removed files are not among the targets
+            self._changed(full)
 
     @contextmanager
     def watch(self, path: str) -> Iterator[FileWatch]:

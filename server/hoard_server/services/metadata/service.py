@@ -1,0 +1,31 @@
+"""The metadata caches of every repository of one registry: what the RPC layer calls.
+
+Each repository owns its cache's index (``Repository.metadata``, opened on first use);
+this service puts a ``MetadataCache`` over it with the daemon's sync roots.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from hoard_server.services.metadata.cache import MetadataCache
+from hoard_server.services.metadata.sync import DEFAULT_BATCH
+from hoard_server.services.repositories import open_repository
+from hoard_server.storage.registry import RepositoryRegistry
+
+
+class MetadataService:
+    """One ``MetadataCache`` per repository of ``registry``; thread-safe (the index is)."""
+
+    def __init__(self, registry: RepositoryRegistry, sync_roots: Sequence[str] = (),
+                 batch_size: int = DEFAULT_BATCH) -> None:
+        self._registry = registry
+        self.sync_roots = tuple(os.path.realpath(r) for r in sync_roots)
+        self._batch_size = batch_size
+
+    def cache(self, repository: str) -> MetadataCache:
+        """The cache of ``repository``: INVALID_REPOSITORY_NAME or REPOSITORY_NOT_FOUND."""
+        repo = open_repository(self._registry, repository)
+        return MetadataCache(repo.metadata, sync_roots=self.sync_roots,
+                             batch_size=self._batch_size)
