@@ -365,6 +365,46 @@ warm-up, from a warm page cache. "same files?" compares each hoard side's files 
 the same set, and the same list where the query is ordered."""
 
 
+# Why a target can be missed: what was measured on the project's machine (2 shared cores),
+# printed under the table for each row that misses its target.
+WHY = {
+    "first sync": (
+        "**First sync** is CPU-bound in one process: per file ~25-35 us to read and parse the "
+        "header and ~80 us to index its 46 fields (46 keys into the ordered `fields` B-tree, "
+        "about a third of it; the record's packed index forms, location, body and doc key; "
+        "one transaction per 5,000 records), while qass parses in a process pool on both "
+        "cores. Extracting in a pool of worker processes was tried and dropped: shipping a "
+        "record back costs more than parsing it (5,000 files: 0.51 s through a pool of two "
+        "against 0.16 s in-process, plus 0.4 s to start the pool). This branch cut the "
+        "engine's CPU for a 20,000-file first sync from 2.8-2.9 s to 2.2-2.4 s (index writes "
+        "alone from 3.3 s to 1.6 s: pickled bodies instead of JSON, one packed value per "
+        "record instead of one entry per field, encoder caches kept across batches, 5,000 "
+        "records per transaction instead of 1,000); 10x needs the per-field key encoding "
+        "and puts out of Python (a C encoder) or fewer keys per record."),
+    "re-sync, nothing changed": (
+        "**Re-sync** is a `stat` of every file (the scan) and one comparison of packed "
+        "signature bytes against the stored ones; both tools walk the same tree."),
+    "three conditions": (
+        "**Three conditions** is dominated by scanning the two equalities' index ranges "
+        "(about 5,000 entries each, ~0.25 us an entry) to intersect them; `process > 100` "
+        "costs nothing (the 100 files outside it are ruled out). Posting lists per value "
+        "(an LMDB dupsort database read with `getmulti`) would make those scans ~10x "
+        "cheaper and are the next step."),
+    "order by + limit 100": (
+        "**Order by + limit 100** walks `process` in order and checks each file's stored "
+        "`channel` (about 400 entries for 100 hits)."),
+}
+
+
+def why_missed(rows: list[Row]) -> list[str]:
+    out = []
+    for r in rows:
+        name = r.scenario.split(":")[0]
+        if r.met is False and name in WHY:
+            out.append(WHY[name])
+    return out
+
+
 def markdown_section(rows: list[Row], info: dict[str, str], command: str, cfg: Settings,
                      notes: list[str]) -> str:
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -378,8 +418,8 @@ def markdown_section(rows: list[Row], info: dict[str, str], command: str, cfg: S
         f"processes 1-{cfg.files:,}), in directories of 1,000.", "",
         table_markdown(rows), "",
     ]
-    lines += [f"- {n}" for n in notes]
-    if notes:
+    lines += [f"- {n}" for n in notes + why_missed(rows)]
+    if notes or why_missed(rows):
         lines.append("")
     lines += [NOTES, ""]
     return "\n".join(lines)
