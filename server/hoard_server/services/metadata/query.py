@@ -29,7 +29,7 @@ import bisect
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -835,8 +835,7 @@ class MetadataQueryEngine:
                 break
         return out
 
-    def _probe_walk(self, snap: IndexSnapshot, first: OrderBy,
-                    checks: list[tuple[bytes, list[Range]]],
+    def _probe_walk(self, snap: IndexSnapshot, first: OrderBy, checks: list[Check],
                     token: tuple[bytes, bytes | None] | None, limit: int) -> list[_Hit] | None:
         """A page of an ordered query with a small limit, without planning: the first order
         field's index in order, each file's conditions checked on its stored values, until
@@ -844,14 +843,13 @@ class MetadataQueryEngine:
         ``PROBE_WALK`` entries per hit, as when few files match."""
         after, start = token if token else (None, None)
         budget = PROBE_WALK * (limit + 1)
-        form_of = snap.form
+        holds = _probe_test(snap, checks)
         out: list[_Hit] = []
         for form, doc_ids in snap.groups(first.field, first.descending, start):
             budget -= len(doc_ids)
             if budget < 0:
                 return None
-            doc_ids = [d for d in doc_ids
-                       if all(_within(form_of(d, prefix), rs) for prefix, rs in checks)]
+            doc_ids = [d for d in doc_ids if holds(d)]
             if not doc_ids:
                 continue
             if len(doc_ids) == 1 and (after is None or form != start):
@@ -872,17 +870,45 @@ class MetadataQueryEngine:
 PROBE_WALK = 16  # index entries walked per hit before a probing walk gives way to a plan
 
 
-def _probe_checks(snap: IndexSnapshot, expr: f.Expr) -> list[tuple[bytes, list[Range]]] | None:
-    """(field prefix, ranges) of each condition of a conjunction, when every one is exact
-    on one field (its stored value lies in its ranges exactly when it holds); else None."""
+Check = tuple[bytes, list[Range], bool]  # field prefix, ranges, an equality (or "in")
+
+
+def _probe_checks(snap: IndexSnapshot, expr: f.Expr) -> list[Check] | None:
+    """(field prefix, ranges, equality) of each condition of a conjunction, when every one
+    is exact on one field (its stored value lies in its ranges exactly when it holds);
+    else None."""
     checks = []
     for part in expr.parts if isinstance(expr, f.And) else (expr,):
         ranges = expr_ranges(snap, part)
         if ranges is None or not ranges.exact or len(ranges.parts) != 1:
             return None
         name, rs = ranges.parts[0]
-        checks.append((name.encode("utf-8") + b"\x00", rs))
+        checks.append((name.encode("utf-8") + b"\x00", rs, _is_equality(part)))
     return checks
+
+
+def _probe_test(snap: IndexSnapshot, checks: list[Check]) -> Callable[[bytes], bool]:
+    """Whether a file (doc id) meets every check, on its stored values. An equality's
+    exact ranges each hold one form (encodings are prefix-free): a set test."""
+    form_of = snap.form
+    tests: list[tuple[bytes, frozenset[bytes] | None, list[Range]]] = []
+    for prefix, rs, equality in checks:
+        single = equality and all(high is not None and high == enc.successor(low)
+                                  for low, high in rs)
+        tests.append((prefix, frozenset(low for low, _ in rs) if single else None, rs))
+    if len(tests) == 1 and tests[0][1] is not None:
+        prefix, values, _ = tests[0]
+        assert values is not None
+        return lambda d: form_of(d, prefix) in values
+
+    def holds(doc_id: bytes) -> bool:
+        for prefix, values, rs in tests:
+            form = form_of(doc_id, prefix)
+            if not (form in values if values is not None else _within(form, rs)):
+                return False
+        return True
+
+    return holds
 
 
 WALK_ENTRY = 1  # cost of an index entry walked past, against ...
