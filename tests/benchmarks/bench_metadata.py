@@ -376,7 +376,7 @@ WHY = {
         "cores. Extracting in a pool of worker processes was tried and dropped: shipping a "
         "record back costs more than parsing it (5,000 files: 0.51 s through a pool of two "
         "against 0.16 s in-process, plus 0.4 s to start the pool). This branch cut the "
-        "engine's CPU for a 20,000-file first sync from 2.8-2.9 s to 2.2-2.4 s (index writes "
+        "engine's CPU for a 20,000-file first sync from 2.8-2.9 s to 2.1-2.4 s (index writes "
         "alone from 3.3 s to 1.6 s: pickled bodies instead of JSON, one packed value per "
         "record instead of one entry per field, encoder caches kept across batches, 5,000 "
         "records per transaction instead of 1,000); 10x needs the per-field key encoding "
