@@ -14,9 +14,13 @@ How it runs, in one read snapshot of the index:
    ``or`` or ``in`` is the union of its ranges; ``!=`` and ``not`` use no index.
    Ranges are wide enough never to miss a match (long values are kept shortened in the
    index), and every candidate is then checked against the whole filter on its record.
-3. With an ordering and a limit and no condition much more selective than the limit, the
-   index of the first order field is walked in order instead, a group of equal values at
-   a time, until the limit is reached.
+   A wide range on a field every record holds (``process > 100``) is not scanned: the
+   few records outside it are ruled out instead.
+3. With an ordering, the index of the first order field is walked in order instead when
+   that costs less than sorting the candidates (``_walk_pays``), a group of equal values
+   at a time, until the limit is reached (or to the end). With a small limit and only
+   exact conditions, no plan is made at all: the walk checks each file's stored values
+   (``_probe_walk``) and gives way to a plan when few files match.
 
 A page ends with a resume token when more may follow: the sort key of its last item and
 a fingerprint of the query it belongs to.
