@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from harness.waiting import wait_until
 
 import hoard
 from hoard import errors
 from hoard.appender import AppenderFullError
-from harness.waiting import wait_until
 
 JOIN_SECONDS = 120.0  # a bound on a hung thread (the test fails), never a measure
 
