@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from hoard import errors
 from hoard.arrays import (
     Key,
     from_array,
@@ -37,7 +38,7 @@ from hoard.arrays import (
     to_array,
     to_value,
 )
-from hoard.errors import ReplyTooLargeError, UnavailableError
+from hoard.errors import ReplyTooLargeError
 from hoard.transport import Transport
 from hoard.v1 import datasets_pb2 as pb
 
@@ -359,12 +360,12 @@ class Datasets:
                     row = block.offset + data.shape[axis]
                     yield data
                 return
-            except UnavailableError as lost:
+            except errors.UnavailableError as lost:
                 self._reach_again(lost, path, dataset, where, resume_timeout)
 
     def _reach_again(
         self,
-        lost: UnavailableError,
+        lost: errors.UnavailableError,
         path: str,
         dataset: str,
         where: str,
@@ -390,7 +391,7 @@ class Datasets:
             try:
                 self.get_data_shape(path, dataset, where=where)
                 return
-            except UnavailableError as again:
+            except errors.UnavailableError as again:
                 lost = again
 
     def get_data_shape(self, path: str, dataset: str, *, where: str = "/") -> DatasetShape:
