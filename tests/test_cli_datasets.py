@@ -72,7 +72,7 @@ def test_ls_describe_cat_du(hoard_daemon: Any, client: Any, capsys: Any) -> None
 
     code, out, _ = run(hoard_daemon, capsys, "ds", "describe", "p/1/x.h5")
     assert code == 0 and "data  (10, 4) int32" in out and "@unit = 'ms'" in out
-    assert out.splitlines()[1:3] == ["/", "  @Data_version = 5"]
+    assert out.splitlines()[1:3] == ["/", "  @TVB_Data_version = 5"]
 
     code, out, _ = run(hoard_daemon, capsys, "ds", "cat", "p/1/x.h5", "data", "[2:4, ::2]")
     assert code == 0 and out == "8,10\n12,14\n"

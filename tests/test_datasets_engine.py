@@ -313,6 +313,65 @@ def test_the_handle_limit_closes_the_least_recently_used(tmp_path):
     files.close_all()
 
 
+def test_idle_handles_are_closed_but_never_one_in_use(tmp_path):
+    limit = HandleLimit(10)
+    files = OpenFiles(str(tmp_path), "repo", limit)
+    appender = GroupAppender()
+    for name in ("busy.h5", "idle.h5"):
+        appender.append(files, name, [AppendBatch("/x", rows(0, 2), 0)])
+        appender.append(files, name, [AppendBatch("/x", rows(2, 2), 0)])  # SWMR: flags set
+
+    def flags(name: str) -> int:  # the superblock's "open for writing" flags, on disk
+        return superblock.status_flags((tmp_path / name).read_bytes()[:4096])
+
+    assert flags("idle.h5") and flags("busy.h5")  # open: another process's h5py refuses
+    with files.writing("busy.h5", swmr=True) as held:
+        assert limit.close_idle(0) == 1  # idle.h5 only
+        assert held.id.valid and held["x"].shape == (4, 3)  # the one in use stays open
+    assert flags("idle.h5") == 0 and flags("busy.h5")  # clean on disk now
+    with h5py.File(tmp_path / "idle.h5", "r") as f:
+        np.testing.assert_array_equal(f["x"][:], rows(0, 4))
+    assert limit.close_idle(3600) == 0  # busy.h5 was used just now
+    assert limit.close_idle(0) == 1
+    assert flags("busy.h5") == 0
+    appender.append(files, "idle.h5", [AppendBatch("/x", rows(4, 1), 0)])  # reopened on demand
+    with files.reading("idle.h5") as f:
+        np.testing.assert_array_equal(f["x"][:], rows(0, 5))
+    files.close_all()
+
+
+def test_a_structural_change_is_made_on_a_copy_whole_or_not_at_all(tmp_path):
+    files = OpenFiles(str(tmp_path), "repo", structural_copy_bytes=1 << 30)
+    appender = GroupAppender()
+    appender.append(files, "a.h5", [AppendBatch("/ts", rows(0, 3), 0)])
+    appender.append(files, "a.h5", [AppendBatch("/ts", rows(3, 2), 0)])  # SWMR handle open
+    inode = os.stat(tmp_path / "a.h5").st_ino
+    with pytest.raises(RuntimeError), files.writing("a.h5") as f:
+        f.attrs["half"] = 1
+        del f["ts"]
+        raise RuntimeError("the change fails midway")
+    with files.reading("a.h5") as f:  # untouched
+        assert "half" not in f.attrs
+        np.testing.assert_array_equal(f["ts"][:], rows(0, 5))
+    with files.writing("a.h5") as f:
+        f.attrs["unit"] = "ms"
+        f.create_dataset("extra", data=np.arange(3))
+    assert os.stat(tmp_path / "a.h5").st_ino != inode  # renamed over the original
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []  # no scratch left
+    appender.append(files, "a.h5", [AppendBatch("/ts", rows(5, 1), 0)])  # reopened: SWMR
+    with files.reading("a.h5") as f:
+        assert f.attrs["unit"] == "ms" and list(f["extra"][:]) == [0, 1, 2]
+        np.testing.assert_array_equal(f["ts"][:], rows(0, 6))
+    files.close_all()
+    in_place = OpenFiles(str(tmp_path), "repo")  # structural_copy_bytes 0: in place
+    with pytest.raises(RuntimeError), in_place.writing("a.h5") as f:
+        f.attrs["half"] = 1
+        raise RuntimeError("the change fails midway")
+    with in_place.reading("a.h5") as f:
+        assert f.attrs["half"] == 1  # what was made before the failure stays
+    in_place.close_all()
+
+
 def test_missing_and_foreign_files_have_their_reasons(files, tmp_path):
     with pytest.raises(NotFound) as missing, files.reading("nope.h5"):
         pass

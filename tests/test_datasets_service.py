@@ -427,7 +427,7 @@ def test_remove_data_and_describe(service, registry):
     kinds = {n.node: n.kind for n in described.nodes}
     assert kinds["/g"] == "group" and kinds["/ts"] == "dataset"
     ts = next(n for n in described.nodes if n.node == "/ts")
-    assert ts.attributes == {"unit": "ms"} and ts.shape is not None and ts.shape.shape == (1, 3)
+    assert ts.attributes == {"TVB_unit": "ms"} and ts.shape is not None and ts.shape.shape == (1, 3)
     assert described.size == os.path.getsize(full_path(registry))
     service.remove_data(ref("a", "/g"))
     assert [n.node for n in service.describe(ref()).nodes] == ["/", "/g", "/g/b", "/ts"]

@@ -356,7 +356,8 @@ def test_the_view_attrs_are_a_mapping_with_raw_names(ds: Any) -> None:
     ds.store_data("at.h5", "data", np.zeros(2))
     ds.set_metadata("at.h5", {"Data_version": 5}, tvb_specific_metadata=True)
     f = ds.open("at.h5")
-    assert f.attrs["TVB_Data_version"] == 5
+    assert f.attrs["TVB_Data_version"] == 5 and list(f.attrs) == ["TVB_Data_version"]
+    assert "Data_version" not in f.attrs  # h5py's names only, as stored
     attrs = f["data"].attrs
     attrs["unit"] = "ms"
     attrs["scale"] = 2.0

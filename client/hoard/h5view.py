@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hoard.datasets import FOLLOW_RESUME_SECONDS
 from hoard.errors import DatasetNotFoundError, NotADatasetError
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from hoard.datasets import Datasets, DatasetShape, NodeDescription
 
 __all__ = ["Attributes", "Dataset", "File", "Group"]
-
-TVB_PREFIX = "TVB_"
 
 
 def _join(parent: str, name: str) -> str:
@@ -56,13 +55,7 @@ class Attributes(MutableMapping[str, Any]):
         return node.attributes
 
     def __getitem__(self, key: str) -> Any:
-        found = self._all()
-        if key in found:
-            return found[key]
-        # A daemon that shows TVB's keys without their prefix still answers the raw name.
-        if key.startswith(TVB_PREFIX) and key[len(TVB_PREFIX) :] in found:
-            return found[key[len(TVB_PREFIX) :]]
-        raise KeyError(key)
+        return self._all()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._datasets.set_metadata(self._path, {key: value}, self._dataset())
@@ -175,10 +168,21 @@ class Dataset:
             self.file_path, self._dataset, grow_dimension=grow_dimension, **options
         )
 
-    def follow(self, from_row: int = 0, grow_dimension: int = -1) -> Iterator[np.ndarray]:
-        """Blocks of rows along ``grow_dimension`` (TVB's default: the last) as they land."""
+    def follow(
+        self,
+        from_row: int = 0,
+        grow_dimension: int = -1,
+        *,
+        resume_timeout: float | None = FOLLOW_RESUME_SECONDS,
+    ) -> Iterator[np.ndarray]:
+        """Blocks of rows along ``grow_dimension`` (TVB's default: the last) as they land,
+        across daemon restarts (see :meth:`~hoard.datasets.Datasets.follow`)."""
         return self.datasets.follow(
-            self.file_path, self._dataset, from_row, grow_dimension=grow_dimension
+            self.file_path,
+            self._dataset,
+            from_row,
+            grow_dimension=grow_dimension,
+            resume_timeout=resume_timeout,
         )
 
     def __repr__(self) -> str:

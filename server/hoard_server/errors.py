@@ -103,6 +103,13 @@ class Overloaded(HoardError):
         self.retry_after = retry_after
 
 
+class Unavailable(HoardError):
+    """The daemon cannot serve this now but will shortly (it is stopping: the same request
+    succeeds against the restarted daemon). Clients retry or resume."""
+
+    reason = "UNAVAILABLE"
+
+
 class LimitExceeded(HoardError):
     """One request asks for more than a daemon limit allows in one call (a reply too
     large); the same request will fail again: the message names the way around it."""

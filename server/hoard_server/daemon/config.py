@@ -211,6 +211,21 @@ class DatasetsSection:
         "used idle one is closed first",
         at_least=1,
     )
+    handle_idle_seconds: float = key(
+        30.0,
+        "close an HDF5 file nobody has used for this many seconds, so that it is clean on "
+        "disk (plain h5py opens it) while the daemon runs (`0`: never)",
+        metavar="SECONDS",
+        at_least=0,
+    )
+    structural_copy_bytes: int = key(
+        64 << 20,
+        "files up to this size get structural changes (new or deleted datasets, attributes) "
+        "on a copy renamed over them, so a crash cannot damage them (`0`: in place)",
+        metavar="BYTES",
+        at_least=0,
+        note="64 MiB",
+    )
     append_streams: int = key(16, "Append streams served at once", at_least=1)
     follow_streams: int = key(
         16, "Follow streams served at once (each holds a worker while it waits)", at_least=1

@@ -70,7 +70,13 @@ class ServiceContext:
         datasets = DatasetService(
             registry,
             limits.budget,
-            DatasetSettings(ds.max_reply_bytes, ds.max_open_files, ds.chunk_target_bytes),
+            DatasetSettings(
+                ds.max_reply_bytes,
+                ds.max_open_files,
+                ds.chunk_target_bytes,
+                ds.handle_idle_seconds,
+                ds.structural_copy_bytes,
+            ),
         )
         indexer = DatasetIndexer(registry, datasets.handle_limit)
         return cls(config, registry, limits, health.HealthServicer(), names, datasets, indexer)

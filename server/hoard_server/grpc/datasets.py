@@ -3,7 +3,10 @@
 Streams run under ``limits``: ReadData takes a "read" slot, Append an "append" slot, Follow a
 "follow" slot. The idle watchdog counts only the time a stream waits on its client (to take
 a block, or to send the next batch): a follower of a quiet dataset waiting for rows is not a
-stalled client.
+stalled client. An Append stream is idle when its client neither sends nor has a commit or
+an ack pending (its read-ahead thread waits on the client while commits run: that wait does
+not count). At the daemon's stop both end with UNAVAILABLE, reason SHUTTING_DOWN (Append
+after acknowledging what it received).
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
     def Append(self, request_iterator: Iterator[pb.AppendRequest], context: grpc.ServicerContext):
         with self._limits.stream("append", context) as stream:
             parts = (_append_part(m) for m in stream.receive(request_iterator))
-            for ack in self._datasets.append_stream(parts):
+            for ack in self._datasets.append_stream(parts, stream.working):
                 with stream.waiting():
                     yield to_message(pb.AppendAck, ack)
 

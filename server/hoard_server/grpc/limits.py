@@ -43,22 +43,49 @@ M = TypeVar("M")
 
 
 class Stream:
-    """One long RPC under the watchdog; see ``StreamLimits.stream``."""
+    """One long RPC under the watchdog; see ``StreamLimits.stream``.
+
+    Several threads may serve one stream (an Append stream reads its client in one and
+    commits and acknowledges in another). The watchdog's clock (``waiting_since``) runs while
+    at least one of them waits on the client and none is ``working``; it restarts at each
+    message received or sent (progress), so one thread's wait ending cannot hide another's."""
 
     def __init__(self, limits: StreamLimits, context: grpc.ServicerContext) -> None:
         self._limits = limits
         self.context = context
-        self.waiting_since: float | None = None  # monotonic time we began waiting on the client
+        self.waiting_since: float | None = None  # monotonic time the client began to stall us
         self.cancelled = False
+        self._lock = threading.Lock()
+        self._waits = 0  # threads waiting on the client
+        self._work = 0  # threads doing the daemon's work for it
+
+    def _update(self, waits: int, work: int, progress: bool) -> None:
+        with self._lock:
+            self._waits += waits
+            self._work += work
+            if self._work or not self._waits:
+                self.waiting_since = None
+            elif progress or self.waiting_since is None:
+                self.waiting_since = time.monotonic()
 
     @contextlib.contextmanager
     def waiting(self) -> Iterator[None]:
-        """Mark a wait on the client (the watchdog's clock runs only inside this)."""
-        self.waiting_since = time.monotonic()
+        """Mark a wait on the client; leaving it is progress (a message went or came)."""
+        self._update(1, 0, False)
         try:
             yield
         finally:
-            self.waiting_since = None
+            self._update(-1, 0, True)
+
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        """Mark the daemon's work for the client (a commit it will acknowledge): the stream
+        is not idle meanwhile, whatever its other threads wait for."""
+        self._update(0, 1, False)
+        try:
+            yield
+        finally:
+            self._update(0, -1, True)
 
     def receive(self, requests: Iterator[T]) -> Iterator[T]:
         """The request stream, each wait for the client's next message watched."""

@@ -42,6 +42,7 @@ from hoard_server.errors import (
     Overloaded,
     PermissionDenied,
     StorageFull,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ _CODES: list[tuple[type[HoardError], grpc.StatusCode]] = [
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DataLoss, grpc.StatusCode.DATA_LOSS),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
 ]
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"  # gRPC's retry policy honours it (gRFC A6)

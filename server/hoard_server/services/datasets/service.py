@@ -13,6 +13,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass
 
 import h5py
@@ -23,15 +24,21 @@ from hoard_server.errors import (
     InvalidArgument,
     LimitExceeded,
     NotFound,
+    Unavailable,
 )
 from hoard_server.services.batching import ResponseBudget
 from hoard_server.services.datasets import arrays, metadata
 from hoard_server.services.datasets.arrays import ArrayLike, WireArray
-from hoard_server.services.datasets.readahead import read_ahead
+from hoard_server.services.datasets.readahead import Stopped, read_ahead
 from hoard_server.services.datasets.selection import Item, Selection
 from hoard_server.services.repositories import open_repository
 from hoard_server.storage.hdf5 import nodes
-from hoard_server.storage.hdf5.appends import STRING_DTYPE, AppendBatch, GroupAppender
+from hoard_server.storage.hdf5.appends import (
+    STRING_DTYPE,
+    AppendBatch,
+    AppendResult,
+    GroupAppender,
+)
 from hoard_server.storage.hdf5.chunking import TARGET_BYTES
 from hoard_server.storage.hdf5.files import FileWatch, HandleLimit, OpenFiles
 from hoard_server.storage.registry import RepositoryRegistry
@@ -49,6 +56,8 @@ class DatasetSettings:
     max_reply_bytes: int = 64 << 20
     max_open_files: int = 256
     chunk_target_bytes: int = TARGET_BYTES
+    handle_idle_seconds: float = 30.0  # 0: handles stay open until evicted or closed
+    structural_copy_bytes: int = 64 << 20  # 0: structural changes in place
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,13 @@ class _StreamTarget:
         return self._last  # neither named: the previous message's dataset
 
 
+def _shutting_down(what: str) -> Unavailable:
+    return Unavailable(
+        f"the daemon is stopping: this {what} stream ends; retry against the restarted daemon",
+        reason="SHUTTING_DOWN",
+    )
+
+
 def _stamp(f: h5py.File) -> None:
     """A new file's TVB data version (TVB writes it when it creates a file)."""
     f.attrs[metadata.DATA_VERSION_KEY] = metadata.DATA_VERSION
@@ -177,6 +193,8 @@ class DatasetService:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._followers: set[FileWatch] = set()
+        if self.settings.handle_idle_seconds > 0:
+            threading.Thread(target=self._close_idle_handles, name="hdf5-idle", daemon=True).start()
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -189,15 +207,25 @@ class DatasetService:
         files = open_repository(self._registry, repository).files
         if files.limit is None:
             files.limit = self._handles
+            files.structural_copy_bytes = self.settings.structural_copy_bytes
         return files
 
+    def _close_idle_handles(self) -> None:
+        """The one timer of every repository's handles: a file nobody touched for
+        ``handle_idle_seconds`` is closed, so it is clean on disk while the daemon runs."""
+        idle = self.settings.handle_idle_seconds
+        while not self._stopping.wait(max(0.1, idle / 4)):
+            self._handles.close_idle(idle)
+
     def stop(self) -> None:
-        """End every Follow stream (daemon shutdown)."""
+        """End every Append stream (once what it received is acknowledged) and every
+        Follow stream with SHUTTING_DOWN (daemon shutdown: they would otherwise hold it up
+        for the whole grace period)."""
         self._stopping.set()
         with self._lock:
             followers = list(self._followers)
         for w in followers:
-            w.notify(closed=True)
+            w.notify()  # wakes it to see the daemon stopping
 
     # -- writing ------------------------------------------------------------------------
 
@@ -281,37 +309,63 @@ class DatasetService:
             )
         return AppendBatch(node, arrays.decode(data), -1 if grow is None else grow, expected_length)
 
-    def append_stream(self, parts: Iterator[AppendPart]) -> Iterator[AppendAck]:
+    def append_stream(
+        self,
+        parts: Iterator[AppendPart],
+        working: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> Iterator[AppendAck]:
         """The Append stream: batches received while the previous ones were being written
         are committed together; one ack covers them. A bad batch ends the stream with its
         error, after the ack of those before it. A message naming neither ``where`` nor
-        ``dataset`` continues the previous message's dataset."""
+        ``dataset`` continues the previous message's dataset. When the daemon stops, what
+        was received is committed and acknowledged, then the stream ends with SHUTTING_DOWN
+        (the client resumes against the restarted daemon). ``working`` is entered around
+        each commit (the stream is busy for its client, not idle)."""
         target = _StreamTarget(self)
-        for group in read_ahead(parts, STREAM_QUEUE, STREAM_GROUP_BYTES, _size):
-            batches: list[AppendBatch] = []
-            sequences: list[int] = []
-            failure: HoardError | None = None
-            for part in group:
+        groups = read_ahead(parts, STREAM_QUEUE, STREAM_GROUP_BYTES, _size, self._stopping)
+        with closing(groups):  # a stream left early stops its reading thread
+            while True:
                 try:
-                    ref = target.ref(part.node)
-                    batches.append(
-                        self._batch(ref, part.data, part.grow_dimension, part.expected_length)
-                    )
-                except HoardError as exc:
-                    failure = exc
-                    break
-                sequences.append(part.sequence)
-            if batches:
-                assert target.files is not None
-                result = self._appender.append(target.files, target.path, batches, _stamp)
-                if result.written:
-                    tail = batches[result.written - 1]
-                    shape = result.shapes[tail.node]
-                    yield AppendAck(sequences[result.written - 1], tail.node, shape)
-                if result.error is not None:
-                    raise result.error
-            if failure is not None:
-                raise failure
+                    group = next(groups, None)
+                except Stopped:
+                    raise _shutting_down("Append") from None
+                if group is None:
+                    return
+                with working():
+                    result, batches, sequences, failure = self._commit_group(target, group)
+                if result is not None:
+                    if result.written:
+                        tail = batches[result.written - 1]
+                        shape = result.shapes[tail.node]
+                        yield AppendAck(sequences[result.written - 1], tail.node, shape)
+                    if result.error is not None:
+                        raise result.error
+                if failure is not None:
+                    raise failure
+
+    def _commit_group(
+        self, target: _StreamTarget, group: list[AppendPart]
+    ) -> tuple[AppendResult | None, list[AppendBatch], list[int], HoardError | None]:
+        """Write one group of an Append stream: the result (None: nothing to write), its
+        batches and sequences, and the error of the message that ended the group early."""
+        batches: list[AppendBatch] = []
+        sequences: list[int] = []
+        failure: HoardError | None = None
+        for part in group:
+            try:
+                ref = target.ref(part.node)
+                batches.append(
+                    self._batch(ref, part.data, part.grow_dimension, part.expected_length)
+                )
+            except HoardError as exc:
+                failure = exc
+                break
+            sequences.append(part.sequence)
+        if not batches:
+            return None, batches, sequences, failure
+        assert target.files is not None
+        result = self._appender.append(target.files, target.path, batches, _stamp)
+        return result, batches, sequences, failure
 
     # -- reading ------------------------------------------------------------------------
 
@@ -388,7 +442,8 @@ class DatasetService:
     ) -> Iterator[tuple[DataBlock, int]]:
         """Rows from ``from_row`` along the grow dimension, then new ones as writers
         acknowledge them, until the client leaves, the file or dataset goes, the repository
-        closes or the daemon stops. Waiting for rows costs no polling: writers notify."""
+        closes (the stream ends) or the daemon stops (SHUTTING_DOWN: follow again from the
+        next row once it is back). Waiting for rows costs no polling: writers notify."""
         files = self._files(ref.repository)
         node = ref.node
         with files.reading(ref.path) as f:  # a missing file or dataset is an error at once
@@ -417,8 +472,18 @@ class DatasetService:
             with self._lock:
                 self._followers.add(watch)
             try:
-                while not (self._stopping.is_set() or watch.closed) and is_active():
+                caught_up = None  # the generation at which a read found no new row
+                while is_active():
+                    if self._stopping.is_set():
+                        raise _shutting_down("Follow")
+                    if watch.closed:
+                        return  # the repository closed (erased): the stream ends
                     seen = watch.generation  # before reading: a later append wakes us
+                    if seen == caught_up:
+                        # Nothing written since: no read (the file's handle may be closed
+                        # for idleness meanwhile); the wake-ups only check the client.
+                        watch.wait(seen, FOLLOW_WAKE)
+                        continue
                     reserved = self._budget.acquire(BLOCK_BYTES)
                     try:
                         with files.reading(ref.path) as f:
@@ -440,6 +505,7 @@ class DatasetService:
                         raise
                     if value is None:
                         self._budget.release(reserved)
+                        caught_up = seen
                         watch.wait(seen, FOLLOW_WAKE)
                         continue
                     yield DataBlock(row, arrays.encode(value), shape), reserved
@@ -532,7 +598,9 @@ class DatasetService:
         self._files(ref.repository).close(ref.path)
 
     def describe(self, ref: NodeRef) -> FileDescription:
-        """The file's tree: parents before children, in name order."""
+        """The file's tree: parents before children, in name order. Attributes keep the
+        names they have in the file (``TVB_Data_version``, not GetMetadata's ``Data_version``):
+        a description shows the file as h5py would."""
         files = self._files(ref.repository)
         with files.reading(ref.path) as f:
             found: list[tuple[str, h5py.Group | h5py.Dataset]] = [("/", f)]
@@ -547,7 +615,7 @@ class DatasetService:
                     name,
                     "dataset" if isinstance(obj, h5py.Dataset) else "group",
                     shape_of(obj) if isinstance(obj, h5py.Dataset) else None,
-                    {metadata.shown_key(k): metadata.decode(v) for k, v in obj.attrs.items()},
+                    {k: metadata.decode(v) for k, v in obj.attrs.items()},
                 )
                 for name, obj in found
             ]
