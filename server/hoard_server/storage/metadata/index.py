@@ -172,11 +172,13 @@ class _Names(dict[str, bytes]):
 
 
 class _Forms(dict[tuple[type, Value], bytes]):
-    """(type, value) -> the value's index form, computed once (up to ``CACHED`` values:
-    the frequent ones come early); ``shortened`` is set when a value had to be shortened
-    since it was last cleared (shortened forms are never cached, so it always is)."""
+    """(type, value) -> the value's index form, computed once (up to ``CACHED`` short
+    values, a few MB per index: the frequent ones come early); ``shortened`` is set when a
+    value had to be shortened since it was last cleared (shortened forms are never cached,
+    so it always is)."""
 
-    CACHED = 100_000
+    CACHED = 20_000
+    SHORT = 64  # bytes of a form worth caching
     shortened = False
 
     def __missing__(self, key: tuple[type, Value]) -> bytes:
@@ -193,7 +195,7 @@ class _Forms(dict[tuple[type, Value], bytes]):
                                   reason="INVALID_VALUE") from exc
         if shortened:
             self.shortened = True
-        elif len(self) < self.CACHED:
+        elif len(form) <= self.SHORT and len(self) < self.CACHED:
             self[key] = form
         return form
 
