@@ -369,18 +369,20 @@ the same set, and the same list where the query is ordered."""
 # printed under the table for each row that misses its target.
 WHY = {
     "first sync": (
-        "**First sync** is CPU-bound in one process: per file ~25-35 us to read and parse the "
-        "header and ~80 us to index its 46 fields (46 keys into the ordered `fields` B-tree, "
-        "about a third of it; the record's packed index forms, location, body and doc key; "
-        "one transaction per 5,000 records), while qass parses in a process pool on both "
-        "cores. Extracting in a pool of worker processes was tried and dropped: shipping a "
-        "record back costs more than parsing it (5,000 files: 0.51 s through a pool of two "
-        "against 0.16 s in-process, plus 0.4 s to start the pool). This branch cut the "
-        "engine's CPU for a 20,000-file first sync from 2.8-2.9 s to 2.1-2.4 s (index writes "
-        "alone from 3.3 s to 1.6 s: pickled bodies instead of JSON, one packed value per "
-        "record instead of one entry per field, encoder caches kept across batches, 5,000 "
-        "records per transaction instead of 1,000); 10x needs the per-field key encoding "
-        "and puts out of Python (a C encoder) or fewer keys per record."),
+        "**First sync** is CPU-bound in one process: per file ~20 us to read and parse the "
+        "header (a header laid out like one read before is replayed with one `struct` call) "
+        "and ~65 us to index its 46 fields (46 keys into the ordered `fields` B-tree, about "
+        "half of it; the record's packed index forms, location, body and doc key; one "
+        "transaction per 5,000 records), while qass parses in a process pool on both cores. "
+        "Extracting in a pool of worker processes was tried and dropped: shipping a record "
+        "back costs more than parsing it (5,000 files: 0.51 s through a pool of two against "
+        "0.16 s in-process, plus 0.4 s to start the pool). This branch cut the engine's "
+        "20,000-file first sync from 2.6-2.7 s to 1.9 s of CPU (main and this branch run "
+        "alternately, minutes apart): pickled bodies instead of JSON, one packed value per "
+        "record instead of one index entry per field, encoder caches kept across batches, "
+        "5,000 records per transaction instead of 1,000, replayed header layouts. 10x needs "
+        "the per-field key encoding and puts out of Python (a C encoder) or fewer keys per "
+        "record."),
     "re-sync, nothing changed": (
         "**Re-sync** is a `stat` of every file (the scan) and one comparison of packed "
         "signature bytes against the stored ones; both tools walk the same tree."),
