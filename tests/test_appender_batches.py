@@ -15,8 +15,11 @@ def test_a_backlog_larger_than_a_message_is_sent_in_batches(client: Any) -> None
     ds = client.datasets("default")
     block = np.arange(1000 * 128, dtype=np.float64).reshape(1000, 128)  # ~1 MiB
     blocks = 96  # ~96 MiB queued: above gRPC's 64 MiB message limit if sent as one
-    with ds.appender("backlog.h5", "data", grow_dimension=0, max_delay=60.0) as app:
-        for _ in range(blocks):  # max_delay keeps it all queued until the flush
+    # a bound above the backlog: max_delay and max_pending_bytes keep it all queued until
+    # the flush (the default bound, 64 MiB, would start sending at 64 MiB)
+    options = {"max_delay": 60.0, "max_pending_bytes": 128 << 20}
+    with ds.appender("backlog.h5", "data", grow_dimension=0, **options) as app:
+        for _ in range(blocks):
             app.append(block)
         app.flush()
         assert app.acknowledged == blocks * len(block)

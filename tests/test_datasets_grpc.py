@@ -670,11 +670,6 @@ def _processes_append(daemon, count: int) -> None:
             np.testing.assert_array_equal(got, rows(0, 200))
 
 
-def test_processes_appending_to_their_own_files_all_succeed(hoard_daemon):
-    _processes_append(hoard_daemon, 4)
-
-
-@pytest.mark.slow
 def test_sixteen_processes_appending_to_sixteen_files_all_succeed(hoard_daemon):
     _processes_append(hoard_daemon, 16)
 

@@ -11,6 +11,12 @@ bidirectional stream that gRPC feeds from its own thread; a background thread re
 ``acknowledged`` counts the rows the daemon has made durable, ``sent`` those handed to the
 stream. A failure of the stream is raised by the next call on the appender.
 
+Backpressure: the rows the appender holds (queued, or sent and not yet acknowledged) are
+bounded by ``max_pending_bytes``; ``append`` waits for room, so a producer faster than the
+daemon (or one appending while the daemon is down) runs at the daemon's pace instead of
+growing the client's memory. A block larger than the bound is taken alone, once nothing
+else is held.
+
 Resuming: when the connection is lost (UNAVAILABLE), the appender asks the daemon for the
 dataset's length, drops the rows that did land, and sends the rest on a new stream with
 ``expected_length`` on every batch, so no row is written twice or lost.
@@ -44,7 +50,14 @@ if TYPE_CHECKING:
     from hoard.datasets import Datasets
     from hoard.transport import BidiCall
 
-__all__ = ["Appender"]
+__all__ = ["Appender", "AppenderFullError"]
+
+MAX_PENDING_BYTES = 64 << 20
+
+
+class AppenderFullError(HoardError, TimeoutError):
+    """``append`` waited its ``timeout`` for room under ``max_pending_bytes`` in vain: the
+    daemon has not acknowledged rows fast enough (or is down and being waited for)."""
 
 
 @dataclass
@@ -62,7 +75,9 @@ class Appender:
     A batch leaves at ``max_rows`` rows, ``max_bytes`` bytes or ``max_delay`` seconds after
     its first row, whichever comes first. With nothing to send and nothing unacknowledged
     for ``idle_close`` seconds the stream is let go (the next append opens another). A lost
-    connection is resumed for up to ``resume_timeout`` seconds."""
+    connection is resumed for up to ``resume_timeout`` seconds. At most
+    ``max_pending_bytes`` of rows are held (queued or unacknowledged): :meth:`append` waits
+    for room."""
 
     def __init__(
         self,
@@ -77,7 +92,10 @@ class Appender:
         max_delay: float = 0.005,
         resume_timeout: float = 30.0,
         idle_close: float = 2.0,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
     ) -> None:
+        if max_pending_bytes <= 0:
+            raise ValueError(f"max_pending_bytes must be positive, not {max_pending_bytes}")
         self.datasets = datasets
         self.path = path
         self.dataset = dataset
@@ -87,6 +105,7 @@ class Appender:
         self.max_bytes = max_bytes
         self.max_delay = max_delay
         self.idle_close = idle_close
+        self.max_pending_bytes = max_pending_bytes
         self._policy = datasets.transport.policy
         self._resume_timeout = resume_timeout if self._policy.max_attempts > 1 else 0.0
         self._cond = threading.Condition()
@@ -95,6 +114,8 @@ class Appender:
         self._pending_bytes = 0
         self._pending_since = 0.0
         self._unacked: collections.deque[_Batch] = collections.deque()
+        self._unacked_bytes = 0
+        self._waiting_for_room = 0  # producers blocked in append: what is queued is due
         self._sequence = 0
         self._appended = 0  # rows given to append()
         self._sent = 0
@@ -128,9 +149,18 @@ class Appender:
         """Rows given to :meth:`append` so far."""
         return self._appended
 
-    def append(self, data: Any) -> None:
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of rows held: queued, or sent and not yet acknowledged (at most
+        ``max_pending_bytes``, or one larger block alone)."""
+        return self._pending_bytes + self._unacked_bytes
+
+    def append(self, data: Any, *, timeout: float | None = None) -> None:
         """Queue a block of rows (same number of dimensions as the dataset) to append along
-        the grow dimension; returns at once. Raises the stream's error, if it failed."""
+        the grow dimension. Returns once the block is queued: at once while the appender
+        holds less than ``max_pending_bytes``, else when acks have made room; after
+        ``timeout`` seconds without room (None: no limit) raises :class:`AppenderFullError`.
+        Raises the stream's error, if it failed."""
         block = np.asarray(data)
         if block.ndim == 0:
             raise ValueError("append takes a block of rows; use append_row for one row")
@@ -149,6 +179,7 @@ class Appender:
             rows = block.shape[self._axis]
             if rows == 0:
                 return
+            self._wait_for_room(block.nbytes, timeout)
             if not self._streaming:
                 self._open_stream(resumed=False)
             if not self._pending:
@@ -159,15 +190,15 @@ class Appender:
             self._appended += rows
             self._cond.notify_all()
 
-    def append_row(self, row: Any) -> None:
-        """Queue one row (one dimension fewer than the dataset)."""
+    def append_row(self, row: Any, *, timeout: float | None = None) -> None:
+        """Queue one row (one dimension fewer than the dataset); see :meth:`append`."""
         row = np.asarray(row)
         axis = self._axis
         if axis is None:
             axis = self.grow_dimension
             if axis < 0:
                 axis += row.ndim + 1
-        self.append(np.expand_dims(row, axis))
+        self.append(np.expand_dims(row, axis), timeout=timeout)
 
     def flush(self) -> None:
         """Send what is queued and wait until every row appended so far is acknowledged."""
@@ -221,6 +252,33 @@ class Appender:
         )
 
     # -- the stream ----------------------------------------------------------------------------
+
+    def _wait_for_room(self, nbytes: int, timeout: float | None) -> None:
+        # Lock held. Room: the block fits under the bound, or nothing is held (a block
+        # larger than the bound goes alone). Acks, a resumed stream dropping what landed,
+        # and failures notify.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._waiting_for_room += 1
+        try:
+            while True:
+                self._raise_if_failed()
+                if self._closed or self._closing:
+                    raise HoardError("this appender is closed")
+                held = self.pending_bytes
+                if held == 0 or held + nbytes <= self.max_pending_bytes:
+                    return
+                self._cond.notify_all()  # the sender: what is queued is due now
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise AppenderFullError(
+                        f"no room for {nbytes} bytes in the appender to {self.path} within "
+                        f"{timeout:g}s: {held} bytes are held (max_pending_bytes="
+                        f"{self.max_pending_bytes}), {self._sent - self._acknowledged} rows "
+                        "await the daemon's ack"
+                    )
+                self._cond.wait(left)
+        finally:
+            self._waiting_for_room -= 1
 
     def _learn_dataset(self, ndim: int) -> None:
         # At the first append (lock held): the dataset's dimensions (the block's for a new
@@ -291,6 +349,7 @@ class Appender:
                 due = (
                     self._flushing
                     or self._closing
+                    or self._waiting_for_room > 0
                     or self._pending_rows >= self.max_rows
                     or self._pending_bytes >= self.max_bytes
                     or waited >= self.max_delay
@@ -329,6 +388,7 @@ class Appender:
         self._sequence += 1
         batch = _Batch(self._sequence, data, self._sent, rows)
         self._unacked.append(batch)
+        self._unacked_bytes += batch.data.nbytes
         self._sent += batch.rows
         self._pending = self._pending[take:]
         self._pending_rows -= rows
@@ -340,7 +400,9 @@ class Appender:
             for ack in call:
                 with self._cond:
                     while self._unacked and self._unacked[0].sequence <= ack.sequence:
-                        self._acknowledged += self._unacked.popleft().rows
+                        done = self._unacked.popleft()
+                        self._acknowledged += done.rows
+                        self._unacked_bytes -= done.data.nbytes
                     self.shape = tuple(int(n) for n in ack.shape)
                     self._cond.notify_all()
             with self._cond:
@@ -395,10 +457,12 @@ class Appender:
             self._acknowledged += done
             if done == batch.rows:
                 self._unacked.popleft()
+                self._unacked_bytes -= batch.data.nbytes
             else:
                 rest = np.take(batch.data, range(done, batch.rows), axis=self._axis)
                 left = batch.rows - done
                 self._unacked[0] = _Batch(batch.sequence, rest, batch.start + done, left)
+                self._unacked_bytes -= batch.data.nbytes - rest.nbytes
                 break
 
     def _fail(self, exc: BaseException) -> None:

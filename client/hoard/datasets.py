@@ -21,12 +21,14 @@ from __future__ import annotations
 import builtins
 import math
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from hoard import errors
 from hoard.arrays import (
     Key,
     from_array,
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK_BYTES",
+    "FOLLOW_RESUME_SECONDS",
     "STREAMED_READ_BYTES",
     "AppendAck",
     "DatasetShape",
@@ -62,6 +65,7 @@ __all__ = [
 CHUNK_BYTES = 1 << 20  # file transfers (import, export, zip) move in chunks of this size
 STREAMED_READ_BYTES = 16 << 20  # selections estimated above this are read streamed at once
 SHARED_BLOCK_BYTES = 16 << 20  # read_data's blocks through shared memory
+FOLLOW_RESUME_SECONDS = 30.0  # how long a follower waits for a daemon that went away
 
 
 # -- typed replies ---------------------------------------------------------------------------
@@ -236,7 +240,7 @@ class Datasets:
     ) -> Appender:
         """A batching appender on one ``Append`` stream; use it as a context manager.
         ``options`` tune it (``max_rows``, ``max_bytes``, ``max_delay``, ``idle_close``,
-        ``resume_timeout``): see :class:`~hoard.appender.Appender`."""
+        ``resume_timeout``, ``max_pending_bytes``): see :class:`~hoard.appender.Appender`."""
         from hoard.appender import Appender
 
         return Appender(self, path, dataset, grow_dimension=grow_dimension, where=where, **options)
@@ -327,9 +331,8 @@ class Datasets:
     ) -> Iterator[tuple[int, np.ndarray, tuple[int, ...]]]:
         """``ReadData``'s blocks as arrays (streamed ones read-only views unless ``copy``),
         asking for shared memory (blocks of about ``block_bytes``, 0: one) when this client
-        does. A first segment this process cannot
-        map is left to the daemon (it unlinks it) and the selection streamed; this client
-        then stops asking."""
+        does. A first segment this process cannot map is left to the daemon (it unlinks it)
+        and the selection streamed; this client then stops asking."""
         request = self._request(path, dataset, selection, where)
         if self.shared_memory:
             request.shared_memory = True
@@ -388,16 +391,61 @@ class Datasets:
         *,
         where: str = "/",
         grow_dimension: int | None = None,
+        resume_timeout: float | None = FOLLOW_RESUME_SECONDS,
     ) -> Iterator[np.ndarray]:
         """Blocks of rows as they land: every row from ``from_row`` first, then new ones as
-        they are acknowledged, until the caller stops iterating (which cancels the stream)."""
-        request = pb.FollowRequest(
-            node=self.node(path, dataset, where),
-            from_row=from_row,
-            grow_dimension=grow_dimension,
-        )
-        for block in self.transport.server_stream("Datasets.Follow", request):
-            yield from_array(block.data)
+        they are acknowledged, until the caller stops iterating (which cancels the stream).
+
+        The daemon going away (UNAVAILABLE: it stops, reason SHUTTING_DOWN, or the
+        connection is lost) does not end it: it reaches the daemon again with backoff and
+        follows on from the first row not yet yielded, so each row is yielded once, in
+        order. After ``resume_timeout`` seconds without a daemon (None: no limit) it raises
+        the last error; a client made with no retries raises at once."""
+        row = from_row
+        while True:
+            request = pb.FollowRequest(
+                node=self.node(path, dataset, where), from_row=row, grow_dimension=grow_dimension
+            )
+            try:
+                for block in self.transport.server_stream("Datasets.Follow", request):
+                    data = from_array(block.data)
+                    axis = (-1 if grow_dimension is None else grow_dimension) % data.ndim
+                    row = block.offset + data.shape[axis]
+                    yield data
+                return
+            except errors.UnavailableError as lost:
+                self._reach_again(lost, path, dataset, where, resume_timeout)
+
+    def _reach_again(
+        self,
+        lost: errors.UnavailableError,
+        path: str,
+        dataset: str,
+        where: str,
+        timeout: float | None,
+    ) -> None:
+        """Wait, with the policy's backoff, until the daemon answers for the dataset again
+        (its shape: a dataset gone meanwhile raises its error). Raises the last UNAVAILABLE
+        after ``timeout`` seconds (None: never)."""
+        policy = self.transport.policy
+        if policy.max_attempts <= 1:
+            raise lost
+        deadline = None if timeout is None else time.monotonic() + timeout
+        attempt = 0
+        while True:
+            pause = policy.backoff(attempt)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise lost
+                pause = min(pause, left)
+            time.sleep(pause)
+            attempt += 1
+            try:
+                self.get_data_shape(path, dataset, where=where)
+                return
+            except errors.UnavailableError as again:
+                lost = again
 
     def get_data_shape(self, path: str, dataset: str, *, where: str = "/") -> DatasetShape:
         reply = self.transport.unary("Datasets.GetDataShape", self.node(path, dataset, where))

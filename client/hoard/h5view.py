@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hoard.datasets import FOLLOW_RESUME_SECONDS
 from hoard.errors import DatasetNotFoundError, NotADatasetError
 
 if TYPE_CHECKING:
@@ -167,10 +168,21 @@ class Dataset:
             self.file_path, self._dataset, grow_dimension=grow_dimension, **options
         )
 
-    def follow(self, from_row: int = 0, grow_dimension: int = -1) -> Iterator[np.ndarray]:
-        """Blocks of rows along ``grow_dimension`` (TVB's default: the last) as they land."""
+    def follow(
+        self,
+        from_row: int = 0,
+        grow_dimension: int = -1,
+        *,
+        resume_timeout: float | None = FOLLOW_RESUME_SECONDS,
+    ) -> Iterator[np.ndarray]:
+        """Blocks of rows along ``grow_dimension`` (TVB's default: the last) as they land,
+        across daemon restarts (see :meth:`~hoard.datasets.Datasets.follow`)."""
         return self.datasets.follow(
-            self.file_path, self._dataset, from_row, grow_dimension=grow_dimension
+            self.file_path,
+            self._dataset,
+            from_row,
+            grow_dimension=grow_dimension,
+            resume_timeout=resume_timeout,
         )
 
     def __repr__(self) -> str:

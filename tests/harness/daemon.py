@@ -182,9 +182,12 @@ class DaemonProcess:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # the daemon prints its threads' stacks
+            time.sleep(1.0)
             self.kill()
             raise DaemonStartError(
-                f"the daemon did not exit within {timeout:g}s; killed it:\n" + self.log_tail()
+                f"the daemon did not exit within {timeout:g}s; killed it:\n"
+                + self.log_tail(200)
             ) from None
         self._join_drain()
         return code

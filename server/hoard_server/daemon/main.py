@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import logging
 import os
@@ -145,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stuck daemon is doing
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     daemon.start()
     # Everything built so far lives as long as the process: keep it out of the cyclic
     # collector's full passes, whose pauses would otherwise stall every request now and then.

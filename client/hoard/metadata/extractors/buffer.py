@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import os
 import struct
 from datetime import UTC, datetime
@@ -71,9 +72,80 @@ FIELDS = (
 )
 
 
+class _Layout:
+    """Where a header's entries were: files of one instrument setup share it, so a header
+    with the same size, the same keys at the same places and the same lengths of its text
+    entries is read with one ``struct`` call instead of a walk key by key. Only headers
+    whose walk met no unknown key get a layout (skipping one depends on the bytes after
+    it); the walk stays the definition, the layout a replay of it."""
+
+    def __init__(self, steps: list[tuple[bytes, object, int]], end: int) -> None:
+        fmt = ["<"]
+        checks: list[int] = []  # positions (in the unpacked tuple) of keys and lengths
+        expected: list[object] = []
+        values: list[int] = []
+        names: list[str] = []
+        pos = 0
+        for key, reader, length in steps:
+            fmt.append("8s")
+            checks.append(pos)
+            expected.append(key)
+            pos += 1
+            if reader is None:  # the end marker
+                continue
+            names.append(key.decode())
+            if reader is _VARIABLE:
+                fmt.append(f"I{length}s")
+                checks.append(pos)
+                expected.append(length)
+                values.append(pos + 1)
+                pos += 2
+            elif reader is _RAW4:
+                fmt.append("4s")
+                values.append(pos)
+                pos += 1
+            else:
+                assert isinstance(reader, struct.Struct)
+                fmt.append(reader.format.lstrip("<"))
+                values.append(pos)
+                pos += 1
+        self.end = end
+        self.reader = struct.Struct("".join(fmt))
+        self.check = operator.itemgetter(*checks)
+        self.expected = tuple(expected) if len(expected) > 1 else expected[0]
+        self.pick = operator.itemgetter(*values) if len(values) > 1 else (
+            lambda t: (t[values[0]],))
+        self.names = names
+
+    def read(self, data: bytes) -> dict[str, Any] | None:
+        """The header's raw values when it has this layout, else None."""
+        if len(data) < 12 + self.reader.size:
+            return None
+        t = self.reader.unpack_from(data, 12)
+        if self.check(t) != self.expected:
+            return None
+        picked = self.pick(t)
+        return dict(zip(self.names, picked if isinstance(picked, tuple) else (picked,),
+                        strict=True))
+
+
+_LAYOUTS: dict[int, _Layout] = {}  # header_size -> the last layout seen with it
+
+
 def parse_header(data: bytes) -> tuple[int, dict[str, Any]]:
     """(header_size, {key: raw value}) of a buffer header; ExtractionError when ``data``
     is not one. ``data`` must hold at least ``header_size`` bytes when it is whole."""
+    if data[:8] == MAGIC and len(data) >= 12:
+        layout = _LAYOUTS.get(_I32_READER.unpack_from(data, 8)[0])
+        if layout is not None and len(data) >= layout.end:
+            found = layout.read(data)
+            if found is not None:
+                return layout.end, found
+    return _walk_header(data)
+
+
+def _walk_header(data: bytes) -> tuple[int, dict[str, Any]]:
+    """``parse_header`` key by key (the definition); remembers the layout it found."""
     if data[:8] != MAGIC:
         raise ExtractionError("not an Analyzer4D buffer (no 'qassdata' magic)")
     if len(data) < 12:
@@ -88,13 +160,17 @@ def parse_header(data: bytes) -> tuple[int, dict[str, Any]]:
     meta: dict[str, Any] = {}
     idx = 12
     keys = KEYS
+    steps: list[tuple[bytes, object, int]] | None = []  # None once an unknown key is met
     while idx < end:
         key = data[idx : idx + 8]
         spec = keys.get(key)
         if spec is None:
             if key == END:
+                if steps is not None:
+                    steps.append((key, None, 0))
                 break
             # unknown key: skip it as qass does (8 bytes of key, 4 or 8 of value)
+            steps = None
             idx += 12
             if not _KEY_CHARS.issuperset(data[idx : idx + 8]):
                 idx += 4
@@ -104,6 +180,7 @@ def parse_header(data: bytes) -> tuple[int, dict[str, Any]]:
         idx = start + width
         if idx > end:
             raise ExtractionError(f"the header ends inside the value of {key.decode()!r}")
+        length = 0
         if reader is _VARIABLE:
             (length,) = _U32_READER.unpack_from(data, start)
             value: Any = data[idx : idx + length]
@@ -114,6 +191,12 @@ def parse_header(data: bytes) -> tuple[int, dict[str, Any]]:
             assert isinstance(reader, struct.Struct)
             (value,) = reader.unpack_from(data, start)
         meta[key.decode()] = value
+        if steps is not None:
+            steps.append((key, reader, length))
+    if steps and idx <= end and len(_LAYOUTS) < 64:
+        layout = _Layout(steps, header_size)
+        if layout.reader.size + 12 <= header_size:
+            _LAYOUTS[header_size] = layout
     return header_size, meta
 
 

@@ -161,7 +161,7 @@ class MetadataCache:
 
     def get_matching_files(self, query: MetadataQuery) -> list[str]:
         """Every matching path, in the query's order (all pages)."""
-        return [m.path for m in self.queries.iter_all(query)]
+        return list(self.queries.iter_paths(query))
 
     def schema(self) -> list[FieldInfo]:
         return self.index.schema()

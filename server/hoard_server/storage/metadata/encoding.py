@@ -24,10 +24,12 @@ values with the same first bytes.
 from __future__ import annotations
 
 import hashlib
-import json
+import io
 import math
+import pickle
 import struct
 from datetime import UTC, datetime
+from typing import Any
 
 from hoard.metadata.records import (
     FieldType,
@@ -138,16 +140,48 @@ def invert(encoded: bytes) -> bytes:
 
 # -- the stored record -----------------------------------------------------------------
 # Two values per record: its location (signature, error flag, machine_id, path), small, for
-# the walks that need only paths or signatures; and its body (the fields, as JSON).
+# the walks that need only paths or signatures; and its body: the fields as a pickle of
+# plain values only (dict, str, int, float, bool, None; datetimes as microseconds), four
+# times cheaper to write than JSON. It is read back by an unpickler that refuses every
+# class (``_PlainUnpickler``), so a damaged or forged body cannot run code.
 _HEAD = struct.Struct("<QqqQBH")  # size, mtime_ns, ctime_ns, inode, flags, len(machine_id)
 FLAG_ERROR = 1
-_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)  # records hold no cycles
 LOCATION_HEAD = _HEAD.size  # machine_id's length is the little-endian u16 just before
+_PICKLE = 5
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"a record body names {module}.{name}: refused")
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return _PlainUnpickler(io.BytesIO(body)).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise ValueError(f"a record body cannot be read: {exc}") from exc
+
+
+_PLAIN = frozenset({type(None), bool, int, float, str})
+
+
+def _plain(value: Value) -> Value:
+    """A value of a subclass (an IntEnum, a str subclass) as its plain type, so that the
+    body pickles without naming a class."""
+    if isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, value.hour, value.minute,
+                        value.second, value.microsecond, value.tzinfo)
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
 
 
 def pack_record(record: FileRecord) -> tuple[bytes, bytes]:
     """(location, body) of a record."""
     fields = record.fields
+    if not _PLAIN.issuperset(map(type, fields.values())):
+        fields = {name: _plain(value) for name, value in fields.items()}
     dated = [name for name, value in fields.items() if type(value) is datetime]
     body: dict[str, object]
     if dated:
@@ -167,8 +201,17 @@ def pack_record(record: FileRecord) -> tuple[bytes, bytes]:
     sig = record.signature
     head = _HEAD.pack(sig.size, sig.mtime_ns, sig.ctime_ns, sig.inode,
                       FLAG_ERROR if record.error is not None else 0, len(machine))
-    return (head + machine + record.path.encode("utf-8"),
-            _JSON.encode(body).encode("utf-8"))
+    return (head + machine + record.path.encode("utf-8"), pickle.dumps(body, _PICKLE))
+
+
+_SIGNATURE = struct.Struct("<QqqQ")  # the head's first bytes: size, mtime_ns, ctime_ns, inode
+SIGNATURE_BYTES = _SIGNATURE.size
+
+
+def signature_bytes(size: int, mtime_ns: int, ctime_ns: int, inode: int) -> bytes:
+    """A signature as a stored location begins with it: two files' signatures are equal
+    when these bytes are (a re-sync compares them without decoding anything)."""
+    return _SIGNATURE.pack(size, mtime_ns, ctime_ns, inode)
 
 
 def unpack_location(data: bytes) -> tuple[str, str]:
@@ -189,7 +232,7 @@ def unpack_record(location: bytes, body: bytes) -> FileRecord:
     start = _HEAD.size
     machine = location[start : start + lm].decode("utf-8")
     path = location[start + lm :].decode("utf-8")
-    parsed = json.loads(body)
+    parsed = _loads(body)
     fields: dict[str, Value] = parsed["f"]
     for name, micros in parsed.get("d", {}).items():
         fields[name] = micros_to_datetime(micros)

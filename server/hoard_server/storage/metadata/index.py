@@ -7,10 +7,12 @@ One LMDB environment, seven databases:
 - ``bodies``: doc id -> the record's fields;
 - ``fields``: field name, 0x00, the value's index form, doc id -> b"": every field of
   every record, the built-in ones (path, filename, ...) too;
-- ``values``: doc id, field name, 0x00 -> the value's index form: the same entries by
-  record, so a query checks a candidate's condition or sort key without decoding it;
+- ``values``: doc id -> the index forms of all the record's fields, packed (``_Shapes``):
+  the same entries by record, one per record, so a query checks a candidate's condition or
+  sort key without decoding it;
 - ``schema``: field name -> how many values of each type it holds, and how many shortened;
-- ``meta``: the next doc id and the format version.
+- ``meta``: the next doc id, the format version and the shapes of records (their field
+  names, in order: a record's packed forms name its shape by number).
 
 Every change to a record (added, replaced, removed) changes its index entries and the
 schema counts in the same transaction, so the databases agree whenever a transaction has
@@ -43,7 +45,7 @@ from hoard_server.errors import DataLoss, InvalidArgument
 from hoard_server.storage.lmdb_env import LmdbEnvironment, Txn
 from hoard_server.storage.metadata import encoding as enc
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: record bodies pickled (plain values only), forms packed per record
 DEFAULT_MAP_SIZE = 8 << 30
 DB_NAMES = ("docs", "records", "bodies", "fields", "values", "schema", "meta")
 _ID = struct.Struct(">Q")
@@ -115,14 +117,16 @@ def _entry_of(key: bytes) -> tuple[bytes, int, bool]:
 
 class _SchemaDelta:
     """Changes to the schema counts within one transaction, applied at its end. New
-    records count by (name, Python type), in C; replaced and removed entries by key."""
+    records count by shape (their names and their values' Python types: records of one
+    extractor share a few), replaced and removed entries by key."""
 
     def __init__(self) -> None:
-        self.by_type: Counter[tuple[str, type]] = Counter()
+        self.by_shape: Counter[tuple[tuple[str, ...], tuple[type, ...]]] = Counter()
         self.by_key: Counter[tuple[bytes, int, bool]] = Counter()
 
-    def add_fields(self, fields: dict[str, Value]) -> None:
-        self.by_type.update(zip(fields, map(type, fields.values()), strict=True))
+    def add_fields(self, fields: dict[str, Value], names: tuple[str, ...] | None = None
+                   ) -> None:
+        self.by_shape[(names or tuple(fields), tuple(map(type, fields.values())))] += 1
 
     def add_key(self, key: bytes, sign: int) -> None:
         self.by_key[_entry_of(key)] += sign
@@ -130,8 +134,12 @@ class _SchemaDelta:
     def totals(self) -> dict[bytes, list[int]]:
         """{field name: the seven counters' changes}."""
         out: dict[bytes, list[int]] = {}
+        by_type: Counter[tuple[str, type]] = Counter()
+        for (names, kinds), n in self.by_shape.items():
+            for pair in zip(names, kinds, strict=True):
+                by_type[pair] += n
         items = [((name.encode("utf-8"), int(_PY_TAG[kind]), False), n)
-                 for (name, kind), n in self.by_type.items()]
+                 for (name, kind), n in by_type.items()]
         for (name, tag, shortened), n in [*items, *self.by_key.items()]:
             d = out.get(name)
             if d is None:
@@ -164,16 +172,20 @@ class _Names(dict[str, bytes]):
 
 
 class _Forms(dict[tuple[type, Value], bytes]):
-    """(type, value) -> the value's index form, computed once per batch; remembers whether
-    any value had to be shortened (then keys are counted one by one)."""
+    """(type, value) -> the value's index form, computed once (up to ``CACHED`` short
+    values, a few MB per index: the frequent ones come early); ``shortened`` is set when a
+    value had to be shortened since it was last cleared (shortened forms are never cached,
+    so it always is)."""
 
+    CACHED = 20_000
+    SHORT = 64  # bytes of a form worth caching
     shortened = False
 
     def __missing__(self, key: tuple[type, Value]) -> bytes:
         kind, value = key
         if kind is int and isinstance(value, int) and -enc.SIGN <= value <= enc.UINT64_MAX:
             form = enc.T_INT + (value + enc.SIGN).to_bytes(9, "big")
-            if len(self) < 200_000:
+            if len(self) < self.CACHED:
                 self[key] = form
             return form
         try:
@@ -183,7 +195,7 @@ class _Forms(dict[tuple[type, Value], bytes]):
                                   reason="INVALID_VALUE") from exc
         if shortened:
             self.shortened = True
-        if len(self) < 200_000:
+        elif len(form) <= self.SHORT and len(self) < self.CACHED:
             self[key] = form
         return form
 
@@ -198,10 +210,89 @@ class _EntryEncoder:
     def entries(self, fields: dict[str, Value]) -> tuple[list[bytes], list[bytes]]:
         """(field prefixes, value forms), in the order of ``fields``."""
         names, forms = self.names, self.forms
-        return [names[n] for n in fields], [forms[(type(v), v)] for v in fields.values()]
+        # ints (most fields) are encoded inline: cheaper than a cache miss for the unique ones
+        low, high, tag = -enc.SIGN, enc.UINT64_MAX, enc.T_INT
+        return [names[n] for n in fields], [
+            tag + (v + enc.SIGN).to_bytes(9, "big") if type(v) is int and low <= v <= high
+            else forms[(type(v), v)] for v in fields.values()]
 
     def keys(self, fields: dict[str, Value]) -> list[bytes]:
         return list(map(bytes.__add__, *self.entries(fields)))
+
+
+_SHAPE = struct.Struct(">I")
+_SPAN = struct.Struct("<II")
+
+
+class _Shapes:
+    """Records' shapes (their field names, in order), numbered, and the packed forms of a
+    record: its shape's number, the offsets of its forms, the forms one after another.
+    One put per record instead of one per field; a probe reads one offset pair.
+
+    A shape is stored in ``meta`` (b"shape" + number -> the names joined by 0x00) in the
+    transaction of the first record that has it; this process learns the numbers only
+    once that transaction has committed (``commit``), so an aborted one leaves nothing."""
+
+    def __init__(self, meta: lmdb._Database) -> None:
+        self.meta = meta
+        self.numbers: dict[tuple[str, ...], bytes] = {}  # committed shapes
+        self.pending: dict[tuple[str, ...], bytes] = {}  # in the open write transaction
+        self.prefixes: dict[bytes, dict[bytes, int]] = {}  # number -> {name prefix: position}
+        self.packers: dict[int, struct.Struct] = {}
+
+    def pack(self, txn: Txn, names: tuple[str, ...], forms: list[bytes]) -> bytes:
+        number = self.numbers.get(names) or self.pending.get(names) or self._new(txn, names)
+        packer = self.packers.get(len(forms))
+        if packer is None:
+            packer = self.packers[len(forms)] = struct.Struct(f"<{len(forms) + 1}I")
+        return (number + packer.pack(*itertools.accumulate(map(len, forms), initial=0))
+                + b"".join(forms))
+
+    def _new(self, txn: Txn, names: tuple[str, ...]) -> bytes:
+        raw = txn.get(b"next_shape", db=self.meta)
+        n = _ID.unpack(raw)[0] if raw is not None else 0
+        number = _SHAPE.pack(n)
+        txn.put(b"shape" + number, "\x00".join(names).encode("utf-8"), db=self.meta)
+        txn.put(b"next_shape", _ID.pack(n + 1), db=self.meta)
+        self.pending[names] = number
+        return number
+
+    def commit(self) -> None:
+        self.numbers.update(self.pending)
+        self.pending.clear()
+
+    def abort(self) -> None:
+        self.pending.clear()
+
+    def positions(self, txn: Txn, number: bytes) -> dict[bytes, int]:
+        found = self.prefixes.get(number)
+        if found is None:
+            raw = txn.get(b"shape" + number, db=self.meta)
+            if raw is None:
+                raise DataLoss(f"a record names shape {_SHAPE.unpack(number)[0]}, which is "
+                               f"missing", reason="METADATA_INDEX_DAMAGED")
+            found = {name + b"\x00": i for i, name in enumerate(raw.split(b"\x00"))}
+            self.prefixes[number] = found
+        return found
+
+    def form(self, txn: Txn, packed: bytes, prefix: bytes) -> bytes | None:
+        """The form of one field (``prefix``: its name and 0x00), None when absent."""
+        positions = self.positions(txn, packed[:4])
+        i = positions.get(prefix)
+        if i is None:
+            return None
+        start, end = _SPAN.unpack_from(packed, 4 + 4 * i)
+        base = 8 + 4 * len(positions)
+        return packed[base + start : base + end]
+
+    def unpack(self, txn: Txn, packed: bytes) -> dict[bytes, bytes]:
+        """{name prefix: form} of a record's packed forms."""
+        positions = self.positions(txn, packed[:4])
+        n = len(positions)
+        offsets = struct.unpack_from(f"<{n + 1}I", packed, 4)
+        base = 4 + 4 * (n + 1)
+        return {prefix: packed[base + offsets[i] : base + offsets[i + 1]]
+                for prefix, i in positions.items()}
 
 
 class MetadataIndex:
@@ -218,6 +309,8 @@ class MetadataIndex:
         self._values = self.lmdb.dbs["values"]
         self._schema = self.lmdb.dbs["schema"]
         self._meta = self.lmdb.dbs["meta"]
+        self._encoder = _EntryEncoder()  # its caches outlive a batch; used under the write lock
+        self._shapes = _Shapes(self._meta)
         with self.lmdb.write() as txn:
             version = txn.get(b"format", db=self._meta)
             if version is None:
@@ -241,12 +334,23 @@ class MetadataIndex:
         """Add or replace records in one transaction; a replaced record's index entries
         are replaced with it. A record equal to the stored one changes nothing; of several
         for one file, the last counts."""
+        try:
+            counts = self._upsert(records)
+        except BaseException:
+            self._shapes.abort()  # shapes the transaction stored are gone with it
+            raise
+        self._shapes.commit()
+        return counts
+
+    def _upsert(self, records: Iterable[FileRecord]) -> WriteCounts:
         counts = WriteCounts()
-        encoder = _EntryEncoder()
         delta = _SchemaDelta()
         puts: list[bytes] = []  # new records' index keys, put in key order at the end
-        forward: list[tuple[bytes, bytes]] = []  # and their values by doc id, appended
+        forward: list[tuple[bytes, bytes]] = []  # and their packed forms by doc id, appended
+        shapes = self._shapes
         with self.lmdb.write() as txn:
+            encoder = self._encoder
+            forms = encoder.forms
             docs, recs, bodies, fields, values = (
                 self._docs, self._records, self._bodies, self._fields, self._values)
             next_raw = txn.get(b"next_doc", db=self._meta)
@@ -259,6 +363,7 @@ class MetadataIndex:
                 key = doc_key(record.machine_id, record.path)
                 location, body = enc.pack_record(record)
                 all_fields = record.all_fields()
+                forms.shortened = False
                 nbs, fms = encoder.entries(all_fields)
                 old_id = txn.get(key, db=docs)
                 if old_id is None:
@@ -269,11 +374,11 @@ class MetadataIndex:
                     txn.put(doc_id, body, db=bodies)
                     counts.added += 1
                     new_keys = list(map(bytes.__add__, nbs, fms))
-                    puts.extend([k + doc_id for k in new_keys])
-                    pairs = sorted(zip(nbs, fms, strict=True))
-                    forward.extend([(doc_id + nb, fm) for nb, fm in pairs])
-                    delta.add_fields(all_fields)
-                    if encoder.forms.shortened:  # rare: count the shortened ones too
+                    puts.extend(map(bytes.__add__, new_keys, itertools.repeat(doc_id)))
+                    names = tuple(all_fields)
+                    forward.append((doc_id, shapes.pack(txn, names, fms)))
+                    delta.add_fields(all_fields, names)
+                    if forms.shortened:  # rare: count the shortened ones too
                         for k in new_keys:
                             name, tag, shortened = _entry_of(k)
                             if shortened:
@@ -296,17 +401,14 @@ class MetadataIndex:
                     if new_map.get(nb) != fm:
                         txn.delete(nb + fm + doc_id, db=fields)
                         delta.add_key(nb + fm, -1)
-                        if nb not in new_map:
-                            txn.delete(doc_id + nb, db=values)
                 for nb, fm in new_map.items():
                     if old_map.get(nb) != fm:
                         txn.put(nb + fm + doc_id, b"", db=fields)
-                        txn.put(doc_id + nb, fm, db=values)
                         delta.add_key(nb + fm, +1)
+                txn.put(doc_id, shapes.pack(txn, tuple(all_fields), fms), db=values)
             puts.sort()
             txn.cursor(db=fields).putmulti(zip(puts, itertools.repeat(b"")))
-            # new doc ids are above every stored one and come in order, each record's
-            # fields sorted: their values go at the end, in key order
+            # new doc ids are above every stored one and come in order: at the end
             txn.cursor(db=values).putmulti(forward, append=True)
             txn.put(b"next_doc", _ID.pack(next_id), db=self._meta)
             delta.apply(txn, self._schema)
@@ -331,8 +433,8 @@ class MetadataIndex:
                 nbs, fms = encoder.entries(record.all_fields())
                 for nb, fm in zip(nbs, fms, strict=True):
                     txn.delete(nb + fm + doc_id, db=self._fields)
-                    txn.delete(doc_id + nb, db=self._values)
                     delta.add_key(nb + fm, -1)
+                txn.delete(doc_id, db=self._values)
                 txn.delete(doc_id, db=self._records)
                 txn.delete(doc_id, db=self._bodies)
                 txn.delete(key, db=self._docs)
@@ -391,6 +493,45 @@ class MetadataIndex:
             if not found:
                 return
 
+    def signature_bytes(self, machine_id: str = "", under: str | None = None
+                        ) -> Iterator[tuple[str, bytes]]:
+        """(path, ``encoding.signature_bytes`` of its stored signature) of the records of
+        ``machine_id``, all or those whose path starts with ``under``: ``signatures`` for
+        a re-sync, one tight loop per batch of read transactions."""
+        prefix = enc.encode_str(machine_id)
+        if under is not None:
+            prefix += enc.encode_str(under)[:-1]  # escaped, without the terminator
+        machine = machine_id.encode("utf-8")
+        head, size = enc.LOCATION_HEAD, enc.SIGNATURE_BYTES
+        last: bytes | None = None
+        while True:
+            batch: list[tuple[str, bytes]] = []
+            with self.lmdb.read() as txn:
+                get, recs = txn.get, self._records
+                cur = txn.cursor(db=self._docs)
+                if not cur.set_range(last if last is not None else prefix):
+                    return
+                done = True
+                for key, doc_id in cur.iternext():
+                    if key == last:
+                        continue
+                    if not key.startswith(prefix):
+                        break
+                    if len(batch) >= 10_000:
+                        done = False
+                        break
+                    data = get(doc_id, db=recs) or _present(None, doc_id)
+                    last = key
+                    lm = data[head - 2] | (data[head - 1] << 8)
+                    if data[head : head + lm] != machine:
+                        continue  # a shortened key's prefix: another machine
+                    path = data[head + lm :].decode("utf-8")
+                    if under is None or path.startswith(under):
+                        batch.append((path, data[:size]))
+            yield from batch
+            if done:
+                return
+
     def check(self) -> list[str]:
         """Problems found by comparing the databases with each other: a record without its
         index entries, an entry without its record, a doc key for a missing record, schema
@@ -398,7 +539,7 @@ class MetadataIndex:
         problems: list[str] = []
         encoder = _EntryEncoder()
         expected_entries: set[bytes] = set()
-        expected_values: dict[bytes, bytes] = {}
+        expected_values: dict[bytes, dict[bytes, bytes]] = {}
         expected_schema = _SchemaDelta()
         with self.lmdb.read() as txn:
             doc_ids = set()
@@ -413,9 +554,9 @@ class MetadataIndex:
                     problems.append(f"record {record.path!r} is under another file's key")
                 doc_ids.add(doc_id)
                 nbs, fms = encoder.entries(record.all_fields())
+                expected_values[doc_id] = dict(zip(nbs, fms, strict=True))
                 for nb, fm in zip(nbs, fms, strict=True):
                     expected_entries.add(nb + fm + doc_id)
-                    expected_values[doc_id + nb] = fm
                     expected_schema.add_key(nb + fm, +1)
             for db in (self._records, self._bodies):
                 for doc_id, _ in txn.cursor(db=db):
@@ -426,7 +567,8 @@ class MetadataIndex:
                 problems.append(f"missing index entry {k!r}")
             for k in sorted(found_entries - expected_entries)[:20]:
                 problems.append(f"index entry without its record {k!r}")
-            found_values = dict(txn.cursor(db=self._values))
+            found_values = {doc_id: self._shapes.unpack(txn, packed)
+                            for doc_id, packed in txn.cursor(db=self._values)}
             if found_values != expected_values:
                 problems.append("values by doc id disagree with the records")
             stored = {k: list(_COUNTS.unpack(v)) for k, v in txn.cursor(db=self._schema)}
@@ -488,7 +630,10 @@ class IndexSnapshot:
     def form(self, doc_id: bytes, name_prefix: bytes) -> bytes | None:
         """The index form of a record's field (``name_prefix``: the name and 0x00), or
         None when the record has no such field."""
-        return self.txn.get(doc_id + name_prefix, db=self._values)
+        packed = self.txn.get(doc_id, db=self._values)
+        if packed is None:
+            return None
+        return self.index._shapes.form(self.txn, packed, name_prefix)
 
     def paths(self, doc_ids: Iterable[bytes]) -> list[tuple[str, str]]:
         """(machine_id, path) of each doc id, in one tight loop (query results)."""
