@@ -892,8 +892,8 @@ storage on the same disk. Local h5py's bulk dataset has hoard's chunk shape; HSD
 own (its default). Full reads: hoard reads the whole dataset on one call (`read_data`): the
 daemon writes it into /dev/shm segments of 16 MiB the SDK maps (the same-host fast path; a
 block is mapped lazily, so its pages are faulted in by the untimed check), with the stream
-(shared memory off) as a reference row; the peers read it in slices (HSDS limits a request's size); a
-reference row gives hoard in the same slices. Only the reads are timed, and every read-back
+(shared memory off) as a reference row; the peers read it in slices (HSDS limits a
+request's size); a reference row gives hoard in the same slices. Only the reads are timed, and every read-back
 is checked against what was written.
 Row 1 is the median of three rounds per side, interleaved, each into a fresh file; each full
 read is the median of three reads of the same data.
