@@ -893,8 +893,8 @@ own (its default). Full reads: hoard reads the whole dataset on one call (`read_
 daemon writes it into /dev/shm segments of 16 MiB the SDK maps (the same-host fast path; a
 block is mapped lazily, so its pages are faulted in by the untimed check), with the stream
 (shared memory off) as a reference row; the peers read it in slices (HSDS limits a
-request's size); a reference row gives hoard in the same slices. Only the reads are timed, and every read-back
-is checked against what was written.
+request's size); a reference row gives hoard in the same slices. Only the reads are timed,
+and every read-back is checked against what was written.
 Row 1 is the median of three rounds per side, interleaved, each into a fresh file; each full
 read is the median of three reads of the same data.
 The 10 x 10 slices are read at the same random positions of the bulk dataset by each side
