@@ -20,8 +20,10 @@ Progress is yielded after every batch.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from hoard.metadata.extractors import Extraction
@@ -87,6 +89,25 @@ def extract_items(extraction: Extraction, items: Sequence[Item], machine: str
     return records
 
 
+def check_patterns(regex_pattern: str, glob_pattern: str) -> None:
+    """InvalidArgument (INVALID_PATTERN, naming it) for a regular expression that does not
+    compile or a glob that pathlib refuses (``**`` inside a component, an absolute or an
+    empty pattern)."""
+    try:
+        re.compile(regex_pattern)
+    except (re.error, TypeError, ValueError, RecursionError) as exc:
+        raise InvalidArgument(f"regex_pattern {regex_pattern[:200]!r} is not a regular "
+                              f"expression: {exc}", reason="INVALID_PATTERN",
+                              pattern=regex_pattern[:200]) from None
+    if not glob_pattern or "/" in glob_pattern or "**" in glob_pattern:
+        try:  # pathlib checks the pattern before it looks at the (absent) directory
+            next(Path("/nonexistent-hoard-pattern-check").glob(glob_pattern), None)
+        except (ValueError, NotImplementedError) as exc:
+            raise InvalidArgument(f"glob_pattern {glob_pattern[:200]!r} is not a usable "
+                                  f"glob: {exc}", reason="INVALID_PATTERN",
+                                  pattern=glob_pattern[:200]) from None
+
+
 class MetadataSync:
     """Extracts files into one ``MetadataIndex``.
 
@@ -122,6 +143,7 @@ class MetadataSync:
         """Sync each directory in turn; progress after every batch, then once ``done``."""
         machine = _machine(machine_id)
         size = self._checked_batch(batch_size or self.batch_size)
+        check_patterns(regex_pattern, glob_pattern)
         progress = SyncProgress()
         for raw in paths:
             root = directory_root(raw)
