@@ -287,6 +287,44 @@ def test_bad_queries_are_refused_naming_the_problem(stub, roots):
             grpc.StatusCode.NOT_FOUND, "REPOSITORY_NOT_FOUND")
 
 
+def test_a_bad_pattern_is_refused_naming_it(stub, roots):
+    bad = grpc.StatusCode.INVALID_ARGUMENT
+    for regex in ("[unclosed", "(?P<x", "a{2,1}"):
+        message = refused(lambda r=regex: sync(stub, roots, regex_pattern=r), bad,
+                          "INVALID_PATTERN")
+        assert regex in message
+    for glob in ("a**b", "x/**c/*", "/abs/*"):
+        message = refused(lambda g=glob: sync(stub, roots, glob_pattern=g), bad,
+                          "INVALID_PATTERN")
+        assert glob in message
+    assert stub.Count(pb.CountRequest(repository=REPO)).count == 0  # nothing was read
+    assert sync(stub, roots, glob_pattern="**/*p*c*b*")[-1].added == 30  # pathlib's walk
+
+
+def test_erasing_a_repository_while_a_query_streams_ends_it_not_found(daemon, stub):
+    """The query's stream is between two messages when the repository is erased: the
+    erase does not wait for the client, and the rest of the stream fails NOT_FOUND
+    (not INTERNAL from an index closed underneath it)."""
+    filler = pb.FieldValue(string_value="x" * 2000)
+    for start in range(0, 30_000, 10_000):  # ~60 MB of records: more than grpc sends ahead
+        records = pushed(10_000, start)
+        for r in records:
+            r.path = f"C:/data/f{r.signature.size:06d}"
+            r.fields["filler"].CopyFrom(filler)
+        stub.PushRecords(pb.PushRecordsRequest(repository=REPO, machine_id="ws",
+                                               records=records))
+    stream = stub.Query(pb.QueryRequest(repository=REPO, output="records"))
+    first = next(stream)
+    assert first.records
+    with grpc.insecure_channel(daemon.target) as channel:
+        rpc = repositories_pb2_grpc.RepositoriesStub(channel)
+        rpc.EraseRepository(rpb.EraseRepositoryRequest(repository=REPO))
+    code, message, info = failure(lambda: list(stream))
+    assert (code, info.reason) == (grpc.StatusCode.NOT_FOUND, "REPOSITORY_NOT_FOUND"), message
+    refused(lambda: stub.Count(pb.CountRequest(repository=REPO)), grpc.StatusCode.NOT_FOUND,
+            "REPOSITORY_NOT_FOUND")
+
+
 # -- sync roots ----------------------------------------------------------------------------
 def test_nothing_outside_the_sync_roots_is_read(stub, roots, tmp_path):
     outside = tmp_path / "outside"
