@@ -397,9 +397,12 @@ class MetadataIndex:
         latest = {(r.machine_id, r.path): r for r in records}
         for machine_id, path in latest:
             check_location(machine_id, path)
+        return self.upsert_prepared(self.prepare(latest.values()))
+
+    def prepare(self, records: Iterable[FileRecord]) -> list[Prepared]:
+        """Records encoded for ``upsert_prepared``, with this index's caches."""
         with self._prepare_lock:
-            prepared = [self._preparer.prepare(r) for r in latest.values()]
-        return self.upsert_prepared(prepared)
+            return [self._preparer.prepare(r) for r in records]
 
     def upsert_prepared(self, records: Iterable[Prepared]) -> WriteCounts:
         """``upsert_many`` for records ``Preparer.prepare`` made (here or in a worker)."""
