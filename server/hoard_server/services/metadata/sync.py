@@ -132,6 +132,14 @@ def _prepare_in_worker(spec: Spec, items: list[Item], machine: str) -> list[Prep
     return [preparer.prepare(r) for r in extract_items(extraction, items, machine)]
 
 
+def _start_worker() -> None:
+    """A worker yields to the process that writes (the sync's pace is the writer's)."""
+    try:
+        os.nice(5)
+    except OSError:
+        pass
+
+
 class ExtractPool:
     """Worker processes that read and encode files for syncs: started on the first sync big
     enough to use them and kept for the life of the process (a daemon pays their start-up
@@ -147,7 +155,8 @@ class ExtractPool:
         with self._lock:
             if ExtractPool._executor is None:
                 ExtractPool._executor = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn"))
+                    self.workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_worker)
             return ExtractPool._executor
 
     @classmethod
@@ -187,13 +196,14 @@ class MetadataSync:
 
     def __init__(self, index: MetadataIndex, extraction: Extraction | None = None,
                  batch_size: int = DEFAULT_BATCH, follow_links: bool = True,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, pool_min: int = POOL_MIN) -> None:
         self.index = index
         self.follow_links = follow_links
         self.extraction = extraction or Extraction(["buffer"])
         self.batch_size = self._checked_batch(batch_size)
         self.workers = default_workers() if workers is None else workers
         self._spec = _spec(self.extraction) if self.workers else None
+        self.pool_min = pool_min
 
     @staticmethod
     def _checked_batch(batch_size: int) -> int:
@@ -337,7 +347,7 @@ class MetadataSync:
 
         try:
             for items, counts in found:
-                if self._spec is None or len(items) < POOL_MIN:
+                if self._spec is None or len(items) < self.pool_min:
                     while pending:  # in order
                         work, before = pending.popleft()
                         yield ready(work), before
