@@ -20,6 +20,7 @@ Progress is yielded after every batch.
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import os
 import re
@@ -134,10 +135,8 @@ def _prepare_in_worker(spec: Spec, items: list[Item], machine: str) -> list[Prep
 
 def _start_worker() -> None:
     """A worker yields to the process that writes (the sync's pace is the writer's)."""
-    try:
+    with contextlib.suppress(OSError):
         os.nice(5)
-    except OSError:
-        pass
 
 
 class ExtractPool:
