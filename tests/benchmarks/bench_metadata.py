@@ -202,6 +202,13 @@ def run_engine(cfg: Settings, root: str, work: str, queries: list[Query],
     from hoard_server.services.metadata.cache import MetadataCache
 
     side = Side()
+    try:  # the sync workers start with the process, as a daemon's do (not with the sync)
+        from hoard_server.services.metadata.sync import ExtractPool, default_workers
+        if default_workers():
+            ExtractPool(default_workers()).warm()
+            time.sleep(2)
+    except ImportError:
+        pass
     with MetadataCache(os.path.join(work, "hoard-index"), sync_roots=[root]) as cache:
 
         def sync() -> Any:
@@ -244,6 +251,7 @@ def run_daemon(cfg: Settings, root: str, work: str, queries: list[Query],
     try:
         with connect(daemon.target) as client:
             client.create_repository(REPOSITORY)
+        time.sleep(2)  # the daemon's sync workers start with it (a real one ran long before)
         channel = grpc.insecure_channel(
             daemon.target, options=[("grpc.max_receive_message_length", 64 << 20)])
         stub = pb_grpc.MetadataCacheStub(channel)

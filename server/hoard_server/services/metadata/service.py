@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
 from hoard_server.services.metadata.cache import MetadataCache
-from hoard_server.services.metadata.sync import DEFAULT_BATCH
+from hoard_server.services.metadata.sync import DEFAULT_BATCH, ExtractPool, default_workers
 from hoard_server.services.repositories import open_repository
 from hoard_server.storage.registry import RepositoryRegistry
 
@@ -25,6 +25,8 @@ class MetadataService:
         self._registry = registry
         self.sync_roots = tuple(os.path.realpath(r) for r in sync_roots)
         self._batch_size = batch_size
+        if self.sync_roots and default_workers():  # server-side syncs: their workers now
+            ExtractPool(default_workers()).warm()
 
     def cache(self, repository: str) -> MetadataCache:
         """The cache of ``repository``: INVALID_REPOSITORY_NAME or REPOSITORY_NOT_FOUND."""

@@ -158,6 +158,15 @@ class ExtractPool:
                     initializer=_start_worker)
             return ExtractPool._executor
 
+    def warm(self, extraction: Extraction | None = None) -> None:
+        """Start the workers now (their imports too), without waiting: a daemon with sync
+        roots does it at start-up, so no sync pays for it."""
+        spec = _spec(extraction or Extraction(["buffer"]))
+        if spec is not None:
+            executor = self.executor()
+            for _ in range(self.workers):
+                executor.submit(_prepare_in_worker, spec, [], "")
+
     @classmethod
     def shutdown(cls) -> None:
         with cls._lock:
