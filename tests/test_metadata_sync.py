@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from harness import wait_until
 from buffers import BufferSpec, buffer_bytes, write_buffer
 
 from hoard.metadata.records import FileSignature
@@ -224,6 +225,9 @@ CHILD = textwrap.dedent("""
         for step in engine.synchronize_directory(data):
             print("batch", step.added, flush=True)
             if step.added == 60:
+                from hoard_server.services.metadata.sync import ExtractPool
+                workers = ExtractPool._executor._processes  # type: ignore[union-attr]
+                print("workers", *sorted(workers), flush=True)
                 print("stalled", flush=True)
                 sys.stdin.readline()
     else:  # inside: a transaction in flight when the kill comes
@@ -254,6 +258,14 @@ def run_child_until_stalled(mode: str, index_path: str, data: str) -> list[str]:
     return lines
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.parametrize("mode", ["between", "inside", "pooled"])
 def test_a_killed_sync_leaves_the_index_consistent_and_the_next_finishes(tmp_path, mode
                                                                          ) -> None:
@@ -266,6 +278,10 @@ def test_a_killed_sync_leaves_the_index_consistent_and_the_next_finishes(tmp_pat
     assert lines[-1] == "stalled"
     with MetadataIndex(where, map_size=256 << 20) as index:
         assert index.check() == []
+        if mode == "pooled":  # its workers end with it
+            pids = [int(p) for p in lines.pop(-2).split()[1:]]
+            assert len(pids) == 2
+            assert wait_until(lambda: not any(map(_alive, pids)), timeout=60)
         if mode in ("between", "pooled"):
             assert lines[:-1] == ["batch 20", "batch 40", "batch 60"]
             assert index.count() == 60  # the batches committed, nothing of the fourth

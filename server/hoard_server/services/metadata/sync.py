@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import threading
@@ -134,9 +135,19 @@ def _prepare_in_worker(spec: Spec, items: list[Item], machine: str) -> list[Prep
 
 
 def _start_worker() -> None:
-    """A worker yields to the process that writes (the sync's pace is the writer's)."""
+    """A worker yields to the process that writes (the sync's pace is the writer's), and
+    ends when that process is gone, even killed (the pool's queues would not tell it)."""
     with contextlib.suppress(OSError):
         os.nice(5)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        sentinel = parent.sentinel
+
+        def watch() -> None:
+            multiprocessing.connection.wait([sentinel])
+            os._exit(0)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class ExtractPool:
