@@ -13,8 +13,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from harness import wait_until
 from buffers import BufferSpec, buffer_bytes, write_buffer
+from harness import wait_until
 
 from hoard.metadata.records import FileSignature
 from hoard_server.errors import InvalidArgument
