@@ -20,7 +20,6 @@ Progress is yielded after every batch.
 from __future__ import annotations
 
 import collections
-import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -135,10 +134,8 @@ def _prepare_in_worker(spec: Spec, items: list[Item], machine: str) -> list[Prep
 
 
 def _start_worker() -> None:
-    """A worker yields to the process that writes (the sync's pace is the writer's), and
-    ends when that process is gone, even killed (the pool's queues would not tell it)."""
-    with contextlib.suppress(OSError):
-        os.nice(5)
+    """A worker ends when its process is gone, even killed (the pool's queues would not
+    tell it). (Lowering its priority was tried: on a shared machine it starves.)"""
     parent = multiprocessing.parent_process()
     if parent is not None:
         sentinel = parent.sentinel
