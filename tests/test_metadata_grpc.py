@@ -439,6 +439,25 @@ def test_pushed_records_live_under_the_request_s_machine(stub):
     assert paths(query(stub, text="process == 111")) == ["C:/data/f011"]
 
 
+def test_records_carry_each_value_as_itself(stub):
+    """Equal values of different kinds (True, 1 and 1.0) come back each as itself,
+    however many records share them (-0.0 is stored as 0.0)."""
+    values = {"t": pb.FieldValue(bool_value=True), "one": i(1),
+              "neg": pb.FieldValue(float_value=-0.0), "pos": pb.FieldValue(float_value=0.0),
+              "f1": pb.FieldValue(float_value=1.0), "s": s("1")}
+    records = [pb.Record(path=f"C:/v/{k}", signature=pb.FileSignature(size=k),
+                         fields=values) for k in range(3)]
+    stub.PushRecords(pb.PushRecordsRequest(repository=REPO, machine_id="ws", records=records))
+    got = query(stub, output="records", text="t == true")
+    assert len(got) == 3
+    for rec in got:
+        out = {k: (v.WhichOneof("kind"), getattr(v, v.WhichOneof("kind")))
+               for k, v in rec.fields.items() if k in values}
+        assert out == {"t": ("bool_value", True), "one": ("int_value", 1),
+                       "neg": ("float_value", -0.0), "pos": ("float_value", 0.0),
+                       "f1": ("float_value", 1.0), "s": ("string_value", "1")}
+
+
 def test_bad_pushes_are_refused(stub):
     bad = grpc.StatusCode.INVALID_ARGUMENT
     nan = pushed(1)
