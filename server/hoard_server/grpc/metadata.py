@@ -157,8 +157,7 @@ def _records_out(matches: Iterable[Match], wanted: tuple[str, ...] | None
         for name, value in (m.fields or {}).items():
             if whole and name in BUILTIN_FIELDS:
                 continue
-            t = type(value)  # -0.0 == 0.0 and True == 1, but each is sent as itself
-            key = (t, value.hex()) if t is float else (t, value)  # type: ignore[union-attr]
+            key = (type(value), value)  # True == 1 == 1.0: each is sent as itself
             out = made.get(key)
             if out is None:
                 out = made[key] = _value_out(value)
