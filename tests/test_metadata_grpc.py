@@ -509,6 +509,28 @@ def test_a_cancelled_sync_stops_at_a_batch_boundary_leaving_the_index_whole(
     assert stub.Count(pb.CountRequest(repository=REPO)).count == total
 
 
+def test_a_big_sync_goes_through_the_worker_pool_and_can_be_cancelled(daemon, stub, tmp_path):
+    """Batches of 1,000 files or more are extracted by the daemon's workers: a sync
+    cancelled after its first batch keeps whole batches; the next one finishes."""
+    total = 2400
+    many = tmp_path / "instrument" / "big"
+    make_buffers(many, total, start=5000)
+    stream = stub.SynchronizeDirectory(pb.SyncRequest(
+        repository=REPO, paths=[str(many)], sync_subdirectories=True, batch_size=1000))
+    first = next(stream)
+    assert not first.done and first.added == 1000
+    stream.cancel()  # the batch being written when the cancel lands may still commit
+    done = sync(stub, many, batch_size=1000)[-1]
+    assert done.added + done.unchanged == total and done.updated == 0
+    assert done.unchanged in (1000, 2000)  # whole batches only
+    assert stub.Count(pb.CountRequest(repository=REPO)).count == total
+    assert len(query(stub, text="process >= 5000")) == total
+    with grpc.insecure_channel(daemon.target) as channel:
+        verify = objects_pb2_grpc.ObjectsStub(channel).Verify(opb.VerifyRequest(repository=REPO))
+        last = list(verify)[-1]
+    assert last.done and last.problem_count == 0, list(last.problems)
+
+
 # -- the dataset files, indexed as they change ----------------------------------------------
 def dataset_records(stub, **kw) -> dict[str, pb.Record]:
     at_datasets = cond("machine_id", "==", s("@datasets"))
