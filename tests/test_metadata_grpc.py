@@ -27,6 +27,7 @@ from hoard.v1 import repositories_pb2 as rpb
 from hoard_server.services.metadata import filters as f
 from hoard_server.services.metadata.cache import MetadataCache
 from hoard_server.services.metadata.query import ALL_FIELDS, MetadataQuery, OrderBy
+from hoard_server.services.metadata.sync import default_workers
 
 REPO = "default"
 
@@ -529,6 +530,11 @@ def test_a_big_sync_goes_through_the_worker_pool_and_can_be_cancelled(daemon, st
         verify = objects_pb2_grpc.ObjectsStub(channel).Verify(opb.VerifyRequest(repository=REPO))
         last = list(verify)[-1]
     assert last.done and last.problem_count == 0, list(last.problems)
+    if default_workers():  # the workers are the daemon's children
+        children = Path(f"/proc/{daemon.pid}/task/{daemon.pid}/children").read_text().split()
+        spawned = [c for c in children
+                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(spawned) == default_workers()
 
 
 # -- the dataset files, indexed as they change ----------------------------------------------
