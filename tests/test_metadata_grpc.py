@@ -27,6 +27,7 @@ from hoard.v1 import repositories_pb2 as rpb
 from hoard_server.services.metadata import filters as f
 from hoard_server.services.metadata.cache import MetadataCache
 from hoard_server.services.metadata.query import ALL_FIELDS, MetadataQuery, OrderBy
+from hoard_server.services.metadata.sync import default_workers
 
 REPO = "default"
 
@@ -287,6 +288,44 @@ def test_bad_queries_are_refused_naming_the_problem(stub, roots):
             grpc.StatusCode.NOT_FOUND, "REPOSITORY_NOT_FOUND")
 
 
+def test_a_bad_pattern_is_refused_naming_it(stub, roots):
+    bad = grpc.StatusCode.INVALID_ARGUMENT
+    for regex in ("[unclosed", "(?P<x", "a{2,1}"):
+        message = refused(lambda r=regex: sync(stub, roots, regex_pattern=r), bad,
+                          "INVALID_PATTERN")
+        assert regex in message
+    for glob in ("a**b", "x/**c/*", "/abs/*"):
+        message = refused(lambda g=glob: sync(stub, roots, glob_pattern=g), bad,
+                          "INVALID_PATTERN")
+        assert glob in message
+    assert stub.Count(pb.CountRequest(repository=REPO)).count == 0  # nothing was read
+    assert sync(stub, roots, glob_pattern="**/*p*c*b*")[-1].added == 30  # pathlib's walk
+
+
+def test_erasing_a_repository_while_a_query_streams_ends_it_not_found(daemon, stub):
+    """The query's stream is between two messages when the repository is erased: the
+    erase does not wait for the client, and the rest of the stream fails NOT_FOUND
+    (not INTERNAL from an index closed underneath it)."""
+    filler = pb.FieldValue(string_value="x" * 2000)
+    for start in range(0, 30_000, 10_000):  # ~60 MB of records: more than grpc sends ahead
+        records = pushed(10_000, start)
+        for r in records:
+            r.path = f"C:/data/f{r.signature.size:06d}"
+            r.fields["filler"].CopyFrom(filler)
+        stub.PushRecords(pb.PushRecordsRequest(repository=REPO, machine_id="ws",
+                                               records=records))
+    stream = stub.Query(pb.QueryRequest(repository=REPO, output="records"))
+    first = next(stream)
+    assert first.records
+    with grpc.insecure_channel(daemon.target) as channel:
+        rpc = repositories_pb2_grpc.RepositoriesStub(channel)
+        rpc.EraseRepository(rpb.EraseRepositoryRequest(repository=REPO))
+    code, message, info = failure(lambda: list(stream))
+    assert (code, info.reason) == (grpc.StatusCode.NOT_FOUND, "REPOSITORY_NOT_FOUND"), message
+    refused(lambda: stub.Count(pb.CountRequest(repository=REPO)), grpc.StatusCode.NOT_FOUND,
+            "REPOSITORY_NOT_FOUND")
+
+
 # -- sync roots ----------------------------------------------------------------------------
 def test_nothing_outside_the_sync_roots_is_read(stub, roots, tmp_path):
     outside = tmp_path / "outside"
@@ -401,6 +440,25 @@ def test_pushed_records_live_under_the_request_s_machine(stub):
     assert paths(query(stub, text="process == 111")) == ["C:/data/f011"]
 
 
+def test_records_carry_each_value_as_itself(stub):
+    """Equal values of different kinds (True, 1 and 1.0) come back each as itself,
+    however many records share them (-0.0 is stored as 0.0)."""
+    values = {"t": pb.FieldValue(bool_value=True), "one": i(1),
+              "neg": pb.FieldValue(float_value=-0.0), "pos": pb.FieldValue(float_value=0.0),
+              "f1": pb.FieldValue(float_value=1.0), "s": s("1")}
+    records = [pb.Record(path=f"C:/v/{k}", signature=pb.FileSignature(size=k),
+                         fields=values) for k in range(3)]
+    stub.PushRecords(pb.PushRecordsRequest(repository=REPO, machine_id="ws", records=records))
+    got = query(stub, output="records", text="t == true")
+    assert len(got) == 3
+    for rec in got:
+        out = {k: (v.WhichOneof("kind"), getattr(v, v.WhichOneof("kind")))
+               for k, v in rec.fields.items() if k in values}
+        assert out == {"t": ("bool_value", True), "one": ("int_value", 1),
+                       "neg": ("float_value", -0.0), "pos": ("float_value", 0.0),
+                       "f1": ("float_value", 1.0), "s": ("string_value", "1")}
+
+
 def test_bad_pushes_are_refused(stub):
     bad = grpc.StatusCode.INVALID_ARGUMENT
     nan = pushed(1)
@@ -450,6 +508,33 @@ def test_a_cancelled_sync_stops_at_a_batch_boundary_leaving_the_index_whole(
     done = sync(stub, many)[-1]  # the next sync picks up the rest
     assert done.added + done.unchanged + done.updated == total
     assert stub.Count(pb.CountRequest(repository=REPO)).count == total
+
+
+def test_a_big_sync_goes_through_the_worker_pool_and_can_be_cancelled(daemon, stub, tmp_path):
+    """Batches of 1,000 files or more are extracted by the daemon's workers: a sync
+    cancelled after its first batch keeps whole batches; the next one finishes."""
+    total = 2400
+    many = tmp_path / "instrument" / "big"
+    make_buffers(many, total, start=5000)
+    stream = stub.SynchronizeDirectory(pb.SyncRequest(
+        repository=REPO, paths=[str(many)], sync_subdirectories=True, batch_size=1000))
+    first = next(stream)
+    assert not first.done and first.added == 1000
+    stream.cancel()  # the batch being written when the cancel lands may still commit
+    done = sync(stub, many, batch_size=1000)[-1]
+    assert done.added + done.unchanged == total and done.updated == 0
+    assert done.unchanged in (1000, 2000)  # whole batches only
+    assert stub.Count(pb.CountRequest(repository=REPO)).count == total
+    assert len(query(stub, text="process >= 5000")) == total
+    with grpc.insecure_channel(daemon.target) as channel:
+        verify = objects_pb2_grpc.ObjectsStub(channel).Verify(opb.VerifyRequest(repository=REPO))
+        last = list(verify)[-1]
+    assert last.done and last.problem_count == 0, list(last.problems)
+    if default_workers():  # the workers are the daemon's children
+        children = Path(f"/proc/{daemon.pid}/task/{daemon.pid}/children").read_text().split()
+        spawned = [c for c in children
+                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(spawned) == default_workers()
 
 
 # -- the dataset files, indexed as they change ----------------------------------------------

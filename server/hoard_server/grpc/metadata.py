@@ -10,6 +10,7 @@ batch is one transaction, so the index stays consistent); records already writte
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 import grpc
 
@@ -38,6 +39,7 @@ INT64_MAX = (1 << 63) - 1
 MESSAGE_BYTES = 1 << 20  # a streamed message holds about this much (records, signatures)
 SIGNATURES_PER_MESSAGE = 5000
 OUTPUTS = {"": None, "paths": None, "records": ALL_FIELDS}
+T = TypeVar("T")
 
 
 # -- values, filters, records -------------------------------------------------------------
@@ -140,12 +142,31 @@ def _query_in(request: pb.QueryRequest) -> MetadataQuery:
 def _record_out(m: Match, whole: bool) -> pb.Record:
     """A match as a Record; a whole record's built-in fields are implied by its
     machine_id, path and error (the contract), fields asked for by name are all sent."""
-    msg = pb.Record(machine_id=m.machine_id, path=m.path, has_error=m.error is not None,
-                    error=m.error or "")
-    for name, value in (m.fields or {}).items():
-        if not (whole and name in BUILTIN_FIELDS):
-            msg.fields[name].CopyFrom(_value_out(value))
-    return msg
+    return next(_records_out([m], ALL_FIELDS if whole else ()))
+
+
+def _records_out(matches: Iterable[Match], wanted: tuple[str, ...] | None
+                 ) -> Iterator[pb.Record]:
+    """Records of matches, each distinct value made into a FieldValue once (the fields of
+    a buffer repeat a few values: channels, rates, part numbers)."""
+    whole = wanted == ALL_FIELDS
+    made: dict[tuple[type, object], pb.FieldValue] = {}
+    record = pb.Record
+    for m in matches:
+        fields = {}
+        for name, value in (m.fields or {}).items():
+            if whole and name in BUILTIN_FIELDS:
+                continue
+            key = (type(value), value)  # True == 1 == 1.0: each is sent as itself
+            out = made.get(key)
+            if out is None:
+                out = made[key] = _value_out(value)
+                if len(made) > 100_000:
+                    made.clear()
+            fields[name] = out
+        error = m.error
+        yield record(machine_id=m.machine_id, path=m.path, has_error=error is not None,
+                     error=error or "", fields=fields)
 
 
 def _record_in(msg: pb.Record) -> FileRecord:
@@ -247,7 +268,7 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
         cache = self._metadata.cache(request.repository)
         with self._limits.stream("read", context) as stream:
             entries = cache.signatures(request.machine_id, request.under or None)
-            yield from _send(stream, _signature_pages(entries))
+            yield from _send(stream, cache.held(_signature_pages(entries)))
 
     @grpc_errors
     def PushRecords(self, request: pb.PushRecordsRequest, context: grpc.ServicerContext):
@@ -266,24 +287,32 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
     def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext):
         cache = self._metadata.cache(request.repository)
         query = _query_in(request)
-        whole = query.fields == ALL_FIELDS
         with self._limits.stream("read", context) as stream:
             if query.limit is not None:  # one page, ending with its token
-                page = cache.query(query)
-                pages = list(_pages(_record_out(m, whole) for m in page.items)) or [[]]
+                if query.fields is None:
+                    locations, token = cache.query_locations(query)
+                    pages = list(_location_pages(locations)) or [[]]
+                else:
+                    page = cache.query(query)
+                    token = page.next_token
+                    pages = list(_pages(_records_out(page.items, query.fields))) or [[]]
                 last = len(pages) - 1
                 yield from _send(stream, (
                     pb.QueryResponse(records=p, next_page_token=(
-                        page.next_token or "" if i == last else ""))
+                        token or "" if i == last else ""))
                     for i, p in enumerate(pages)))
-            else:  # every match, from the token on
-                matches = cache.queries.iter_all(query)
-                first = next(matches, None)  # a bad query fails here, before any message
+            else:  # every match, from the token on, a message's worth under each hold
+                if query.fields is None:
+                    every = _location_pages(cache.queries.iter_locations(query))
+                else:
+                    every = _pages(_records_out(cache.queries.iter_all(query), query.fields))
+                # a bad query fails at the first page, before any message
+                messages = (pb.QueryResponse(records=p) for p in cache.held(every))
+                first = next(messages, None)
                 if first is None:
                     yield pb.QueryResponse()
                     return
-                records = (_record_out(m, whole) for m in _chain(first, matches))
-                yield from _send(stream, (pb.QueryResponse(records=p) for p in _pages(records)))
+                yield from _send(stream, _chain(first, messages))
 
     @grpc_errors
     def Count(self, request: pb.CountRequest, context: grpc.ServicerContext):
@@ -313,9 +342,25 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
                 yield pb.ReadFileChunk(size=0)
 
 
-def _chain(first: Match, rest: Iterator[Match]) -> Iterator[Match]:
+def _chain(first: T, rest: Iterator[T]) -> Iterator[T]:
     yield first
     yield from rest
+
+
+def _location_pages(locations: Iterable[tuple[str, str]]) -> Iterator[list[pb.Record]]:
+    """(machine_id, path) pairs as Records, grouped into messages of about
+    ``MESSAGE_BYTES`` (each one's size estimated, not measured)."""
+    page: list[pb.Record] = []
+    size = 0
+    record = pb.Record
+    for machine, path in locations:
+        page.append(record(machine_id=machine, path=path))
+        size += len(path) + len(machine) + 8
+        if size >= MESSAGE_BYTES:
+            yield page
+            page, size = [], 0
+    if page:
+        yield page
 
 
 def _signature_pages(entries: Iterable[tuple[str, FileSignature, bool]]

@@ -8,7 +8,11 @@ A client-side sync extracts on the workstation and pushes records under its mach
 ``remove_records`` apply its changes.
 
 A cache either opens its own index (a path: tests, tools) or works on one its repository
-owns (``Repository.metadata``: the daemon); it closes only an index it opened.
+owns (``Repository.metadata``: the daemon); it closes only an index it opened. In the
+daemon every call works under its repository's activity hold (``hold``), so erasing the
+repository (which closes the index) waits for it, and a call that comes later fails with
+REPOSITORY_NOT_FOUND. A stream takes the hold for each step (a batch, a page), never across
+a yield to its consumer.
 
 machine_ids starting with ``@`` are the daemon's own (``DATASETS_MACHINE``: the dataset
 files it indexes itself); a client may not write under one.
@@ -16,9 +20,12 @@ files it indexes itself); a client may not write under one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import TypeVar
 
 from hoard.metadata.extractors import Extraction
 from hoard.metadata.records import FileRecord, FileSignature
@@ -26,7 +33,12 @@ from hoard.metadata.scan import DEFAULT_GLOB, DEFAULT_REGEX
 from hoard_server.errors import InvalidArgument, NotFound, PermissionDenied
 from hoard_server.services.metadata import filters
 from hoard_server.services.metadata.query import MetadataQuery, MetadataQueryEngine, QueryPage
-from hoard_server.services.metadata.sync import DEFAULT_BATCH, MetadataSync, SyncProgress
+from hoard_server.services.metadata.sync import (
+    DEFAULT_BATCH,
+    MetadataSync,
+    SyncProgress,
+    check_patterns,
+)
 from hoard_server.storage.metadata.index import (
     DEFAULT_MAP_SIZE,
     FieldInfo,
@@ -38,6 +50,8 @@ MAX_PUSH = 10_000  # records in one push: one transaction
 READ_CHUNK = 1 << 20  # ReadFile's chunks
 DATASETS_MACHINE = "@datasets"  # the records of the repository's own dataset files
 RESERVED_MACHINE_PREFIX = "@"
+T = TypeVar("T")
+Hold = Callable[[], AbstractContextManager[object]]
 
 
 def client_machine_id(machine_id: str | None) -> str | None:
@@ -54,7 +68,8 @@ def client_machine_id(machine_id: str | None) -> str | None:
 class MetadataCache:
     def __init__(self, index: MetadataIndex | str, *, sync_roots: Sequence[str] = (),
                  extraction: Extraction | None = None, batch_size: int = DEFAULT_BATCH,
-                 map_size: int = DEFAULT_MAP_SIZE) -> None:
+                 map_size: int = DEFAULT_MAP_SIZE, hold: Hold | None = None) -> None:
+        self._hold: Hold = hold or contextlib.nullcontext
         self._owns_index = isinstance(index, str)
         self.index = MetadataIndex(index, map_size) if isinstance(index, str) else index
         self.queries = MetadataQueryEngine(self.index)
@@ -71,6 +86,21 @@ class MetadataCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def held(self, items: Iterator[T]) -> Iterator[T]:
+        """``items``, each one made under the hold, which is let go before it is yielded."""
+        try:
+            while True:
+                with self._hold():
+                    try:
+                        item = next(items)
+                    except StopIteration:
+                        return
+                yield item
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
     # -- server-side sync ----------------------------------------------------------------
     def allowed(self, path: str | os.PathLike[str]) -> str:
@@ -99,33 +129,39 @@ class MetadataCache:
     ) -> Iterator[SyncProgress]:
         roots = [self.allowed(p) for p in paths]  # all checked before any is read
         client_machine_id(machine_id)
-        return self.syncer.synchronize_directory(
+        check_patterns(regex_pattern, glob_pattern)
+        return self.held(self.syncer.synchronize_directory(
             *roots, sync_subdirectories=sync_subdirectories, regex_pattern=regex_pattern,
             delete_stale_entries=delete_stale_entries, machine_id=machine_id,
-            glob_pattern=glob_pattern, batch_size=batch_size)
+            glob_pattern=glob_pattern, batch_size=batch_size))
 
     def add_files_to_cache(self, files: Sequence[str | os.PathLike[str]],
                            machine_id: str | None = None, batch_size: int | None = None,
                            check_synced: bool = True) -> Iterator[SyncProgress]:
         checked = [self.allowed(f) for f in files]
         client_machine_id(machine_id)
-        return self.syncer.add_files_to_cache(checked, machine_id, batch_size, check_synced)
+        return self.held(self.syncer.add_files_to_cache(checked, machine_id, batch_size,
+                                                        check_synced))
 
     def remove_files_from_cache(self, files: Iterable[str | os.PathLike[str]],
                                 machine_id: str | None = None) -> int:
         """By path: nothing is opened, so no root is needed (the files may be gone)."""
-        return self.syncer.remove_files_from_cache(files, client_machine_id(machine_id))
+        machine = client_machine_id(machine_id)
+        with self._hold():
+            return self.syncer.remove_files_from_cache(files, machine)
 
     def get_non_synchronized_files(self, files: Sequence[str | os.PathLike[str]],
                                    machine_id: str | None = None
                                    ) -> tuple[list[str], list[str]]:
-        return self.syncer.get_non_synchronized_files([self.allowed(f) for f in files],
-                                                      machine_id)
+        checked = [self.allowed(f) for f in files]
+        with self._hold():
+            return self.syncer.get_non_synchronized_files(checked, machine_id)
 
     # -- client-side sync ----------------------------------------------------------------
     def signatures(self, machine_id: str, under: str | None = None
                    ) -> Iterator[tuple[str, FileSignature, bool]]:
-        """What the cache holds for a machine: (path, signature, failed to parse)."""
+        """What the cache holds for a machine: (path, signature, failed to parse); a
+        stream: consume it through ``held`` (in pages) in the daemon."""
         return self.index.signatures(machine_id, under)
 
     def push_records(self, records: Sequence[FileRecord], machine_id: str) -> WriteCounts:
@@ -144,27 +180,40 @@ class MetadataCache:
                                       reason="INVALID_VALUE", path=record.path) from exc
             record.machine_id = machine_id
             checked.append(record)
-        return self.index.upsert_many(checked)
+        with self._hold():
+            return self.index.upsert_many(checked)
 
     def remove_records(self, paths: Iterable[str], machine_id: str) -> WriteCounts:
         client_machine_id(machine_id)
-        return self.index.remove_many((machine_id, p) for p in paths)
+        keys = [(machine_id, p) for p in paths]
+        with self._hold():
+            return self.index.remove_many(keys)
 
     # -- queries -------------------------------------------------------------------------
     def query(self, query: MetadataQuery) -> QueryPage:
-        return self.queries.run(query)
+        with self._hold():
+            return self.queries.run(query)
+
+    def query_locations(self, query: MetadataQuery
+                        ) -> tuple[list[tuple[str, str]], str | None]:
+        """(machine_id, path) of a page's matches and its token: ``query`` without records."""
+        with self._hold():
+            return self.queries.run_locations(query)
 
     def count(self, text_or_filter: str | filters.Expr | None = None) -> int:
         expr = filters.parse(text_or_filter) if isinstance(text_or_filter, str) \
             else text_or_filter
-        return self.queries.count(expr)
+        with self._hold():
+            return self.queries.count(expr)
 
     def get_matching_files(self, query: MetadataQuery) -> list[str]:
         """Every matching path, in the query's order (all pages)."""
-        return list(self.queries.iter_paths(query))
+        with self._hold():
+            return list(self.queries.iter_paths(query))
 
     def schema(self) -> list[FieldInfo]:
-        return self.index.schema()
+        with self._hold():
+            return self.index.schema()
 
     # -- file content --------------------------------------------------------------------
     def read_file(self, path: str, chunk: int = READ_CHUNK) -> tuple[int, Iterator[bytes]]:
@@ -173,7 +222,10 @@ class MetadataCache:
         reads the matches' content. FILE_NOT_FOUND for a path the cache does not hold or
         that is gone; PermissionDenied outside the roots (a link is judged by its target)."""
         real = self.allowed(path)
-        if self.index.get(os.path.abspath(path)) is None and self.index.get(real) is None:
+        with self._hold():
+            known = (self.index.get(os.path.abspath(path)) is not None
+                     or self.index.get(real) is not None)
+        if not known:
             raise NotFound(f"{path!r} is not in the metadata cache; sync it first",
                            reason="FILE_NOT_FOUND", path=path)
         try:

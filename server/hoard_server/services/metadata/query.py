@@ -496,10 +496,16 @@ class MetadataQueryEngine:
     def run_paths(self, query: MetadataQuery) -> tuple[list[str], str | None]:
         """The paths of a page of ``query`` (its ``fields`` aside), and its resume token:
         ``run`` without building a ``Match`` per file."""
+        locations, next_token = self.run_locations(query)
+        return [path for _machine, path in locations], next_token
+
+    def run_locations(self, query: MetadataQuery) -> tuple[list[tuple[str, str]], str | None]:
+        """(machine_id, path) of each match of a page of ``query`` (its ``fields`` aside),
+        and its resume token."""
         with self.index.snapshot() as snap:
             hits, next_token = self._page(snap, query, self._checked(snap, query),
                                           _read_token(query))
-            return [path for _machine, path in self._locations(snap, hits)], next_token
+            return self._locations(snap, hits), next_token
 
     def iter_paths(self, query: MetadataQuery, page_size: int = 10_000) -> Iterator[str]:
         """Every matching path, page by page (each page in a snapshot of its own)."""
@@ -514,6 +520,23 @@ class MetadataQueryEngine:
                                                         token))
             yield from paths
             sent += len(paths)
+            if token is None:
+                return
+
+    def iter_locations(self, query: MetadataQuery, page_size: int = 10_000
+                       ) -> Iterator[tuple[str, str]]:
+        """(machine_id, path) of every match, page by page (each in a snapshot of its own)."""
+        limit = query.limit
+        token = query.resume_token
+        sent = 0
+        while True:
+            size = page_size if limit is None else min(page_size, limit - sent)
+            if size <= 0:
+                return
+            locations, token = self.run_locations(MetadataQuery(query.filter, query.order_by,
+                                                                 size, token))
+            yield from locations
+            sent += len(locations)
             if token is None:
                 return
 

@@ -26,11 +26,13 @@ import itertools
 import operator
 import os
 import struct
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import lmdb
 
@@ -220,6 +222,57 @@ class _EntryEncoder:
         return list(map(bytes.__add__, *self.entries(fields)))
 
 
+class Prepared(NamedTuple):
+    """A record encoded for the index, all but what only a write transaction knows (its
+    doc id, its shape's number): made by ``prepare``, in this process or a worker's, and
+    cheap to send between them (bytes, and tuples shared between records of one shape)."""
+
+    machine_id: str
+    path: str
+    key: bytes  # its docs key
+    location: bytes
+    body: bytes
+    names: tuple[str, ...]  # its fields' names, in order (its shape)
+    kinds: tuple[type, ...]  # its values' types, for the schema counts
+    prefixes: list[bytes]  # each field's name prefix
+    forms: list[bytes]  # each value's index form
+    packed: bytes  # the forms' offsets and the forms, as the values db holds them
+    shortened: bool  # some value had to be shortened
+    error: bool  # the record says its file failed to parse
+
+
+class Preparer:
+    """Makes ``Prepared`` records, its caches kept from one batch to the next (shapes are
+    the same tuple objects each time: a batch pickles each once)."""
+
+    def __init__(self) -> None:
+        self.encoder = _EntryEncoder()
+        self._shapes: dict[tuple[tuple[str, ...], tuple[type, ...]],
+                           tuple[tuple[str, ...], tuple[type, ...], list[bytes]]] = {}
+        self._packers: dict[int, struct.Struct] = {}
+
+    def prepare(self, record: FileRecord) -> Prepared:
+        location, body = enc.pack_record(record)
+        all_fields = record.all_fields()
+        forms = self.encoder.forms
+        forms.shortened = False
+        prefixes, values = self.encoder.entries(all_fields)
+        shape_key = (tuple(all_fields), tuple(map(type, all_fields.values())))
+        shape = self._shapes.get(shape_key)
+        if shape is None:
+            if len(self._shapes) > 10_000:
+                self._shapes.clear()
+            shape = self._shapes[shape_key] = (*shape_key, prefixes)
+        packer = self._packers.get(len(values))
+        if packer is None:
+            packer = self._packers[len(values)] = struct.Struct(f"<{len(values) + 1}I")
+        packed = (packer.pack(*itertools.accumulate(map(len, values), initial=0))
+                  + b"".join(values))
+        return Prepared(record.machine_id, record.path, doc_key(record.machine_id, record.path),
+                        location, body, shape[0], shape[1], shape[2], values, packed,
+                        forms.shortened, record.error is not None)
+
+
 _SHAPE = struct.Struct(">I")
 _SPAN = struct.Struct("<II")
 
@@ -239,6 +292,9 @@ class _Shapes:
         self.pending: dict[tuple[str, ...], bytes] = {}  # in the open write transaction
         self.prefixes: dict[bytes, dict[bytes, int]] = {}  # number -> {name prefix: position}
         self.packers: dict[int, struct.Struct] = {}
+
+    def number(self, txn: Txn, names: tuple[str, ...]) -> bytes:
+        return self.numbers.get(names) or self.pending.get(names) or self._new(txn, names)
 
     def pack(self, txn: Txn, names: tuple[str, ...], forms: list[bytes]) -> bytes:
         number = self.numbers.get(names) or self.pending.get(names) or self._new(txn, names)
@@ -310,6 +366,8 @@ class MetadataIndex:
         self._schema = self.lmdb.dbs["schema"]
         self._meta = self.lmdb.dbs["meta"]
         self._encoder = _EntryEncoder()  # its caches outlive a batch; used under the write lock
+        self._preparer = Preparer()  # the same, for records written here
+        self._prepare_lock = threading.Lock()
         self._shapes = _Shapes(self._meta)
         with self.lmdb.write() as txn:
             version = txn.get(b"format", db=self._meta)
@@ -334,37 +392,47 @@ class MetadataIndex:
         """Add or replace records in one transaction; a replaced record's index entries
         are replaced with it. A record equal to the stored one changes nothing; of several
         for one file, the last counts."""
+        # one record per file: of several in the batch, the last wins (a new record's
+        # entries are put at the end, so it must not be replaced within the batch)
+        latest = {(r.machine_id, r.path): r for r in records}
+        for machine_id, path in latest:
+            check_location(machine_id, path)
+        return self.upsert_prepared(self.prepare(latest.values()))
+
+    def prepare(self, records: Iterable[FileRecord]) -> list[Prepared]:
+        """Records encoded for ``upsert_prepared``, with this index's caches."""
+        with self._prepare_lock:
+            return [self._preparer.prepare(r) for r in records]
+
+    def upsert_prepared(self, records: Iterable[Prepared]) -> WriteCounts:
+        """``upsert_many`` for records ``Preparer.prepare`` made (here or in a worker)."""
+        latest = {(r.machine_id, r.path): r for r in records}
+        for machine_id, path in latest:
+            check_location(machine_id, path)
         try:
-            counts = self._upsert(records)
+            counts = self._upsert(latest.values())
         except BaseException:
             self._shapes.abort()  # shapes the transaction stored are gone with it
             raise
         self._shapes.commit()
         return counts
 
-    def _upsert(self, records: Iterable[FileRecord]) -> WriteCounts:
+    def _upsert(self, records: Iterable[Prepared]) -> WriteCounts:
         counts = WriteCounts()
         delta = _SchemaDelta()
         puts: list[bytes] = []  # new records' index keys, put in key order at the end
         forward: list[tuple[bytes, bytes]] = []  # and their packed forms by doc id, appended
         shapes = self._shapes
+        add, repeat = bytes.__add__, itertools.repeat
         with self.lmdb.write() as txn:
             encoder = self._encoder
-            forms = encoder.forms
             docs, recs, bodies, fields, values = (
                 self._docs, self._records, self._bodies, self._fields, self._values)
             next_raw = txn.get(b"next_doc", db=self._meta)
             next_id = _ID.unpack(next_raw)[0] if next_raw is not None else 1
-            # one record per file: of several in the batch, the last wins (a new record's
-            # entries are put at the end, so it must not be replaced within the batch)
-            latest = {(r.machine_id, r.path): r for r in records}
-            for record in latest.values():
-                check_location(record.machine_id, record.path)
-                key = doc_key(record.machine_id, record.path)
-                location, body = enc.pack_record(record)
-                all_fields = record.all_fields()
-                forms.shortened = False
-                nbs, fms = encoder.entries(all_fields)
+            by_shape = delta.by_shape
+            for p in records:
+                key, location, body = p.key, p.location, p.body
                 old_id = txn.get(key, db=docs)
                 if old_id is None:
                     doc_id = _ID.pack(next_id)
@@ -373,12 +441,11 @@ class MetadataIndex:
                     txn.put(doc_id, location, db=recs)
                     txn.put(doc_id, body, db=bodies)
                     counts.added += 1
-                    new_keys = list(map(bytes.__add__, nbs, fms))
-                    puts.extend(map(bytes.__add__, new_keys, itertools.repeat(doc_id)))
-                    names = tuple(all_fields)
-                    forward.append((doc_id, shapes.pack(txn, names, fms)))
-                    delta.add_fields(all_fields, names)
-                    if forms.shortened:  # rare: count the shortened ones too
+                    new_keys = list(map(add, p.prefixes, p.forms))
+                    puts.extend(map(add, new_keys, repeat(doc_id)))
+                    forward.append((doc_id, shapes.number(txn, p.names) + p.packed))
+                    by_shape[(p.names, p.kinds)] += 1
+                    if p.shortened:  # rare: count the shortened ones too
                         for k in new_keys:
                             name, tag, shortened = _entry_of(k)
                             if shortened:
@@ -393,7 +460,7 @@ class MetadataIndex:
                     continue
                 old = enc.unpack_record(old_location, old_body)
                 old_map = dict(zip(*encoder.entries(old.all_fields()), strict=True))
-                new_map = dict(zip(nbs, fms, strict=True))
+                new_map = dict(zip(p.prefixes, p.forms, strict=True))
                 counts.updated += 1
                 txn.put(doc_id, location, db=recs)
                 txn.put(doc_id, body, db=bodies)
@@ -405,7 +472,7 @@ class MetadataIndex:
                     if old_map.get(nb) != fm:
                         txn.put(nb + fm + doc_id, b"", db=fields)
                         delta.add_key(nb + fm, +1)
-                txn.put(doc_id, shapes.pack(txn, tuple(all_fields), fms), db=values)
+                txn.put(doc_id, shapes.number(txn, p.names) + p.packed, db=values)
             puts.sort()
             txn.cursor(db=fields).putmulti(zip(puts, itertools.repeat(b"")))
             # new doc ids are above every stored one and come in order: at the end
