@@ -703,16 +703,11 @@ class IndexSnapshot:
         return self.index._shapes.form(self.txn, packed, name_prefix)
 
     def paths(self, doc_ids: Iterable[bytes]) -> list[tuple[str, str]]:
-        """(machine_id, path) of each doc id, read in one call (``getmulti``: no Python
-        code per look-up) and decoded in one tight loop (query results)."""
-        ids = doc_ids if isinstance(doc_ids, list) else list(doc_ids)
-        found = self.txn.cursor(db=self._records).getmulti(ids)
-        if len(found) != len(ids):  # getmulti leaves missing keys out
-            have = {k for k, _ in found}
-            _present(None, next(d for d in ids if d not in have))
-        head = enc.LOCATION_HEAD
+        """(machine_id, path) of each doc id, in one tight loop (query results)."""
+        get, db, head = self.txn.get, self._records, enc.LOCATION_HEAD
         out = []
-        for _doc_id, data in found:
+        for doc_id in doc_ids:
+            data = get(doc_id, db=db) or _present(None, doc_id)
             lm = data[head - 2] | (data[head - 1] << 8)
             out.append((data[head : head + lm].decode(), data[head + lm :].decode()))
         return out
