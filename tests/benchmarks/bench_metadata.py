@@ -384,7 +384,7 @@ WHY = {
         "process scans, makes the 46 `fields` keys of each record, sorts and writes them "
         "(one transaction per 5,000). Measured on 20,000 files, pool against in-process, "
         "best of 4, alternating: 1.47 s against 1.93 s with a core free (load ~2), 2.0 s "
-        "against 2.03 s at load ~3 (this run: the workers find no free core). The writer's "
+        "against 2.03 s at load ~3. The writer's "
         "own CPU is 1.15-1.25 s (scan ~0.1, unpickling ~0.15, the 920,000 `fields` keys: "
         "made, sorted and put ~0.6, the per-record puts and commits the rest): more than the "
         "whole 10x budget (1.06 s against qass's 10.6 s on a quiet machine) by itself; a "
