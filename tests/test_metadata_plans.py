@@ -69,6 +69,10 @@ def test_filters_give_the_brute_force_files(engine, text) -> None:
     eng, records = engine
     assert sorted(eng.iter_paths(MetadataQuery.from_text(text))) == sorted(
         expected(records, text))
+    # unordered: in the order the files were indexed, page by page (resume tokens)
+    want = list(eng.iter_paths(MetadataQuery.from_text(text)))
+    assert list(eng.iter_paths(MetadataQuery.from_text(text), page_size=37)) == want
+    assert pages(eng, text, size=37) == want
 
 
 @pytest.mark.parametrize(("text", "order", "limit"), [

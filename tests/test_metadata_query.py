@@ -230,6 +230,18 @@ def test_queries_answer_what_brute_force_answers(scratch, records, expr, order, 
             if token is None:
                 break
         assert got == expected
+        # the same through run_paths (an unordered query settled by its plan takes a
+        # way of its own: doc ids straight to paths)
+        got = []
+        token = None
+        for _ in range(len(records) + 2):
+            paths, token = engine.run_paths(MetadataQuery(expr, tuple(order), limit, token))
+            got.extend(paths)
+            if limit is not None:
+                assert len(paths) <= limit
+            if token is None:
+                break
+        assert got == expected
         assert engine.count(expr) == len(expected)
     finally:
         index.close()

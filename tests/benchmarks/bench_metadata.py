@@ -384,7 +384,7 @@ WHY = {
         "process scans, makes the 46 `fields` keys of each record, sorts and writes them "
         "(one transaction per 5,000). Measured on 20,000 files, pool against in-process, "
         "best of 4, alternating: 1.47 s against 1.93 s with a core free (load ~2), 2.0 s "
-        "against 2.03 s at load ~3 (this run: the workers find no free core). The writer's "
+        "against 2.03 s at load ~3. The writer's "
         "own CPU is 1.15-1.25 s (scan ~0.1, unpickling ~0.15, the 920,000 `fields` keys: "
         "made, sorted and put ~0.6, the per-record puts and commits the rest): more than the "
         "whole 10x budget (1.06 s against qass's 10.6 s on a quiet machine) by itself; a "
@@ -398,11 +398,13 @@ WHY = {
         "**Re-sync** is a `stat` of every file (the scan) and one comparison of packed "
         "signature bytes against the stored ones; both tools walk the same tree."),
     "three conditions": (
-        "**Three conditions** is dominated by scanning the two equalities' index ranges "
-        "(about 5,000 entries each, ~0.25 us an entry) to intersect them; `process > 100` "
-        "costs nothing (the 100 files outside it are ruled out). Posting lists per value "
-        "(an LMDB dupsort database read with `getmulti`) would make those scans ~10x "
-        "cheaper and are the next step."),
+        "**Three conditions** scans the two equalities' index ranges (about 5,000 "
+        "entries each, ~0.13 us an entry: ~1.3 ms of ~3 ms on a quiet machine) and "
+        "intersects the second with the first as it was scanned (no set built for it); "
+        "`process > 100` costs nothing (the 100 files outside it are ruled out); reading the "
+        "1,243 paths costs ~0.6 ms. Posting lists per value (an "
+        "LMDB dupsort database read as packed ids, intersected in bulk) would cut the "
+        "scans further, at the price of an index format change."),
     "order by + limit 100": (
         "**Order by + limit 100** walks `process` in order and checks each file's stored "
         "`channel` (about 400 entries for 100 hits)."),

@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -370,6 +371,13 @@ def _unshortened(snap: IndexSnapshot, name: str) -> bool:
     return info is None or info.shortened == 0
 
 
+def _disjoint(ranges: list[Range]) -> bool:
+    """Whether no two ranges overlap (no index entry lies in two of them)."""
+    ordered = sorted(ranges, key=lambda r: r[0])
+    return all(high is not None and high <= low
+               for (_, high), (low, _) in itertools.pairwise(ordered))
+
+
 def _is_equality(expr: f.Expr) -> bool:
     return isinstance(expr, f.In) or (isinstance(expr, f.Compare) and expr.op == "==")
 
@@ -503,8 +511,22 @@ class MetadataQueryEngine:
         """(machine_id, path) of each match of a page of ``query`` (its ``fields`` aside),
         and its resume token."""
         with self.index.snapshot() as snap:
-            hits, next_token = self._page(snap, query, self._checked(snap, query),
-                                          _read_token(query))
+            expr = self._checked(snap, query)
+            token = _read_token(query)
+            if not query.order_by and expr is not None:
+                # unordered, and the plan settles the filter: doc ids in order, no hits made
+                plan = self._plan(snap, expr)
+                if plan.residual is None and plan.docs is not None:
+                    ids = sorted(plan.docs)
+                    if token is not None:
+                        ids = ids[bisect.bisect_right(ids, token[0]):]
+                    limit = query.limit
+                    more = limit is not None and len(ids) > limit
+                    if limit is not None:
+                        del ids[limit:]
+                    next_token = _make_token(query, ids[-1], None) if more and ids else None
+                    return snap.paths(ids), next_token
+            hits, next_token = self._page(snap, query, expr, token)
             return self._locations(snap, hits), next_token
 
     def iter_paths(self, query: MetadataQuery, page_size: int = 10_000) -> Iterator[str]:
@@ -609,10 +631,22 @@ class MetadataQueryEngine:
         return info is not None and info.shortened == 0 and info.total == snap.total()
 
     def _collect(self, snap: IndexSnapshot, ranges: Ranges, cap: int | None
-                 ) -> tuple[set[bytes], bool]:
+                 ) -> tuple[list[bytes] | set[bytes], bool]:
         """(doc ids in the ranges, complete): stops once more than ``cap`` are found.
-        A scan cut at its limit is incomplete even when the ids it found were already
-        there (ranges of an ``or`` overlap), so ``out`` grew less than the scan read."""
+        Disjoint ranges of one field (``channel == 1``: its int and its float forms) give
+        the lists their scans read, joined (a record holds one value of a field, so no id
+        repeats: no set is built for ids an intersection drops); others give a set. A scan
+        cut at its limit is incomplete even when the ids it found were already there
+        (ranges of an ``or`` overlap), so ``out`` grew less than the scan read."""
+        if len(ranges.parts) == 1 and _disjoint(ranges.parts[0][1]):
+            name, rs = ranges.parts[0]
+            ids: list[bytes] = []
+            for low, high in rs:
+                ids += snap.scan_ids(name, low, high, None if cap is None
+                                     else cap + 1 - len(ids))
+                if cap is not None and len(ids) > cap:
+                    return ids, False
+            return ids, True
         out: set[bytes] = set()
         for name, rs in ranges.parts:
             for low, high in rs:
@@ -655,7 +689,7 @@ class MetadataQueryEngine:
         if not narrowable:
             return _Plan(None, expr)
         narrowable.sort(key=lambda rp: 0 if _is_equality(rp[1]) else 1)
-        found: list[tuple[set[bytes], bool, Ranges, f.Expr]] = []
+        found: list[tuple[list[bytes] | set[bytes], bool, Ranges, f.Expr]] = []
         excluded: set[bytes] | None = None  # the records that fail a wide range
         best: int | None = None
         for ranges, part in narrowable:
@@ -670,7 +704,8 @@ class MetadataQueryEngine:
                 if outside is not None:
                     out_ids, out_complete = self._collect(snap, outside, cap)
                     if out_complete and len(out_ids) < cap:
-                        excluded = out_ids if excluded is None else excluded | out_ids
+                        excluded = (set(out_ids) if excluded is None
+                                    else excluded.union(out_ids))
                         continue
             ids, complete = self._collect(snap, ranges, cap)
             if complete:
@@ -680,9 +715,11 @@ class MetadataQueryEngine:
             assert excluded is not None
             return _Plan({d for d, _ in snap.all_locations()} - excluded, None)
         found.sort(key=lambda t: (not t[1], len(t[0])))
-        docs, complete, ranges0, part0 = found[0]
+        first, complete, ranges0, part0 = found[0]
         if not complete:  # none finished below another: finish the first
-            docs, _ = self._collect(snap, ranges0, None)
+            first, _ = self._collect(snap, ranges0, None)
+        # the smallest is the set; the others are intersected with it as scanned (lists)
+        docs = first if isinstance(first, set) else set(first)
         if excluded:
             docs -= excluded
         if not ranges0.exact:
@@ -690,19 +727,19 @@ class MetadataQueryEngine:
         probes = []
         for ids, complete, ranges, part in found[1:]:
             if ranges.exact and complete:
-                docs &= ids
+                docs.intersection_update(ids)
             elif ranges.exact and len(ranges.parts) == 1:
                 # scanning it all costs less than a look-up per candidate, up to a size
                 if len(ids) <= PROBE_COST * len(docs):
                     ids, complete = self._collect(snap, ranges, PROBE_COST * len(docs))
                 if complete:
-                    docs &= ids
+                    docs.intersection_update(ids)
                 else:
                     probes.append(ranges)
             elif ranges.exact:
                 ids, complete = self._collect(snap, ranges, SCAN_PER_DECODE * len(docs))
                 if complete:
-                    docs &= ids
+                    docs.intersection_update(ids)
                 else:
                     residual.append(part)
             else:
