@@ -171,6 +171,12 @@ class DaemonProcess:
         if self._drain is not None:
             self._drain.join(timeout)
 
+    def _dump_stacks(self) -> None:
+        """Ask a running daemon for every thread's stack (it prints them to its log)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+
     def signal(self, signum: int = signal.SIGTERM) -> None:
         """Send a signal and return at once (``stop`` also waits for the exit)."""
         assert self.proc is not None, "the daemon was never started"
@@ -182,8 +188,7 @@ class DaemonProcess:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGUSR1)  # the daemon prints its threads' stacks
-            time.sleep(1.0)
+            self._dump_stacks()
             self.kill()
             raise DaemonStartError(
                 f"the daemon did not exit within {timeout:g}s; killed it:\n"
@@ -232,9 +237,14 @@ class DaemonProcess:
             while (n := found()) < count:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._drain_alive():  # no more lines will come
+                    if self.proc is not None and self.proc.poll() is None:
+                        self.proc.send_signal(signal.SIGUSR1)  # the daemon prints its stacks
+                        end = time.monotonic() + 1.0
+                        while (rest := end - time.monotonic()) > 0:
+                            self._log_changed.wait(rest)  # lets the drain thread add them
                     raise WaitTimeout(
                         f"{n} of {count} log lines with {text!r} after {timeout:g}s:\n"
-                        + self.log_tail()
+                        + self.log_tail(200)
                     )
                 self._log_changed.wait(min(left, 1.0))
         return n

@@ -155,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     # Everything built so far lives as long as the process: keep it out of the cyclic
     # collector's full passes, whose pauses would otherwise stall every request now and then.
     gc.freeze()
-    while not stop.wait(3600):
+    # Python runs signal handlers only in the main thread, and only when it runs bytecode; the
+    # kernel may deliver SIGTERM to any thread (for instance when the main thread already has
+    # a signal pending), which does not interrupt a long wait here. So wait in short steps:
+    # one long wait once left a SIGTERM unanswered for as long as it lasted.
+    while not stop.wait(0.2):
         pass
     daemon.stop()
     return 0
