@@ -341,3 +341,22 @@ def test_health_watchers_do_not_hold_workers(daemon_factory):
         finally:
             for w in watches:
                 w.cancel()
+
+
+_TGKILL = {"x86_64": 234, "aarch64": 131}.get(os.uname().machine)
+
+
+@pytest.mark.skipif(_TGKILL is None, reason="tgkill's number is known for x86_64 and aarch64 only")
+def test_a_sigterm_the_kernel_gives_another_thread_still_stops_the_daemon(daemon_factory):
+    """The kernel may deliver a process's SIGTERM to any of its threads; Python runs the
+    handler in the main thread only, when that thread next runs. A daemon whose main thread
+    slept in one long wait ignored such a signal for as long as the wait lasted."""
+    import ctypes
+
+    daemon = daemon_factory()
+    tasks = sorted(int(t) for t in os.listdir(f"/proc/{daemon.pid}/task"))
+    other = next(t for t in tasks if t != daemon.pid)  # any thread but the main one
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(_TGKILL, daemon.pid, other, signal.SIGTERM) == 0, ctypes.get_errno()
+    daemon.wait_for_log("received SIGTERM", timeout=20)
+    assert daemon.wait(timeout=30) == 0
