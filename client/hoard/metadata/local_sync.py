@@ -28,6 +28,7 @@ from hoard.metadata.scan import (
     DEFAULT_REGEX,
     directory_root,
     in_scope,
+    non_synchronized,
     scan_directory,
 )
 from hoard.metadata.wire import to_record
@@ -135,18 +136,8 @@ class LocalSync:
     def non_synchronized(self, files: Sequence[str | os.PathLike[str]], machine_id: str
                          ) -> tuple[list[str], list[str]]:
         """qass's ``get_non_synchronized_files``, the files looked at on this machine."""
-        paths = [os.path.abspath(os.fspath(p)) for p in files]
         stored = {e.path: e.signature for e in self.cache.signatures(machine_id)}
-        unsynchronised = []
-        for path in paths:
-            try:
-                sig = FileSignature.of(os.stat(path))
-            except OSError:
-                continue  # not there: nothing to extract
-            if stored.get(path) != sig:
-                unsynchronised.append(path)
-        listed = set(paths)
-        return unsynchronised, sorted(p for p in stored if p not in listed)
+        return non_synchronized(files, stored)
 
     def _extract(self, items: Sequence[tuple[str, os.stat_result | None]], machine_id: str
                  ) -> list[FileRecord]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+
+from hoard.metadata.records import FileSignature
 
 DEFAULT_REGEX = "^.*[p][0-9]*[c][0-9]{1}[b][0-9]{2}"
 DEFAULT_GLOB = "*p*c?b*"
@@ -97,3 +99,23 @@ def in_scope(path: str, root: str, sync_subdirectories: bool) -> bool:
     if not path.startswith(prefix):
         return False
     return sync_subdirectories or "/" not in path[len(prefix):]
+
+
+def non_synchronized(
+    files: Sequence[str | os.PathLike[str]], stored: Mapping[str, FileSignature]
+) -> tuple[list[str], list[str]]:
+    """qass's ``get_non_synchronized_files`` over what a cache holds for one machine
+    (``stored``: path -> signature): the files that are new or changed since extraction,
+    and the stored paths not among ``files``. Only ``stat`` is called; a file that is gone
+    needs no extraction."""
+    paths = [os.path.abspath(os.fspath(p)) for p in files]
+    unsynchronised = []
+    for path in paths:
+        try:
+            sig = FileSignature.of(os.stat(path))
+        except OSError:
+            continue
+        if stored.get(path) != sig:
+            unsynchronised.append(path)
+    listed = set(paths)
+    return unsynchronised, sorted(p for p in stored if p not in listed)

@@ -449,6 +449,23 @@ class _Hit:
     location: tuple[str, str] | None = None
 
 
+def _group_hits(snap: IndexSnapshot, first: OrderBy, form: bytes, doc_ids: list[bytes],
+                start: bytes | None, after: bytes | None) -> list[_Hit]:
+    """The hits of one group of an order walk (files sharing the first order field's value
+    ``form``), past the resume key ``after``: a lone file needs no key (its place is its
+    value's, unless it is the group the page resumes in); larger groups are sorted by
+    machine_id and path."""
+    if len(doc_ids) == 1 and (after is None or form != start):
+        return [_Hit(doc_ids[0], b"", form, None)]
+    group = []
+    for doc_id, (machine, path) in zip(doc_ids, snap.paths(doc_ids), strict=True):
+        key = _walk_key(first, form, machine, path)
+        if after is None or key > after:
+            group.append(_Hit(doc_id, key, form, None, (machine, path)))
+    group.sort(key=lambda h: h.key)
+    return group
+
+
 class MetadataQueryEngine:
     """Runs queries over one ``MetadataIndex``."""
 
@@ -885,16 +902,7 @@ class MetadataQueryEngine:
                 doc_ids = [d for d in doc_ids if d in docs]
                 if not doc_ids:
                     continue
-            if len(doc_ids) == 1 and (after is None or form != start):
-                out.append(_Hit(doc_ids[0], b"", form, None))
-            else:
-                group = []
-                for doc_id, (machine, path) in zip(doc_ids, snap.paths(doc_ids), strict=True):
-                    key = _walk_key(first, form, machine, path)
-                    if after is None or key > after:
-                        group.append(_Hit(doc_id, key, form, None, (machine, path)))
-                group.sort(key=lambda h: h.key)
-                out.extend(group)
+            out.extend(_group_hits(snap, first, form, doc_ids, start, after))
             if limit is not None and len(out) > limit:
                 break
         return out
@@ -916,16 +924,7 @@ class MetadataQueryEngine:
             doc_ids = [d for d in doc_ids if holds(d)]
             if not doc_ids:
                 continue
-            if len(doc_ids) == 1 and (after is None or form != start):
-                out.append(_Hit(doc_ids[0], b"", form, None))
-            else:
-                group = []
-                for doc_id, (machine, path) in zip(doc_ids, snap.paths(doc_ids), strict=True):
-                    key = _walk_key(first, form, machine, path)
-                    if after is None or key > after:
-                        group.append(_Hit(doc_id, key, form, None, (machine, path)))
-                group.sort(key=lambda h: h.key)
-                out.extend(group)
+            out.extend(_group_hits(snap, first, form, doc_ids, start, after))
             if len(out) > limit:
                 break
         return out

@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from hoard.metadata.extractors import Extraction
-from hoard.metadata.records import FileRecord, FileSignature
+from hoard.metadata.records import FileRecord
 from hoard.metadata.scan import (
     DEFAULT_GLOB,
     DEFAULT_REGEX,
     directory_root,
     in_scope,
+    non_synchronized,
     scan_directory,
 )
 from hoard_server.errors import InvalidArgument
@@ -309,19 +310,8 @@ class MetadataSync:
         (so pass the whole listing). A file that fails to parse and has not changed is in
         step. Only ``stat`` is called on the files."""
         machine = _machine(machine_id)
-        paths = [os.path.abspath(os.fspath(p)) for p in files]
         stored = {path: sig for path, sig, _failed in self.index.signatures(machine)}
-        unsynchronised = []
-        for path in paths:
-            try:
-                sig = FileSignature.of(os.stat(path))
-            except OSError:
-                continue  # not there: nothing to extract
-            if stored.get(path) != sig:
-                unsynchronised.append(path)
-        listed = set(paths)
-        stale = sorted(p for p in stored if p not in listed)
-        return unsynchronised, stale
+        return non_synchronized(files, stored)
 
     # -- extraction --------------------------------------------------------------------
     def extract(self, items: Sequence[Item], machine: str) -> list[FileRecord]:
