@@ -6,7 +6,9 @@ a new face is one more row in ``SERVICES``.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -40,6 +42,25 @@ from hoard_server.services.repositories import RepositoryService
 from hoard_server.storage.registry import RepositoryRegistry
 
 
+class HealthServicer(health.HealthServicer):
+    """grpc's health servicer, minus a deadlock at shutdown.
+
+    Its non-blocking Watch sends status changes while holding its lock, and waits for each
+    send on gRPC's serving thread; when a watcher goes away, its close callback runs on that
+    same serving thread and takes the same lock. A status change (``enter_graceful_shutdown``
+    at SIGTERM) racing a watcher's disconnect therefore hung the daemon's stop for good (seen
+    once in a full CI run, with the stacks to show it). Close callbacks here run on a thread
+    of their own, so the serving thread never waits for the lock."""
+
+    def _on_close_callback(self, send_response_callback: Any, service: str) -> Any:
+        close = super()._on_close_callback(send_response_callback, service)
+
+        def callback() -> None:
+            threading.Thread(target=close, name="health-watch-close", daemon=True).start()
+
+        return callback
+
+
 @dataclass(frozen=True)
 class ServiceContext:
     """What servicers are made from: one of each per daemon."""
@@ -47,7 +68,7 @@ class ServiceContext:
     config: Config
     registry: RepositoryRegistry
     limits: StreamLimits
-    health: health.HealthServicer
+    health: HealthServicer
     names: tuple[str, ...]  # every service in SERVICES, for reflection and health
     datasets: DatasetService  # shared: its followers are ended at shutdown
     indexer: DatasetIndexer  # keeps the dataset files' records in the metadata caches
@@ -81,7 +102,7 @@ class ServiceContext:
             ),
         )
         indexer = DatasetIndexer(registry, datasets.handle_limit)
-        return cls(config, registry, limits, health.HealthServicer(), names, datasets, indexer)
+        return cls(config, registry, limits, HealthServicer(), names, datasets, indexer)
 
     def serving(self) -> None:
         """Health: every service (and the server as a whole, "") is SERVING."""
