@@ -457,7 +457,8 @@ def test_a_follower_whose_client_stops_reading_is_cancelled(daemon_factory):
             stub.AppendData(
                 pb.AppendDataRequest(node=node("ts"), data=to_wire(big), grow_dimension=0)
             )
-        stalled = stub.Follow(pb.FollowRequest(node=node("ts"), grow_dimension=0))  # never read
+        stalled = stub.Follow(pb.FollowRequest(node=node("ts"), grow_dimension=0))
+        next(stalled)  # admitted (it holds the one slot before any probe), then never read
 
         def slot_free() -> bool:
             try:

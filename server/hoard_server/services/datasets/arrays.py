@@ -86,6 +86,15 @@ def decode(array: ArrayLike) -> np.ndarray:
                 f"`data`), not {len(array.strings)}",
                 "SHAPE_MISMATCH",
             )
+        for text in array.strings:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise _invalid(
+                    f"text item {text[:40]!r} is not valid Unicode ({exc.reason}): HDF5 stores "
+                    "text as UTF-8",
+                    "INVALID_TEXT",
+                ) from None
         out = np.empty(count, dtype=object)
         out[:] = list(array.strings)
         return out.reshape(shape)
