@@ -22,13 +22,17 @@ PACKAGE = Path("hoard") / "v1"
 
 
 def generate(out_dir: Path) -> list[Path]:
-    from grpc_tools import protoc  # dev dependency only
+    import grpc_tools  # dev dependency only
+    from grpc_tools import protoc
+
+    well_known = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
 
     sources = sorted((PROTOS / PACKAGE).glob("*.proto"))
     (out_dir / PACKAGE).mkdir(parents=True, exist_ok=True)
     args = [
         "protoc",
         f"-I{PROTOS}",
+        f"-I{well_known}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",

@@ -47,21 +47,33 @@ def _get(cfg: Config, k: schema.Key) -> object:
     return getattr(getattr(cfg, k.section), k.name)
 
 
+# Keys that are valid only with others (the TLS files go together)
+_COMPANIONS = {
+    "tls_cert": {"tls_key": "key.pem"},
+    "tls_key": {"tls_cert": "cert.pem"},
+    "tls_client_ca": {"tls_cert": "cert.pem", "tls_key": "key.pem"},
+}
+
+
 @pytest.mark.parametrize("k", KEYS, ids=lambda k: k.name)
 def test_every_key_is_set_by_its_table_its_variable_and_its_flag(tmp_path, k):
     value, text = _other_value(k)
     if k.name == "workers":  # leave room for the stream slots
         value, text = 100, "100"
+    companions = {schema.find(Config, n): v for n, v in _COMPANIONS.get(k.name, {}).items()}
     f = tmp_path / "hoard.toml"
-    f.write_text(f"[{k.section}]\n{k.name} = {schema.toml_value(value)}\n")
+    lines = [f"{c.name} = {schema.toml_value(v)}" for c, v in companions.items()]
+    f.write_text(f"[{k.section}]\n{k.name} = {schema.toml_value(value)}\n" + "\n".join(lines))
     assert _get(load_config(str(f), environ={}), k) == value
-    assert _get(load_config(environ={k.env: text}), k) == value
+    env = {c.env: v for c, v in companions.items()}
+    assert _get(load_config(environ={k.env: text, **env}), k) == value
     if k.type is bool:
         argv = [k.flag if value else "--no-" + k.flag[2:]]
     elif k.type is tuple:
         argv = [arg for v in value for arg in (k.flag, v)]
     else:
         argv = [k.flag, text]
+    argv += [arg for c, v in companions.items() for arg in (c.flag, v)]
     args = build_parser().parse_args(argv)
     assert _get(load_config(overrides=schema.overrides(args, Config), environ={}), k) == value
 

@@ -73,6 +73,12 @@ class FailedPrecondition(HoardError):
     reason = "FAILED_PRECONDITION"
 
 
+class Unauthenticated(HoardError):
+    """The call carries no credentials the daemon accepts (no token, or an unknown one)."""
+
+    reason = "UNAUTHENTICATED"
+
+
 class PermissionDenied(HoardError):
     """The request reaches for something the daemon's configuration does not allow."""
 

@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from hoard.v1 import access_pb2 as hoard_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhoard/v1/repositories.proto\x12\x08hoard.v1\"T\n\x0eRepositoryInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x12\n\nkey_format\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\"-\n\x17\x43reateRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"*\n\x14GetRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"\x19\n\x17ListRepositoriesRequest\"J\n\x18ListRepositoriesResponse\x12.\n\x0crepositories\x18\x01 \x03(\x0b\x32\x18.hoard.v1.RepositoryInfo\",\n\x16\x45raseRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"\x19\n\x17\x45raseRepositoryResponse2\xec\x02\n\x0cRepositories\x12T\n\x10\x43reateRepository\x12!.hoard.v1.CreateRepositoryRequest\x1a\x18.hoard.v1.RepositoryInfo\"\x03\x90\x02\x02\x12N\n\rGetRepository\x12\x1e.hoard.v1.GetRepositoryRequest\x1a\x18.hoard.v1.RepositoryInfo\"\x03\x90\x02\x01\x12^\n\x10ListRepositories\x12!.hoard.v1.ListRepositoriesRequest\x1a\".hoard.v1.ListRepositoriesResponse\"\x03\x90\x02\x01\x12V\n\x0f\x45raseRepository\x12 .hoard.v1.EraseRepositoryRequest\x1a!.hoard.v1.EraseRepositoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhoard/v1/repositories.proto\x12\x08hoard.v1\x1a\x15hoard/v1/access.proto\"}\n\x0eRepositoryInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x12\n\nkey_format\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\x12\x13\n\x0bquota_bytes\x18\x05 \x01(\x04\x12\x12\n\nused_bytes\x18\x06 \x01(\x04\"-\n\x17\x43reateRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"*\n\x14GetRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"\x19\n\x17ListRepositoriesRequest\"J\n\x18ListRepositoriesResponse\x12.\n\x0crepositories\x18\x01 \x03(\x0b\x32\x18.hoard.v1.RepositoryInfo\",\n\x16\x45raseRepositoryRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"\x19\n\x17\x45raseRepositoryResponse\"D\n\x19SetRepositoryQuotaRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x13\n\x0bquota_bytes\x18\x02 \x01(\x04\x32\xdc\x03\n\x0cRepositories\x12X\n\x10\x43reateRepository\x12!.hoard.v1.CreateRepositoryRequest\x1a\x18.hoard.v1.RepositoryInfo\"\x07\x90\x02\x02\xc8\xf3\x18\x03\x12R\n\rGetRepository\x12\x1e.hoard.v1.GetRepositoryRequest\x1a\x18.hoard.v1.RepositoryInfo\"\x07\x90\x02\x01\xc8\xf3\x18\x01\x12\x62\n\x10ListRepositories\x12!.hoard.v1.ListRepositoriesRequest\x1a\".hoard.v1.ListRepositoriesResponse\"\x07\x90\x02\x01\xc8\xf3\x18\x01\x12\\\n\x0f\x45raseRepository\x12 .hoard.v1.EraseRepositoryRequest\x1a!.hoard.v1.EraseRepositoryResponse\"\x04\xc8\xf3\x18\x03\x12\\\n\x12SetRepositoryQuota\x12#.hoard.v1.SetRepositoryQuotaRequest\x1a\x18.hoard.v1.RepositoryInfo\"\x07\x90\x02\x02\xc8\xf3\x18\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,25 +33,31 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hoard.v1.repositories_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPOSITORIES'].methods_by_name['CreateRepository']._loaded_options = None
-  _globals['_REPOSITORIES'].methods_by_name['CreateRepository']._serialized_options = b'\220\002\002'
+  _globals['_REPOSITORIES'].methods_by_name['CreateRepository']._serialized_options = b'\220\002\002\310\363\030\003'
   _globals['_REPOSITORIES'].methods_by_name['GetRepository']._loaded_options = None
-  _globals['_REPOSITORIES'].methods_by_name['GetRepository']._serialized_options = b'\220\002\001'
+  _globals['_REPOSITORIES'].methods_by_name['GetRepository']._serialized_options = b'\220\002\001\310\363\030\001'
   _globals['_REPOSITORIES'].methods_by_name['ListRepositories']._loaded_options = None
-  _globals['_REPOSITORIES'].methods_by_name['ListRepositories']._serialized_options = b'\220\002\001'
-  _globals['_REPOSITORYINFO']._serialized_start=41
-  _globals['_REPOSITORYINFO']._serialized_end=125
-  _globals['_CREATEREPOSITORYREQUEST']._serialized_start=127
-  _globals['_CREATEREPOSITORYREQUEST']._serialized_end=172
-  _globals['_GETREPOSITORYREQUEST']._serialized_start=174
-  _globals['_GETREPOSITORYREQUEST']._serialized_end=216
-  _globals['_LISTREPOSITORIESREQUEST']._serialized_start=218
-  _globals['_LISTREPOSITORIESREQUEST']._serialized_end=243
-  _globals['_LISTREPOSITORIESRESPONSE']._serialized_start=245
-  _globals['_LISTREPOSITORIESRESPONSE']._serialized_end=319
-  _globals['_ERASEREPOSITORYREQUEST']._serialized_start=321
-  _globals['_ERASEREPOSITORYREQUEST']._serialized_end=365
-  _globals['_ERASEREPOSITORYRESPONSE']._serialized_start=367
-  _globals['_ERASEREPOSITORYRESPONSE']._serialized_end=392
-  _globals['_REPOSITORIES']._serialized_start=395
-  _globals['_REPOSITORIES']._serialized_end=759
+  _globals['_REPOSITORIES'].methods_by_name['ListRepositories']._serialized_options = b'\220\002\001\310\363\030\001'
+  _globals['_REPOSITORIES'].methods_by_name['EraseRepository']._loaded_options = None
+  _globals['_REPOSITORIES'].methods_by_name['EraseRepository']._serialized_options = b'\310\363\030\003'
+  _globals['_REPOSITORIES'].methods_by_name['SetRepositoryQuota']._loaded_options = None
+  _globals['_REPOSITORIES'].methods_by_name['SetRepositoryQuota']._serialized_options = b'\220\002\002\310\363\030\003'
+  _globals['_REPOSITORYINFO']._serialized_start=64
+  _globals['_REPOSITORYINFO']._serialized_end=189
+  _globals['_CREATEREPOSITORYREQUEST']._serialized_start=191
+  _globals['_CREATEREPOSITORYREQUEST']._serialized_end=236
+  _globals['_GETREPOSITORYREQUEST']._serialized_start=238
+  _globals['_GETREPOSITORYREQUEST']._serialized_end=280
+  _globals['_LISTREPOSITORIESREQUEST']._serialized_start=282
+  _globals['_LISTREPOSITORIESREQUEST']._serialized_end=307
+  _globals['_LISTREPOSITORIESRESPONSE']._serialized_start=309
+  _globals['_LISTREPOSITORIESRESPONSE']._serialized_end=383
+  _globals['_ERASEREPOSITORYREQUEST']._serialized_start=385
+  _globals['_ERASEREPOSITORYREQUEST']._serialized_end=429
+  _globals['_ERASEREPOSITORYRESPONSE']._serialized_start=431
+  _globals['_ERASEREPOSITORYRESPONSE']._serialized_end=456
+  _globals['_SETREPOSITORYQUOTAREQUEST']._serialized_start=458
+  _globals['_SETREPOSITORYQUOTAREQUEST']._serialized_end=526
+  _globals['_REPOSITORIES']._serialized_start=529
+  _globals['_REPOSITORIES']._serialized_end=1005
 # @@protoc_insertion_point(module_scope)

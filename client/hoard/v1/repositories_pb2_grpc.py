@@ -54,6 +54,11 @@ class RepositoriesStub:
                 request_serializer=hoard_dot_v1_dot_repositories__pb2.EraseRepositoryRequest.SerializeToString,
                 response_deserializer=hoard_dot_v1_dot_repositories__pb2.EraseRepositoryResponse.FromString,
                 _registered_method=True)
+        self.SetRepositoryQuota = channel.unary_unary(
+                '/hoard.v1.Repositories/SetRepositoryQuota',
+                request_serializer=hoard_dot_v1_dot_repositories__pb2.SetRepositoryQuotaRequest.SerializeToString,
+                response_deserializer=hoard_dot_v1_dot_repositories__pb2.RepositoryInfo.FromString,
+                _registered_method=True)
 
 
 class RepositoriesServicer:
@@ -87,6 +92,17 @@ class RepositoriesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRepositoryQuota(self, request, context):
+        """Set (or, with 0, remove) the repository's byte quota. Once the bytes it
+        holds on disk (packs, dataset files, metadata cache) reach the quota,
+        calls that add data are RESOURCE_EXHAUSTED, reason QUOTA_EXCEEDED, until
+        something is deleted and compacted or the quota is raised. Reads, deletes
+        and maintenance keep working.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RepositoriesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +125,11 @@ def add_RepositoriesServicer_to_server(servicer, server):
                     servicer.EraseRepository,
                     request_deserializer=hoard_dot_v1_dot_repositories__pb2.EraseRepositoryRequest.FromString,
                     response_serializer=hoard_dot_v1_dot_repositories__pb2.EraseRepositoryResponse.SerializeToString,
+            ),
+            'SetRepositoryQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRepositoryQuota,
+                    request_deserializer=hoard_dot_v1_dot_repositories__pb2.SetRepositoryQuotaRequest.FromString,
+                    response_serializer=hoard_dot_v1_dot_repositories__pb2.RepositoryInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +240,33 @@ class Repositories:
             '/hoard.v1.Repositories/EraseRepository',
             hoard_dot_v1_dot_repositories__pb2.EraseRepositoryRequest.SerializeToString,
             hoard_dot_v1_dot_repositories__pb2.EraseRepositoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRepositoryQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hoard.v1.Repositories/SetRepositoryQuota',
+            hoard_dot_v1_dot_repositories__pb2.SetRepositoryQuotaRequest.SerializeToString,
+            hoard_dot_v1_dot_repositories__pb2.RepositoryInfo.FromString,
             options,
             channel_credentials,
             insecure,

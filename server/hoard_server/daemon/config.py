@@ -19,7 +19,15 @@ from hoard_server.daemon.schema import ConfigError, find, key, load
 from hoard_server.storage.modes import GROUP_ACCESS
 from hoard_server.storage.repository import StorageSettings
 
-__all__ = ["Config", "ConfigError", "is_loopback", "load_config", "stream_slots", "validate"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "exposed",
+    "is_loopback",
+    "load_config",
+    "stream_slots",
+    "validate",
+]
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 _ENGINE = StorageSettings()
@@ -55,8 +63,50 @@ class ServerSection:
     )
     allow_remote: bool = key(
         False,
-        "permit non-loopback listen addresses; hoard has no authentication yet, so only on "
-        "a network you trust",
+        "permit non-loopback listen addresses without both a tokens file and TLS (a warning "
+        "is logged at every start): only on a network you trust",
+    )
+    socket_group: str = key(
+        "",
+        "unix sockets are made mode 0600 (the daemon's user only); with a group, 0660 and "
+        "owned by that group",
+        metavar="GROUP",
+        note="none",
+    )
+    metrics_listen: str = key(
+        "",
+        "`host:port` of the Prometheus endpoint (plain HTTP, `/metrics`, no authentication: "
+        "keep it on loopback or the scraper's network)",
+        metavar="ADDR",
+        note="off",
+    )
+
+
+@dataclass(frozen=True)
+class SecuritySection:
+    """Who may call the daemon: bearer tokens and their roles, TLS, client certificates."""
+
+    tokens_file: str = key(
+        "",
+        "TOML file of tokens (their SHA-256 hashes only) and their roles per repository, kept "
+        "with `hoard token`; re-read on SIGHUP. Set, every RPC but health needs a token",
+        metavar="FILE",
+        note="no authentication",
+    )
+    tls_cert: str = key(
+        "",
+        "PEM certificate chain the daemon presents on its TCP addresses (unix sockets stay "
+        "plain: their file mode guards them)",
+        metavar="FILE",
+        note="no TLS",
+    )
+    tls_key: str = key("", "PEM private key of `tls_cert`", metavar="FILE")
+    tls_client_ca: str = key(
+        "",
+        "PEM CA certificate(s): set, every TCP client must present a certificate they signed "
+        "(mutual TLS), besides its token",
+        metavar="FILE",
+        note="no client certificates",
     )
 
 
@@ -95,6 +145,28 @@ class LimitsSection:
         at_least=1 << 20,
         note="256 MiB",
         moved_from="server",
+    )
+    max_message_bytes: int = key(
+        64 << 20,
+        "largest gRPC message the daemon receives or sends; a larger one is refused "
+        "(RESOURCE_EXHAUSTED)",
+        metavar="BYTES",
+        at_least=1 << 20,
+        note="64 MiB",
+    )
+    streams_per_client: int = key(
+        32,
+        "long streams (reads, uploads, appends, follows, syncs) one client may hold at once, "
+        "a client being its token's name, or its host without authentication (`0`: no limit)",
+        at_least=0,
+    )
+    default_deadline: float = key(
+        0.0,
+        "a call that arrives without a deadline gets this one, in seconds; streams count "
+        "their time too (`0`: none; the SDK sets its own per call)",
+        metavar="SECONDS",
+        at_least=0,
+        note="none",
     )
     keepalive_interval: float = key(
         60.0,
@@ -274,6 +346,7 @@ class Config:
     """The whole configuration; each field is a TOML table."""
 
     server: ServerSection = field(default_factory=ServerSection)
+    security: SecuritySection = field(default_factory=SecuritySection)
     limits: LimitsSection = field(default_factory=LimitsSection)
     storage: StorageSection = field(default_factory=StorageSection)
     maintenance: MaintenanceSection = field(default_factory=MaintenanceSection)
@@ -334,19 +407,41 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def exposed(cfg: Config) -> list[str]:
+    """Non-loopback addresses served without both tokens and TLS (``allow_remote``): the
+    daemon warns about each at every start."""
+    sec = cfg.security
+    if sec.tokens_file and sec.tls_cert:
+        return []
+    return [a for a in cfg.server.listen if not is_loopback(a)]
+
+
 def validate(cfg: Config) -> None:
     """Rules across keys (each key's own type, choices and bounds are checked on loading)."""
     server = cfg.server
     if not server.listen:
         raise ConfigError("no listen address configured")
+    sec = cfg.security
+    if bool(sec.tls_cert) != bool(sec.tls_key):
+        raise ConfigError("tls_cert and tls_key go together: set both, or neither")
+    if sec.tls_client_ca and not sec.tls_cert:
+        raise ConfigError("tls_client_ca (client certificates) needs tls_cert and tls_key too")
+    guarded = bool(sec.tokens_file and sec.tls_cert)
     for addr in server.listen:
         if not addr.startswith("unix") and ":" not in addr:
             raise ConfigError(f"listen address {addr!r} needs a port (host:port) or unix:/path")
-        if not server.allow_remote and not is_loopback(addr):
+        if not (guarded or server.allow_remote or is_loopback(addr)):
+            missing = " and ".join(
+                what
+                for what, have in (("a tokens_file", sec.tokens_file), ("TLS", sec.tls_cert))
+                if not have
+            )
             raise ConfigError(
-                f"refusing to listen on {addr}: it is reachable from other machines and hoard has "
-                "no authentication yet. Listen on 127.0.0.1 or a unix socket, or pass "
-                "--allow-remote (HOARD_ALLOW_REMOTE=1) on a network you trust."
+                f"refusing to listen on {addr}: it is reachable from other machines, and "
+                f"without {missing} anyone who reaches it could read and change every "
+                "repository. Set tokens_file, tls_cert and tls_key (see docs/operations.md), "
+                "listen on 127.0.0.1 or a unix socket, or pass --allow-remote "
+                "(HOARD_ALLOW_REMOTE=1) on a network you trust."
             )
     reads, uploads = stream_slots(cfg)
     limits = cfg.limits

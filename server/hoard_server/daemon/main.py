@@ -15,7 +15,7 @@ from typing import Any
 from hoard_server import __version__
 from hoard_server.daemon import schema
 from hoard_server.daemon.builder import CannotListen, RpcServer, ServerBuilder
-from hoard_server.daemon.config import Config, ConfigError, load_config
+from hoard_server.daemon.config import Config, ConfigError, exposed, load_config
 from hoard_server.daemon.logs import setup_logging
 from hoard_server.daemon.schedule import MaintenanceSchedule
 from hoard_server.daemon.services import SERVICES, ServiceContext, interceptors
@@ -24,15 +24,14 @@ from hoard_server.storage.registry import RepositoryRegistry
 
 log = logging.getLogger("hoard")
 
-MAX_MESSAGE = 64 << 20
 MAX_STREAMS_PER_CONNECTION = 256
 
 
 def grpc_options(cfg: Config) -> list[tuple[str, Any]]:
     """Channel arguments of the server."""
     options: list[tuple[str, Any]] = [
-        ("grpc.max_receive_message_length", MAX_MESSAGE),
-        ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.max_receive_message_length", cfg.limits.max_message_bytes),
+        ("grpc.max_send_message_length", cfg.limits.max_message_bytes),
         ("grpc.so_reuseport", 0),
         # One connection may not open streams without end (each costs the core memory);
         # further ones wait on the client's side. Worker threads are guarded by the stream
@@ -77,6 +76,12 @@ class Daemon:
         return self.server.addresses
 
     def start(self) -> None:
+        for address in exposed(self.cfg):
+            log.warning(
+                "listening on %s without both a tokens file and TLS (allow_remote): anyone who "
+                "can reach it can read and change every repository",
+                address,
+            )
         self.server.start()
         self.schedule.start()
         self.context.serving()

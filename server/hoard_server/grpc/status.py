@@ -42,6 +42,7 @@ from hoard_server.errors import (
     Overloaded,
     PermissionDenied,
     StorageFull,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -52,6 +53,7 @@ _CODES: list[tuple[type[HoardError], grpc.StatusCode]] = [
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (OutOfRange, grpc.StatusCode.OUT_OF_RANGE),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
