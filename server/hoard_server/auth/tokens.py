@@ -226,7 +226,14 @@ class Tokens:
         self.reload()
 
     def reload(self) -> int:
-        """Re-read the file; on an error keep the tokens known so far and raise it."""
+        """Re-read the file; on an error keep the tokens known so far and raise it. A missing
+        file is an error here (``hoard token`` makes it): a daemon told to check tokens that
+        found none would refuse every call."""
+        if not os.path.exists(self.path):
+            raise TokensFileError(
+                f"tokens file {self.path} does not exist; make it with "
+                f"`hoard token add NAME --role REPOSITORY=ROLE --tokens-file {self.path}`"
+            )
         entries = read_tokens_file(self.path)
         by_hash = {e.sha256: e.grants for e in entries.values()}
         with self._lock:

@@ -12,6 +12,7 @@ behaviour carrying an ``experimental_thread_pool`` is submitted to that pool.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -100,7 +101,8 @@ class ServerBuilder:
     """Collects services, then binds and builds a :class:`RpcServer`.
 
     ``credentials`` None listens without TLS; otherwise every address is bound with them.
-    ``interceptors`` run in the order given, after the probe routing.
+    ``interceptors`` run in the order given, after the probe routing. Unix sockets are made
+    mode 0600, or 0660 and owned by ``socket_group`` (a group id) when given.
     """
 
     def __init__(
@@ -111,8 +113,10 @@ class ServerBuilder:
         interceptors: Sequence[grpc.ServerInterceptor] = (),
         options: Sequence[tuple[str, Any]] = (),
         probe_workers: int = 2,
+        socket_group: int | None = None,
     ) -> None:
         self.workers = workers
+        self.socket_group = socket_group
         self.credentials = credentials
         self.interceptors = list(interceptors)
         self.options = list(options)
@@ -157,6 +161,10 @@ class ServerBuilder:
         cannot = CannotListen(
             f"cannot listen on {address} (in use, or not an address of this host)"
         )
+        socket_path = unix_socket_path(address)
+        # grpc binds and listens here, before the server starts: a socket made with the
+        # usual umask could take connections (queued until start) before its mode is set.
+        umask = os.umask(0o177) if socket_path else None
         try:
             if self.credentials is None:
                 port = server.add_insecure_port(address)
@@ -164,8 +172,26 @@ class ServerBuilder:
                 port = server.add_secure_port(address, self.credentials)
         except RuntimeError:  # newer grpc raises where older returned 0
             raise cannot from None
+        finally:
+            if umask is not None:
+                os.umask(umask)
+        if socket_path:
+            if self.socket_group is not None:
+                os.chown(socket_path, -1, self.socket_group)
+                os.chmod(socket_path, 0o660)
+            else:
+                os.chmod(socket_path, 0o600)
         if address.startswith("unix"):
             return address
         if port == 0:
             raise cannot
         return f"{address.rsplit(':', 1)[0]}:{port}"
+
+
+def unix_socket_path(address: str) -> str | None:
+    """The file of a ``unix:`` address (``unix:path``, ``unix:/abs`` or ``unix:///abs``);
+    None for TCP and abstract sockets, which have no file."""
+    if not address.startswith("unix:"):
+        return None
+    path = address[len("unix:") :]
+    return path[2:] if path.startswith("//") else path

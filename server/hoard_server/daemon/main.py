@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import gc
+import grp
 import logging
 import os
 import signal
@@ -13,9 +14,10 @@ import threading
 from typing import Any
 
 from hoard_server import __version__
+from hoard_server.auth.tokens import TokensFileError
 from hoard_server.daemon import schema
 from hoard_server.daemon.builder import CannotListen, RpcServer, ServerBuilder
-from hoard_server.daemon.config import Config, ConfigError, exposed, load_config
+from hoard_server.daemon.config import Config, ConfigError, exposed, load_config, where
 from hoard_server.daemon.logs import setup_logging
 from hoard_server.daemon.schedule import MaintenanceSchedule
 from hoard_server.daemon.services import SERVICES, ServiceContext, interceptors
@@ -56,6 +58,7 @@ class Daemon:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        group = socket_gid(cfg.server.socket_group)  # an unknown one stops the start early
         modes.configure(cfg.storage.group_access)
         modes.makedirs(cfg.server.data_dir, exist_ok=True)
         self.registry = RepositoryRegistry(cfg.server.data_dir, cfg.storage_settings())
@@ -65,8 +68,9 @@ class Daemon:
         builder = ServerBuilder(
             cfg.server.workers,
             credentials=None,  # no TLS yet: config refuses non-loopback addresses without it
-            interceptors=interceptors(),
+            interceptors=interceptors(self.context),
             options=grpc_options(cfg),
+            socket_group=group,
         )
         self.server: RpcServer = builder.add_table(SERVICES, self.context).build(cfg.server.listen)
         self.schedule = MaintenanceSchedule(self.registry, cfg.maintenance.maintenance_interval)
@@ -92,6 +96,19 @@ class Daemon:
             os.path.abspath(self.cfg.server.data_dir),
         )
 
+    def reload_tokens(self) -> None:
+        """SIGHUP: re-read the tokens file; a broken one leaves the tokens read before."""
+        tokens = self.context.tokens
+        if tokens is None:
+            log.warning("SIGHUP: no tokens file is configured, so there is nothing to re-read")
+            return
+        try:
+            count = tokens.reload()
+        except TokensFileError as exc:
+            log.error("SIGHUP: %s; still using the tokens read before", exc)
+            return
+        log.info("SIGHUP: re-read tokens file %s: %d tokens", tokens.path, count)
+
     def stop(self) -> None:
         """Refuse new RPCs, let in-flight ones finish within the grace period, commit, close."""
         grace = self.cfg.server.grace_period
@@ -105,6 +122,19 @@ class Daemon:
 
         ExtractPool.shutdown()  # the metadata syncs' workers, if a sync started them
         log.info("stopped; everything acknowledged is committed")
+
+
+def socket_gid(group: str) -> int | None:
+    """The id of ``socket_group`` (a name or a number); None when unset."""
+    if not group:
+        return None
+    try:
+        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(
+            f"socket_group {group!r} is not a group of this host ({where('socket_group')}): "
+            "name an existing group (`getent group`), or leave it empty for mode 0600 sockets"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     stop = threading.Event()
+    reload = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s", signal.Signals(signum).name)
@@ -154,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # `systemctl reload hoard` / `kill -HUP <pid>`: re-read the tokens file (in the loop
+    # below, not in the handler, which may interrupt the main thread anywhere)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload.set())
     # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stuck daemon is doing
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     daemon.start()
@@ -165,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     # a signal pending), which does not interrupt a long wait here. So wait in short steps:
     # one long wait once left a SIGTERM unanswered for as long as it lasted.
     while not stop.wait(0.2):
-        pass
+        if reload.is_set():
+            reload.clear()
+            daemon.reload_tokens()
     daemon.stop()
     return 0

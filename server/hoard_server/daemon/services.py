@@ -24,8 +24,11 @@ from hoard.v1 import (
     repositories_pb2,
     repositories_pb2_grpc,
 )
+from hoard_server.auth.access import AccessPolicy
+from hoard_server.auth.interceptor import Authorization
+from hoard_server.auth.tokens import Tokens, TokensFileError
 from hoard_server.daemon.builder import Service
-from hoard_server.daemon.config import Config, stream_slots, where
+from hoard_server.daemon.config import Config, ConfigError, stream_slots, where
 from hoard_server.grpc.dataset_files import DatasetFilesServicer
 from hoard_server.grpc.datasets import DatasetsServicer
 from hoard_server.grpc.interceptors.decode_guard import DecodeGuard
@@ -72,9 +75,16 @@ class ServiceContext:
     names: tuple[str, ...]  # every service in SERVICES, for reflection and health
     datasets: DatasetService  # shared: its followers are ended at shutdown
     indexer: DatasetIndexer  # keeps the dataset files' records in the metadata caches
+    tokens: Tokens | None  # None: no tokens file, no authentication
 
     @classmethod
     def create(cls, config: Config, registry: RepositoryRegistry) -> ServiceContext:
+        tokens = None
+        if config.security.tokens_file:
+            try:
+                tokens = Tokens(config.security.tokens_file)
+            except TokensFileError as exc:
+                raise ConfigError(f"{exc} ({where('tokens_file')})") from None
         reads, uploads = stream_slots(config)
         limits = StreamLimits(
             {
@@ -102,7 +112,7 @@ class ServiceContext:
             ),
         )
         indexer = DatasetIndexer(registry, datasets.handle_limit)
-        return cls(config, registry, limits, HealthServicer(), names, datasets, indexer)
+        return cls(config, registry, limits, HealthServicer(), names, datasets, indexer, tokens)
 
     def serving(self) -> None:
         """Health: every service (and the server as a whole, "") is SERVING."""
@@ -171,6 +181,11 @@ SERVICES: tuple[Service[ServiceContext], ...] = (
 )
 
 
-def interceptors() -> list[grpc.ServerInterceptor]:
-    """Interceptors every call goes through, outermost first."""
-    return [DecodeGuard()]
+def interceptors(context: ServiceContext) -> list[grpc.ServerInterceptor]:
+    """Interceptors every call goes through, outermost first. The access policy is read even
+    without a tokens file, so that a method declaring no role stops every daemon's start."""
+    policy = AccessPolicy(context.names)
+    chain: list[grpc.ServerInterceptor] = [DecodeGuard()]
+    if context.tokens is not None:
+        chain.append(Authorization(context.tokens, policy))
+    return chain
