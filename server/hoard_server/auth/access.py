@@ -64,11 +64,7 @@ class MethodAccess:
 
 
 def _is_string(field: FieldDescriptor) -> bool:
-    return field.type == FieldDescriptor.TYPE_STRING and not _repeated(field)
-
-
-def _repeated(field: FieldDescriptor) -> bool:
-    return field.label == FieldDescriptor.LABEL_REPEATED
+    return field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated
 
 
 def repository_paths(request: Descriptor) -> tuple[Path, ...]:
@@ -77,7 +73,7 @@ def repository_paths(request: Descriptor) -> tuple[Path, ...]:
     for field in request.fields:
         if field.name == "repository" and _is_string(field):
             paths.append((field.name,))
-        elif field.message_type is not None and not _repeated(field):
+        elif field.message_type is not None and not field.is_repeated:
             for inner in field.message_type.fields:
                 if inner.name == "repository" and _is_string(inner):
                     paths.append((field.name, inner.name))
