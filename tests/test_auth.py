@@ -345,10 +345,9 @@ def test_writes_and_refusals_are_audited_with_the_token_name(secured, channel, t
     daemon = secured[0]
     since = len(daemon.log)
     put = _method("hoard.v1.Objects.PutBatch")
-    assert call(
-        channel, put, [objects_pb2.PutBatchRequest(repository="lab")], tokens["writer"]
-    ) is (None)
-    call(channel, put, [objects_pb2.PutBatchRequest(repository="lab")], tokens["reader"])
+    batch = objects_pb2.PutBatchRequest(repository="lab")
+    assert call(channel, put, [batch], tokens["writer"]) is None
+    call(channel, put, [batch], tokens["reader"])
     has = _method("hoard.v1.Objects.Has")
     call(channel, has, [_minimal_request(has, "lab")], tokens["reader"])
     daemon.wait_for_log("audit: reader", since=since)
