@@ -4,7 +4,8 @@ One module per command group: :mod:`~hoard.cli.objects` (put, get, cat, has, sta
 :mod:`~hoard.cli.repo` (repo create/ls/rm), :mod:`~hoard.cli.maintenance` (info, maintain,
 verify, backup, restore), :mod:`~hoard.cli.datasets` (ds ls/describe/cat/export/import/rm/
 mv/du), :mod:`~hoard.cli.metadata` (meta sync/query/count/schema/rm) and
-:mod:`~hoard.cli.serve` (the daemon, passed through). Errors are
+:mod:`~hoard.cli.serve` (the daemon, passed through) and :mod:`~hoard.cli.token` (token
+add/ls/rm: the daemon's tokens file, offline). Errors are
 reported as ``hoard: <message>`` on stderr with exit code 1, never a traceback.
 """
 
@@ -16,14 +17,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hoard.cli import datasets, maintenance, metadata, objects, repo, serve
+from hoard.cli import datasets, maintenance, metadata, objects, repo, serve, token
 from hoard.client import connect
 from hoard.errors import HoardError, UnavailableError
 from hoard.transport import DEFAULT_TARGET
 
 __all__ = ["build_parser", "main"]
 
-GROUPS = (objects, maintenance, repo, datasets, metadata)
+GROUPS = (objects, maintenance, repo, datasets, metadata, token)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
