@@ -142,7 +142,10 @@ def read_tokens_file(path: str) -> dict[str, TokenEntry]:
         where = f"tokens file {path}, [tokens.{name}]"
         if not isinstance(table, dict):
             raise TokensFileError(f"{where} is not a table")
-        check_name(name)
+        try:
+            check_name(name)
+        except TokensFileError as exc:
+            raise TokensFileError(f"tokens file {path}: {exc}") from None
         digest = table.get("sha256", "")
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise TokensFileError(f"{where}: sha256 must be 64 lowercase hex digits")
@@ -154,7 +157,10 @@ def read_tokens_file(path: str) -> dict[str, TokenEntry]:
             isinstance(v, str) for v in raw_roles.values()
         ):
             raise TokensFileError(f'{where}: roles must be a table like {{ "lab" = "write" }}')
-        roles = {repo: Role.parse(role) for repo, role in raw_roles.items()}
+        try:
+            roles = {repo: Role.parse(role) for repo, role in raw_roles.items()}
+        except TokensFileError as exc:
+            raise TokensFileError(f"{where}: {exc}") from None
         entries[name] = TokenEntry(name, digest, str(table.get("created", "")), roles)
     return entries
 
