@@ -68,7 +68,7 @@ class Daemon:
         builder = ServerBuilder(
             cfg.server.workers,
             credentials=None,  # no TLS yet: config refuses non-loopback addresses without it
-            interceptors=interceptors(self.context),
+            interceptors=interceptors(self.context.tokens),
             options=grpc_options(cfg),
             socket_group=group,
         )

@@ -181,11 +181,12 @@ SERVICES: tuple[Service[ServiceContext], ...] = (
 )
 
 
-def interceptors(context: ServiceContext) -> list[grpc.ServerInterceptor]:
-    """Interceptors every call goes through, outermost first. The access policy is read even
-    without a tokens file, so that a method declaring no role stops every daemon's start."""
-    policy = AccessPolicy(context.names)
+def interceptors(tokens: Tokens | None = None) -> list[grpc.ServerInterceptor]:
+    """Interceptors every call goes through, outermost first; ``tokens`` None: no
+    authentication. The access policy is read even without tokens, so that a method that
+    declares no role stops every daemon's start."""
+    policy = AccessPolicy(row.name for row in SERVICES)
     chain: list[grpc.ServerInterceptor] = [DecodeGuard()]
-    if context.tokens is not None:
-        chain.append(Authorization(context.tokens, policy))
+    if tokens is not None:
+        chain.append(Authorization(tokens, policy))
     return chain
