@@ -52,6 +52,21 @@ def test_only_hashes_reach_the_disk_and_the_file_is_private(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p != "tokens.toml"], "no temporary left"
 
 
+def test_a_rewrite_keeps_the_files_owner_group_and_mode(tmp_path):
+    path = tmp_path / "tokens.toml"
+    add_token(str(path), "alice", {"lab": Role.READ})
+    os.chmod(path, 0o640)
+    if os.geteuid() == 0:  # as root, also hand the file to another user, as a daemon's would be
+        os.chown(path, 65534, os.getgid())
+    add_token(str(path), "bob", {"lab": Role.READ})
+    st = os.stat(path)
+    assert st.st_mode & 0o777 == 0o640
+    assert st.st_uid == (65534 if os.geteuid() == 0 else os.getuid())
+    os.chmod(path, 0o666)
+    remove_token(str(path), "bob")
+    assert os.stat(path).st_mode & 0o777 == 0o660, "never readable by all"
+
+
 def test_tokens_are_long_random_and_distinct(tmp_path):
     path = str(tmp_path / "tokens.toml")
     made = {add_token(path, f"t{i}", {"lab": Role.READ}) for i in range(20)}

@@ -106,9 +106,9 @@ def _unknown(rule: MethodAccess) -> Unauthenticated:
 def _refusing(handler: grpc.RpcMethodHandler, exc: Exception, method: str) -> Any:
     """``handler`` answering ``exc`` at once; no request is decoded (DecodeGuard leaves a
     handler without a deserializer alone)."""
-    log.info("refused %s: %s", method, getattr(exc, "reason", exc))
 
     def refuse(request: Any, context: grpc.ServicerContext, *more: Any) -> Any:
+        log.info("refused %s from %s: %s", method, context.peer(), getattr(exc, "reason", exc))
         abort(context, exc, method)
 
     kind = next(k for k in _KINDS if getattr(handler, k) is not None)

@@ -19,12 +19,14 @@ repository is the higher of its role on that repository and its role on ``*``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import hashlib
 import os
 import re
 import secrets
+import stat
 import tempfile
 import threading
 import tomllib
@@ -181,9 +183,19 @@ def _write(path: str, entries: Mapping[str, TokenEntry]) -> None:
     text = "# hoard tokens: only the SHA-256 of each token is kept here (hoard token add|ls|rm)\n"
     text += tomli_w.dumps(doc)
     folder = os.path.dirname(os.path.abspath(path))
+    try:
+        before: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        before = None
     fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=folder)  # mode 0600
     try:
         with os.fdopen(fd, "w") as fh:
+            if before is not None:
+                # An admin running `sudo hoard token` must not leave the daemon's user unable
+                # to read the file: a rewrite keeps its owner, group and mode (never for all).
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fh.fileno(), before.st_uid, before.st_gid)
+                os.fchmod(fh.fileno(), stat.S_IMODE(before.st_mode) & 0o770)
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -199,8 +211,9 @@ def _write(path: str, entries: Mapping[str, TokenEntry]) -> None:
 
 
 def add_token(path: str, name: str, roles: Mapping[str, Role], *, replace: bool = False) -> str:
-    """Add a token named ``name`` to the file (made if missing, mode 0600) and return it: the
-    only time it is ever shown. ``replace`` gives an existing name a new token."""
+    """Add a token named ``name`` to the file (made if missing, mode 0600; an existing file
+    keeps its owner, group and mode) and return it: the only time it is ever shown.
+    ``replace`` gives an existing name a new token."""
     check_name(name)
     if not roles:
         raise TokensFileError("a token needs at least one role, e.g. lab=write or '*=read'")

@@ -171,13 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     # Hand the GIL over every millisecond, not every 5: a small read waiting behind a batch
     # of compression or compaction work gets its turn sooner (tail latency over throughput).
     sys.setswitchinterval(0.001)
+    reload = threading.Event()
+    # `systemctl reload hoard` / `kill -HUP <pid>`: re-read the tokens file (in the loop
+    # below, not in the handler, which may interrupt the main thread anywhere). Set before the
+    # start, so that a reload sent while starting does not kill the daemon.
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload.set())
     try:
         daemon = Daemon(cfg)
     except (ConfigError, CannotListen) as exc:
         log.error("%s", exc)
         return 2
     stop = threading.Event()
-    reload = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s", signal.Signals(signum).name)
@@ -185,9 +189,6 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    # `systemctl reload hoard` / `kill -HUP <pid>`: re-read the tokens file (in the loop
-    # below, not in the handler, which may interrupt the main thread anywhere)
-    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload.set())
     # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stuck daemon is doing
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     daemon.start()
