@@ -183,6 +183,40 @@ def test_without_a_token_every_rpc_is_unauthenticated(channel, tokens, method):
     assert "authorization: Bearer" in exc.details()
 
 
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("Basic dXNlcjpwYXNz", "TOKEN_MISSING"),
+        ("Bearer", "TOKEN_MISSING"),
+        ("Bearer   ", "TOKEN_MISSING"),
+        ("bearer hoard_unknown", "TOKEN_UNKNOWN"),
+    ],
+)
+def test_an_authorization_that_is_no_bearer_token_is_missing_one(channel, tokens, value, reason):
+    has = channel.unary_unary(
+        "/hoard.v1.Objects/Has",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=objects_pb2.HasResponse.FromString,
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        has(objects_pb2.HasRequest(repository="lab"), metadata=[("authorization", value)])
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert reason_of(refused.value) == reason
+
+
+def test_the_scheme_is_case_insensitive(channel, tokens):
+    has = channel.unary_unary(
+        "/hoard.v1.Objects/Has",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=objects_pb2.HasResponse.FromString,
+    )
+    has(
+        objects_pb2.HasRequest(repository="lab"),
+        metadata=[("authorization", f"bearer {tokens['reader']}")],
+        timeout=10,
+    )
+
+
 @pytest.mark.parametrize("method", METHODS, ids=ids)
 def test_an_unknown_token_is_unauthenticated(channel, tokens, method):
     exc = call(channel, method, [_minimal_request(method, "lab")], "hoard_not-a-known-token")

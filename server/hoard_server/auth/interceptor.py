@@ -70,7 +70,11 @@ class Authorization(grpc.ServerInterceptor):
         if method not in self._policy:  # a handler added outside the service table
             return _refusing(
                 handler,
-                PermissionDenied(f"{method} has no access rule", reason="ROLE_MISSING"),
+                PermissionDenied(
+                    f"{method} is served outside the daemon's service table, so no rule says "
+                    "who may call it: refused",
+                    reason="ROLE_MISSING",
+                ),
                 method,
             )
         rule = self._policy.rule(method)
