@@ -142,7 +142,7 @@ build_image() {
     # Debian's pip trusts the system bundle, which the host's replaces while RUN steps run.
     local trust=()
     [[ -f $ca_bundle ]] && trust=(--volume "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro")
-    buildah bud --isolation chroot --format docker --force-rm --pull=never --quiet \
+    buildah bud --isolation chroot --format docker --pull=never --quiet \
         --build-arg BASE="$base_image" "${trust[@]}" \
         --file "$here/Dockerfile" --ignorefile "$here/Dockerfile.dockerignore" \
         --tag "$image" "$repo_root" >"$workdir/build.log" 2>&1 ||
