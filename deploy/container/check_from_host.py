@@ -40,8 +40,9 @@ def wait_serving(target: str, seconds: float) -> str:
     raise SystemExit(f"hoard at {target} is not SERVING after {seconds:.0f} s: {last}")
 
 
-def put_and_get(target: str) -> str:
-    """Store 3 MiB of random bytes (several frames) and one small object, read both back."""
+def put_and_get(target: str) -> int:
+    """Store 3 MiB of random bytes (several frames) and one small object, read both back;
+    the number of bytes stored."""
     large, small = os.urandom(3 << 20), b"hello from the host"
     with hoard.connect(target) as client:
         repo = client.repository("default")
@@ -52,20 +53,29 @@ def put_and_get(target: str) -> str:
             back = repo.get_object_content(key)
             if back != data:
                 raise SystemExit(f"object {key}: read back {len(back)} bytes that differ")
-        return f"{len(keys)} objects ({len(large) + len(small)} bytes) round-tripped"
+    return len(large) + len(small)
 
 
-def scrape(url: str) -> str:
-    """GET the metrics page and parse it as the Prometheus text format."""
+def scrape(url: str, stored: int) -> str:
+    """GET the metrics page, parse it as the Prometheus text format, and find at least the
+    ``stored`` bytes in what the daemon counts as received."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(url, timeout=5) as reply:
         text = reply.read().decode()
-    names = [family.name for family in text_string_to_metric_families(text)]
-    ours = [name for name in names if name.startswith("hoard_")]
-    if not ours:
-        raise SystemExit(f"{url} serves {len(names)} metric families, none named hoard_*")
-    return f"{len(ours)} hoard_* metric families"
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    ours = [name for name in families if name.startswith("hoard_")]
+    received = families.get("hoard_rpc_received_bytes")
+    if received is None:
+        raise SystemExit(f"{url} has no hoard_rpc_received_bytes among {sorted(ours)}")
+    total = sum(s.value for s in received.samples if s.name.endswith("_total"))
+    if total < stored:
+        raise SystemExit(f"{url}: hoard_rpc_received_bytes is {total:.0f}, below {stored}")
+    return f"{len(ours)} hoard_* metric families, {total:.0f} bytes received"
+
+
+def lap(started: float) -> str:
+    return f"{time.monotonic() - started:.1f} s"
 
 
 def main() -> int:
@@ -75,16 +85,14 @@ def main() -> int:
     parser.add_argument("--metrics", metavar="URL", help="scrape this Prometheus endpoint too")
     args = parser.parse_args()
 
-    steps = [
-        ("health", lambda: wait_serving(args.target, args.wait)),
-        ("put and get", lambda: put_and_get(args.target)),
-    ]
+    started = time.monotonic()
+    print(f"  health from the host: {wait_serving(args.target, args.wait)} ({lap(started)})")
+    started = time.monotonic()
+    stored = put_and_get(args.target)
+    print(f"  put and get from the host: {stored} bytes round-tripped ({lap(started)})")
     if args.metrics:
-        steps.append(("metrics", lambda: scrape(args.metrics)))
-    for name, step in steps:
         started = time.monotonic()
-        outcome = step()
-        print(f"  {name} from the host: {outcome} ({time.monotonic() - started:.1f} s)")
+        print(f"  metrics from the host: {scrape(args.metrics, stored)} ({lap(started)})")
     return 0
 
 
