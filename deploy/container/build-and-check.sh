@@ -11,15 +11,18 @@
 #           shares the host's network), on free loopback ports, data in the container;
 # 4. check: from the host, with the host's SDK: health, a put and a get compared byte for
 #           byte, the metrics endpoint (when this tree has one); inside the container: the
-#           image's HEALTHCHECK command;
+#           image's HEALTHCHECK command. When the tree has TLS and token checking, the
+#           daemon runs with the image's own security settings, on secrets made here
+#           (throwaway CA, one token) and mounted at /run/secrets/hoard: the host then
+#           speaks TLS with the token, and a call without one must be refused;
 # 5. stop:  SIGTERM to the daemon, which must exit 0; the container and the built image are
 #           removed, the base stays.
 #
 # Needs root, buildah and debootstrap (Debian packages), and a Python with the hoard SDK
 # and grpcio-health-checking ($HOARD_PYTHON, default python3; PYTHONPATH is passed on).
 #
-# The check runs the daemon without tokens and TLS, on 127.0.0.1: chroot isolation has no
-# network namespace, so the image's 0.0.0.0 would be every interface of this host.
+# The daemon listens on 127.0.0.1 (a free port), not the image's 0.0.0.0: chroot isolation
+# has no network namespace, so 0.0.0.0 would be every interface of this host.
 #
 # Environment:
 #   HOARD_BASE_CACHE   where the debootstrap tarball is kept (default /var/tmp/hoard-base)
@@ -28,7 +31,7 @@
 #   HOARD_BUILD_CA_BUNDLE  CA bundle pip trusts during the build (default: this host's,
 #                      /etc/ssl/certs/ca-certificates.crt), so that a TLS-intercepting
 #                      proxy on the way to PyPI works; mounted for RUN steps, not stored
-#   HOARD_KEEP_IMAGE=1 keep localhost/hoard:check after the check (to look inside)
+#   HOARD_KEEP_IMAGE=1 keep the image (localhost/hoard:check-<pid>) after the check
 
 set -euo pipefail
 
@@ -43,12 +46,13 @@ packages=python3,python3-venv,python3-pip,ca-certificates
 base_tag=$suite-$(printf '%s %s' "$suite" "$packages" | sha256sum | cut -c1-12)
 base_image=localhost/hoard-base:$base_tag
 base_tar=$cache/$base_tag.tar
-image=localhost/hoard:check
+image=localhost/hoard:check-$$ # one per run: checks running at once do not collide
 ca_bundle=${HOARD_BUILD_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
 workdir=$(mktemp -d /var/tmp/hoard-check.XXXXXX)
 container=""
 runner_pid=""
+secure_client=()
 
 say() { printf '%s\n' "$*"; }
 fail() {
@@ -165,19 +169,41 @@ image_healthcheck() {
         sed 1d
 }
 
+# TLS in the SDK and token checks in the daemon: then the image runs as configured.
+tree_is_secure() {
+    "$python" -c '
+import importlib.util, inspect, sys
+import hoard
+tls = "tls_ca" in inspect.signature(hoard.connect).parameters
+tokens = importlib.util.find_spec("hoard_server.auth.interceptor") is not None
+sys.exit(0 if tls and tokens else 1)'
+}
+
 start_daemon() {
     container=$(buildah from --pull=never "$image")
-    local cmd
+    local cmd security
     mapfile -t cmd < <(image_cmd)
     ((${#cmd[@]})) || fail "$image has no CMD"
-    say "    running: ${cmd[*]} (config /etc/hoard/hoard.toml, overridden below)"
-    say "    grpc 127.0.0.1:$grpc_port, metrics 127.0.0.1:$metrics_port, no tokens, no TLS"
-    # Empty HOARD_* variables switch the image's tokens and TLS off (no secrets mounted).
+    if tree_is_secure; then
+        # The image's own [security] settings, on secrets the daemon's user can read.
+        mkdir -m 0700 "$workdir/secrets" "$workdir/client"
+        "$python" "$here/check_from_host.py" secrets "$workdir/secrets" "$workdir/client"
+        chmod 0600 "$workdir"/secrets/*
+        chown -R 10001:10001 "$workdir/secrets"
+        security=(--volume "$workdir/secrets:/run/secrets/hoard:ro")
+        secure_client=(--secrets "$workdir/client")
+        say "    secrets at /run/secrets/hoard: a tokens file, a certificate (throwaway CA)"
+    else
+        # Empty HOARD_* variables switch the image's tokens and TLS off.
+        security=(--env HOARD_TOKENS_FILE= --env HOARD_TLS_CERT= --env HOARD_TLS_KEY=)
+        say "    no tokens, no TLS (this tree has no TLS in the SDK or no token checks)"
+    fi
+    say "    running: ${cmd[*]} (config /etc/hoard/hoard.toml)"
+    say "    grpc 127.0.0.1:$grpc_port, metrics 127.0.0.1:$metrics_port"
     buildah run --isolation chroot \
         --env HOARD_LISTEN="127.0.0.1:$grpc_port,unix:/run/hoard/hoard.sock" \
         --env HOARD_METRICS_LISTEN="127.0.0.1:$metrics_port" \
-        --env HOARD_TOKENS_FILE= --env HOARD_TLS_CERT= --env HOARD_TLS_KEY= \
-        "$container" -- "${cmd[@]}" >"$workdir/daemon.log" 2>&1 &
+        "${security[@]}" "$container" -- "${cmd[@]}" >"$workdir/daemon.log" 2>&1 &
     runner_pid=$!
 }
 
@@ -198,8 +224,8 @@ check_from_host() {
     else
         say "    (no metrics endpoint in this tree: server/hoard_server/observe is absent)"
     fi
-    "$python" "$here/check_from_host.py" "127.0.0.1:$grpc_port" "${metrics[@]}" ||
-        fail "the checks from the host"
+    "$python" "$here/check_from_host.py" check "127.0.0.1:$grpc_port" \
+        "${metrics[@]}" "${secure_client[@]}" || fail "the checks from the host"
     kill -0 "$runner_pid" 2>/dev/null || fail "the daemon exited during the checks"
 }
 
