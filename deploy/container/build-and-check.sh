@@ -89,7 +89,7 @@ cleanup() {
     if [[ ${HOARD_KEEP_IMAGE:-} != 1 ]] && buildah inspect --type image "$image" &>/dev/null; then
         buildah rmi "$image" >/dev/null
     fi
-    rm -rf "$workdir"
+    rm -rf --one-file-system "$workdir"  # never into a mount debootstrap left behind
     exit "$status"
 }
 trap cleanup EXIT
@@ -122,7 +122,7 @@ make_base_tarball() {
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     tar -C "$rootfs" -cf "$base_tar.partial" .
     mv "$base_tar.partial" "$base_tar"
-    rm -rf "$rootfs"
+    rm -rf --one-file-system "$rootfs"
 }
 
 # The tarball as a local image (buildah has no import command: add it to a scratch one).
