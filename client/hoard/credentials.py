@@ -60,7 +60,7 @@ class Credentials:
         (argument or file) beats both variables; ``token`` beats ``token_file``."""
         env = os.environ if environ is None else environ
         if token:
-            secret, source = token, "token="
+            secret, source = token, "token= (--token)"
         elif token_file:
             secret, source = _read_token(token_file), f"token file {token_file}"
         elif env.get("HOARD_TOKEN"):

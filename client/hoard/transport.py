@@ -294,11 +294,13 @@ class Transport:
     def _use(self, channel: grpc.Channel) -> None:
         self._channel: grpc.Channel | None = channel
         self._stubs = {name: stub(channel) for name, stub in _STUBS.items()}
-        channel.subscribe(self._on_state)
 
-    def _on_state(self, state: grpc.ChannelConnectivity) -> None:
-        if state is grpc.ChannelConnectivity.READY:
-            self._reached = True
+    def _answered(self) -> None:
+        self._reached = True
+
+    def _answered_if_ok(self, future: Any) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._answered()
 
     def _callable(self, name: str) -> tuple[Method, Any]:
         method = METHODS[name]
@@ -338,12 +340,16 @@ class Transport:
         """Call a unary method; its reply."""
         method, call = self._callable(name)
         with _translated(self.endpoint):
-            return call(request, **self._options(method, timeout))
+            reply = call(request, **self._options(method, timeout))
+        self._answered()
+        return reply
 
     def unary_future(self, name: str, request: Any) -> PendingCall:
         """Start a unary call without waiting for it."""
         method, call = self._callable(name)
-        return PendingCall(call.future(request, **self._options(method, _DEFAULT)), self.endpoint)
+        future = call.future(request, **self._options(method, _DEFAULT))
+        future.add_done_callback(self._answered_if_ok)
+        return PendingCall(future, self.endpoint)
 
     def server_stream(
         self, name: str, request: Any, *, timeout: Any = _DEFAULT
@@ -353,7 +359,9 @@ class Transport:
         stream = call(request, **self._options(method, timeout))
         try:
             with _translated(self.endpoint):
-                yield from stream
+                for reply in stream:
+                    self._answered()
+                    yield reply
         finally:
             stream.cancel()
 
@@ -383,7 +391,9 @@ class Transport:
         for attempt in range(attempts):
             failures: list[BaseException] = []
             try:
-                return call(_watched(requests(), failures), **self._options(method, _DEFAULT))
+                reply = call(_watched(requests(), failures), **self._options(method, _DEFAULT))
+                self._answered()
+                return reply
             except grpc.RpcError as error:
                 if failures:
                     raise failures[0] from None
