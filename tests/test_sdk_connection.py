@@ -318,3 +318,11 @@ def test_the_cli_reads_the_environment(
     monkeypatch.setenv("HOARD_TOKEN", "hoard_secret")
     code = cli_main(["--target", "10.1.2.3:50051", "has", "0" * 64])
     assert code == 1 and "token from HOARD_TOKEN" in capsys.readouterr().err
+
+
+def test_a_token_file_under_home_may_be_written_with_a_tilde(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "token").write_text("hoard_home\n")
+    assert Credentials.resolve(environ={"HOARD_TOKEN_FILE": "~/token"}).token == "hoard_home"

@@ -124,7 +124,7 @@ class Credentials:
 
 def _read(path: str, what: str) -> bytes:
     try:
-        with open(path, "rb") as fh:
+        with open(os.path.expanduser(path), "rb") as fh:
             return fh.read()
     except OSError as exc:
         raise ConnectionSettingsError(
@@ -134,7 +134,7 @@ def _read(path: str, what: str) -> bytes:
 
 def _read_token(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(os.path.expanduser(path), encoding="utf-8") as fh:
             token = fh.read().strip()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not text"
