@@ -100,7 +100,8 @@ class RpcServer:
 class ServerBuilder:
     """Collects services, then binds and builds a :class:`RpcServer`.
 
-    ``credentials`` None listens without TLS; otherwise every address is bound with them.
+    ``credentials`` None listens without TLS; otherwise every TCP address is bound with them
+    (unix sockets stay plain: their file mode guards them, as :meth:`secure` tells).
     ``interceptors`` run in the order given, after the probe routing. Unix sockets are made
     mode 0600, or 0660 and owned by ``socket_group`` (a group id) when given.
     """
@@ -156,6 +157,10 @@ class ServerBuilder:
         names = tuple(name for name, _, _ in self._services)
         return RpcServer(server, addresses, names, pools)
 
+    def secure(self, address: str) -> bool:
+        """Whether ``address`` is served with TLS: every TCP address when there are credentials."""
+        return self.credentials is not None and not address.startswith("unix")
+
     def _bind(self, server: grpc.Server, address: str) -> str:
         """Bind one address; the address it got (a TCP port 0 becomes the port chosen)."""
         cannot = CannotListen(
@@ -166,7 +171,7 @@ class ServerBuilder:
         # usual umask could take connections (queued until start) before its mode is set.
         umask = os.umask(0o177) if socket_path else None
         try:
-            if self.credentials is None:
+            if self.credentials is None or not self.secure(address):
                 port = server.add_insecure_port(address)
             else:
                 port = server.add_secure_port(address, self.credentials)

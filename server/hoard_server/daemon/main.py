@@ -21,12 +21,18 @@ from hoard_server.daemon.config import Config, ConfigError, exposed, load_config
 from hoard_server.daemon.logs import setup_logging
 from hoard_server.daemon.schedule import MaintenanceSchedule
 from hoard_server.daemon.services import SERVICES, ServiceContext, interceptors
+from hoard_server.daemon.tls import ServerTLS
 from hoard_server.storage import modes
 from hoard_server.storage.registry import RepositoryRegistry
 
 log = logging.getLogger("hoard")
 
 MAX_STREAMS_PER_CONNECTION = 256
+# The SDK pings an idle connection every 30 s (hoard.transport.KEEPALIVE_TIME_MS) so that a
+# workstation idle for hours keeps it, and notices a daemon gone; pings up to three times as
+# often are welcome. gRPC's default (one per 5 minutes without data) would answer the SDK's
+# third ping with GOAWAY "too_many_pings".
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
 
 
 def grpc_options(cfg: Config) -> list[tuple[str, Any]]:
@@ -39,6 +45,10 @@ def grpc_options(cfg: Config) -> list[tuple[str, Any]]:
         # further ones wait on the client's side. Worker threads are guarded by the stream
         # slots of the stream limits, not by this.
         ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        # clients' keepalive pings, with or without calls in flight
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        ("grpc.http2.max_ping_strikes", 2),  # pings too often twice more: GOAWAY
     ]
     if cfg.limits.keepalive_interval > 0:
         # Ping every connection now and then and drop one that does not answer: a client that
@@ -48,7 +58,6 @@ def grpc_options(cfg: Config) -> list[tuple[str, Any]]:
         options += [
             ("grpc.keepalive_time_ms", int(cfg.limits.keepalive_interval * 1000)),
             ("grpc.keepalive_timeout_ms", int(cfg.limits.keepalive_timeout * 1000)),
-            ("grpc.keepalive_permit_without_calls", 1),
         ]
     return options
 
@@ -59,6 +68,8 @@ class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         group = socket_gid(cfg.server.socket_group)  # an unknown one stops the start early
+        sec = cfg.security  # TLS files first: a bad one stops the start before data is opened
+        self.tls = ServerTLS(sec.tls_cert, sec.tls_key, sec.tls_client_ca) if sec.tls_cert else None
         modes.configure(cfg.storage.group_access)
         modes.makedirs(cfg.server.data_dir, exist_ok=True)
         self.registry = RepositoryRegistry(cfg.server.data_dir, cfg.storage_settings())
@@ -67,12 +78,17 @@ class Daemon:
         self.context = ServiceContext.create(cfg, self.registry)
         builder = ServerBuilder(
             cfg.server.workers,
-            credentials=None,  # no TLS yet: config refuses non-loopback addresses without it
+            credentials=self.tls.credentials() if self.tls else None,
             interceptors=interceptors(self.context.tokens),
             options=grpc_options(cfg),
             socket_group=group,
         )
         self.server: RpcServer = builder.add_table(SERVICES, self.context).build(cfg.server.listen)
+        self.secure = [  # the addresses served with TLS, as bound
+            bound
+            for bound, given in zip(self.addresses, cfg.server.listen, strict=True)
+            if builder.secure(given)
+        ]
         self.schedule = MaintenanceSchedule(self.registry, cfg.maintenance.maintenance_interval)
 
     @property
@@ -95,6 +111,14 @@ class Daemon:
             ", ".join(self.addresses),
             os.path.abspath(self.cfg.server.data_dir),
         )
+        if self.tls is not None:
+            how = "TLS"
+            if self.tls.mutual:
+                how = f"mutual TLS (client certificates signed by {self.tls.client_ca})"
+            secure = ", ".join(self.secure) or "no TCP address"
+            log.info("%s on %s, certificate %s", how, secure, self.tls.cert)
+            if plain := ", ".join(a for a in self.addresses if a not in self.secure):
+                log.info("no TLS on %s (unix sockets: their file mode guards them)", plain)
 
     def reload_tokens(self) -> None:
         """SIGHUP: re-read the tokens file; a broken one leaves the tokens read before."""
