@@ -19,6 +19,9 @@ from hoard_server.daemon.config import Config, ConfigError, exposed, load_config
 from hoard_server.daemon.logs import setup_logging
 from hoard_server.daemon.schedule import MaintenanceSchedule
 from hoard_server.daemon.services import SERVICES, ServiceContext, interceptors
+from hoard_server.observe.endpoint import CannotServeMetrics, MetricsEndpoint
+from hoard_server.observe.metrics import REGISTRY
+from hoard_server.observe.storage import StorageCollector
 from hoard_server.storage import modes
 from hoard_server.storage.registry import RepositoryRegistry
 
@@ -70,6 +73,12 @@ class Daemon:
         )
         self.server: RpcServer = builder.add_table(SERVICES, self.context).build(cfg.server.listen)
         self.schedule = MaintenanceSchedule(self.registry, cfg.maintenance.maintenance_interval)
+        # bound now, so that a metrics address in use stops the start (like a listen address)
+        self.metrics: MetricsEndpoint | None = None
+        if cfg.server.metrics_listen:
+            self.metrics = MetricsEndpoint(cfg.server.metrics_listen, REGISTRY)
+        self._storage_metrics = StorageCollector(self.registry)
+        REGISTRY.register(self._storage_metrics)
 
     @property
     def addresses(self) -> list[str]:
@@ -91,6 +100,8 @@ class Daemon:
             ", ".join(self.addresses),
             os.path.abspath(self.cfg.server.data_dir),
         )
+        if self.metrics is not None:
+            log.info("metrics served at %s", self.metrics.url)
 
     def stop(self) -> None:
         """Refuse new RPCs, let in-flight ones finish within the grace period, commit, close."""
@@ -99,6 +110,9 @@ class Daemon:
         self.schedule.stop()
         self.context.shutting_down()
         self.server.stop(grace)
+        if self.metrics is not None:
+            self.metrics.stop()
+        REGISTRY.unregister(self._storage_metrics)
         self.context.close()
         self.registry.close(timeout=max(1.0, grace))
         from hoard_server.services.metadata.sync import ExtractPool
@@ -143,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(0.001)
     try:
         daemon = Daemon(cfg)
-    except (ConfigError, CannotListen) as exc:
+    except (ConfigError, CannotListen, CannotServeMetrics) as exc:
         log.error("%s", exc)
         return 2
     stop = threading.Event()

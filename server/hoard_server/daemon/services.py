@@ -28,6 +28,7 @@ from hoard_server.daemon.builder import Service
 from hoard_server.daemon.config import Config, stream_slots, where
 from hoard_server.grpc.dataset_files import DatasetFilesServicer
 from hoard_server.grpc.datasets import DatasetsServicer
+from hoard_server.grpc.interceptors.calls import CallInterceptor
 from hoard_server.grpc.interceptors.decode_guard import DecodeGuard
 from hoard_server.grpc.limits import StreamLimits
 from hoard_server.grpc.metadata import MetadataCacheServicer
@@ -173,4 +174,4 @@ SERVICES: tuple[Service[ServiceContext], ...] = (
 
 def interceptors() -> list[grpc.ServerInterceptor]:
     """Interceptors every call goes through, outermost first."""
-    return [DecodeGuard()]
+    return [CallInterceptor(), DecodeGuard()]
