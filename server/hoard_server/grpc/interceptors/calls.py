@@ -3,8 +3,12 @@
 The outermost of hoard's interceptors (``daemon/services.py``). On the worker thread that
 serves the call it begins the call's context (``grpc.call``), so log lines and the inner
 interceptors know the call; the request id is the client's ``x-request-id`` if it sent a
-sane one, else a new random one, and goes back to the client in the initial metadata (at
-the start, before any response) and in the trailing metadata (errors included).
+sane one, else a new random one, and goes back to the client in the trailing metadata
+(errors included) and in the initial metadata, sent just before the first response. Not
+earlier: gRPC commits a call once its client has received headers, and a committed call is
+never retried, so headers sent at the start would stop the client's retry policy from
+retrying a call refused with a pushback (OVERLOADED); a call that fails before answering
+therefore sends none.
 
 A call is counted once, with its final status code, by whichever sees its end first: the
 handler returning or raising (the code an abort set, OK otherwise), or gRPC's termination
@@ -138,21 +142,30 @@ class CallInterceptor(grpc.ServerInterceptor):
         of = self._metrics(method)
         rid = request_id(handler_call_details.invocation_metadata)
 
+        headers_sent = False  # intercept_service runs once per call: this is the call's
+
         def begin(context: grpc.ServicerContext) -> _Tally:
-            """On the worker thread, before the handler: the call's context, its tally,
-            and its id in the initial metadata."""
+            """On the worker thread, before the handler: the call's context and tally."""
             call.begin(call.Call(method, rid, context.peer()))
             tally = _Tally(of)
             end = tally.end
             if not context.add_callback(lambda: end(_ended_code(context, Code.OK))):
                 end(_ended_code(context, Code.CANCELLED))  # already over
-            context.send_initial_metadata(((REQUEST_ID, rid),))
+            context.set_trailing_metadata(((REQUEST_ID, rid),))
             return tally
+
+        def headers(context: grpc.ServicerContext) -> None:
+            """The id in the initial metadata, once, before the first response."""
+            nonlocal headers_sent
+            if not headers_sent:
+                headers_sent = True
+                context.send_initial_metadata(((REQUEST_ID, rid),))
 
         def finish(context: grpc.ServicerContext, tally: _Tally, otherwise: Code) -> None:
             tally.end(_ended_code(context, otherwise))
-            trailing = tuple(context.trailing_metadata() or ())  # an abort's, if any
-            context.set_trailing_metadata((*trailing, (REQUEST_ID, rid)))
+            trailing = tuple(context.trailing_metadata() or ())  # an abort replaces it
+            if (REQUEST_ID, rid) not in trailing:
+                context.set_trailing_metadata((*trailing, (REQUEST_ID, rid)))
 
         def counted_stream(requests: Iterator[Any]) -> Iterator[Any]:
             for request in requests:
@@ -171,12 +184,16 @@ class CallInterceptor(grpc.ServerInterceptor):
 
             def handle(request: Any, context: grpc.ServicerContext, *more: Any) -> Any:
                 tally = begin(context)
+                if more:  # non-blocking: its responses go through gRPC's callback
+                    more = (answering(context, more[0]), *more[1:])
                 try:
                     response = behaviour(counted_in(request, streamed_in), context, *more)
                 except BaseException:
                     finish(context, tally, Code.UNKNOWN)
                     raise
                 if not more:
+                    if response is not None:
+                        headers(context)
                     finish(context, tally, Code.OK)
                 return response
 
@@ -191,17 +208,35 @@ class CallInterceptor(grpc.ServerInterceptor):
 
             def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 tally = begin(context)
+                responses = None
                 try:
-                    yield from behaviour(counted_in(request, streamed_in), context)
+                    responses = behaviour(counted_in(request, streamed_in), context)
+                    for response in responses:
+                        headers(context)
+                        yield response
                 except GeneratorExit:  # gRPC dropped the stream: the client went away
                     finish(context, tally, Code.CANCELLED)
                     raise
                 except BaseException:
                     finish(context, tally, Code.UNKNOWN)
                     raise
+                finally:
+                    close = getattr(responses, "close", None)
+                    if close is not None:  # the handler's own clean-up, now
+                        close()
                 finish(context, tally, Code.OK)
 
             return handle
+
+        def answering(
+            context: grpc.ServicerContext, answer: Callable[[Any], None]
+        ) -> Callable[[Any], None]:
+            def send(response: Any) -> None:
+                if response is not None:  # None: the end of the stream
+                    headers(context)
+                answer(response)
+
+            return send
 
         def counted_out(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
             def counted(message: Any) -> bytes:
