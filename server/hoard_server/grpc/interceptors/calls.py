@@ -144,14 +144,17 @@ class CallInterceptor(grpc.ServerInterceptor):
 
         headers_sent = False  # intercept_service runs once per call: this is the call's
 
-        def begin(context: grpc.ServicerContext) -> _Tally:
-            """On the worker thread, before the handler: the call's context and tally."""
+        def begin(context: grpc.ServicerContext, outlives_handler: bool) -> _Tally:
+            """On the worker thread, before the handler: the call's context and tally. A
+            call that may end while its handler is not running (a stream, a non-blocking
+            handler) is also counted by gRPC's termination callback, if that comes first."""
             call.begin(call.Call(method, rid, context.peer()))
             tally = _Tally(of)
-            end = tally.end
-            if not context.add_callback(lambda: end(_ended_code(context, Code.OK))):
-                end(_ended_code(context, Code.CANCELLED))  # already over
-            context.set_trailing_metadata(((REQUEST_ID, rid),))
+            if outlives_handler:
+                end = tally.end
+                if not context.add_callback(lambda: end(_ended_code(context, Code.OK))):
+                    end(_ended_code(context, Code.CANCELLED))  # already over
+                context.set_trailing_metadata(((REQUEST_ID, rid),))
             return tally
 
         def headers(context: grpc.ServicerContext) -> None:
@@ -183,7 +186,7 @@ class CallInterceptor(grpc.ServerInterceptor):
             answers through the callback gRPC passes it: then its end comes later)."""
 
             def handle(request: Any, context: grpc.ServicerContext, *more: Any) -> Any:
-                tally = begin(context)
+                tally = begin(context, outlives_handler=bool(more))
                 if more:  # non-blocking: its responses go through gRPC's callback
                     more = (answering(context, more[0]), *more[1:])
                 try:
@@ -207,7 +210,7 @@ class CallInterceptor(grpc.ServerInterceptor):
                 return returning(behaviour, streamed_in)
 
             def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                tally = begin(context)
+                tally = begin(context, outlives_handler=True)
                 responses = None
                 try:
                     responses = behaviour(counted_in(request, streamed_in), context)
