@@ -11,9 +11,10 @@ retrying a call refused with a pushback (OVERLOADED); a call that fails before a
 therefore sends none.
 
 A call is counted once, with its final status code, by whichever sees its end first: the
-handler returning or raising (the code an abort set, OK otherwise), or gRPC's termination
-callback for a call the client cancelled or whose deadline passed while the handler still
-ran (CANCELLED, DEADLINE_EXCEEDED). So a stream the client walked away from is counted too.
+handler returning or raising (the code an abort set, OK otherwise), or, for a stream or a
+non-blocking handler, gRPC's termination callback when the client cancelled it or its
+deadline passed (CANCELLED, DEADLINE_EXCEEDED). So a stream the client walked away from is
+counted too.
 A handler ending is counted before gRPC sends its status: once a client has a call's
 status, the call is in the metrics. Calls to methods the daemon does not have are answered
 UNIMPLEMENTED by gRPC itself and are not counted (their names are the client's to choose).
@@ -195,9 +196,9 @@ class CallInterceptor(grpc.ServerInterceptor):
                     finish(context, tally, Code.UNKNOWN)
                     raise
                 if not more:
+                    finish(context, tally, Code.OK)  # first: counted even if headers fail
                     if response is not None:
                         headers(context)
-                    finish(context, tally, Code.OK)
                 return response
 
             for marker in _MARKERS:
