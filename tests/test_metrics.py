@@ -490,7 +490,7 @@ def test_a_syncs_gauges_live_while_it_runs(tmp_path) -> None:
     root.mkdir()
     for i in range(6):
         write_buffer(root / BufferSpec(process=i).file_name(), BufferSpec(process=i))
-    running = metrics.SYNCS_RUNNING._value.get()
+    running = _gauge("hoard_metadata_syncs_running")
     with MetadataCache(str(tmp_path / "index"), sync_roots=[str(root)]) as cache:
         reports = cache.synchronize_directory(str(root), batch_size=2)
         first = next(reports)
