@@ -22,6 +22,9 @@ from hoard_server.daemon.logs import setup_logging
 from hoard_server.daemon.schedule import MaintenanceSchedule
 from hoard_server.daemon.services import SERVICES, ServiceContext, interceptors
 from hoard_server.daemon.tls import ServerTLS
+from hoard_server.observe.endpoint import CannotServeMetrics, MetricsEndpoint
+from hoard_server.observe.metrics import REGISTRY
+from hoard_server.observe.storage import StorageCollector
 from hoard_server.storage import modes
 from hoard_server.storage.registry import RepositoryRegistry
 
@@ -90,6 +93,12 @@ class Daemon:
             if builder.secure(given)
         ]
         self.schedule = MaintenanceSchedule(self.registry, cfg.maintenance.maintenance_interval)
+        # bound now, so that a metrics address in use stops the start (like a listen address)
+        self.metrics: MetricsEndpoint | None = None
+        if cfg.server.metrics_listen:
+            self.metrics = MetricsEndpoint(cfg.server.metrics_listen, REGISTRY)
+        self._storage_metrics = StorageCollector(self.registry)
+        REGISTRY.register(self._storage_metrics)
 
     @property
     def addresses(self) -> list[str]:
@@ -119,6 +128,8 @@ class Daemon:
             log.info("%s on %s, certificate %s", how, secure, self.tls.cert)
             if plain := ", ".join(a for a in self.addresses if a not in self.secure):
                 log.info("no TLS on %s (unix sockets: their file mode guards them)", plain)
+        if self.metrics is not None:
+            log.info("metrics served at %s", self.metrics.url)
 
     def reload_tokens(self) -> None:
         """SIGHUP: re-read the tokens file; a broken one leaves the tokens read before."""
@@ -140,6 +151,9 @@ class Daemon:
         self.schedule.stop()
         self.context.shutting_down()
         self.server.stop(grace)
+        if self.metrics is not None:
+            self.metrics.stop()
+        REGISTRY.unregister(self._storage_metrics)
         self.context.close()
         self.registry.close(timeout=max(1.0, grace))
         from hoard_server.services.metadata.sync import ExtractPool
@@ -202,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, lambda _signum, _frame: reload.set())
     try:
         daemon = Daemon(cfg)
-    except (ConfigError, CannotListen) as exc:
+    except (ConfigError, CannotListen, CannotServeMetrics) as exc:
         log.error("%s", exc)
         return 2
     stop = threading.Event()

@@ -31,6 +31,7 @@ from hoard_server.daemon.builder import Service
 from hoard_server.daemon.config import Config, ConfigError, stream_slots, where
 from hoard_server.grpc.dataset_files import DatasetFilesServicer
 from hoard_server.grpc.datasets import DatasetsServicer
+from hoard_server.grpc.interceptors.calls import CallInterceptor
 from hoard_server.grpc.interceptors.decode_guard import DecodeGuard
 from hoard_server.grpc.limits import StreamLimits
 from hoard_server.grpc.metadata import MetadataCacheServicer
@@ -182,11 +183,12 @@ SERVICES: tuple[Service[ServiceContext], ...] = (
 
 
 def interceptors(tokens: Tokens | None = None) -> list[grpc.ServerInterceptor]:
-    """Interceptors every call goes through, outermost first; ``tokens`` None: no
-    authentication. The access policy is read even without tokens, so that a method that
-    declares no role stops every daemon's start."""
+    """Interceptors every call goes through, outermost first: the call's context, request id
+    and metrics; decoding; then, with ``tokens``, authentication (None: none). The access
+    policy is read even without tokens, so that a method that declares no role stops every
+    daemon's start."""
     policy = AccessPolicy(row.name for row in SERVICES)
-    chain: list[grpc.ServerInterceptor] = [DecodeGuard()]
+    chain: list[grpc.ServerInterceptor] = [CallInterceptor(), DecodeGuard()]
     if tokens is not None:
         chain.append(Authorization(tokens, policy))
     return chain
