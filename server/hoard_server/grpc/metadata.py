@@ -228,7 +228,7 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
 
     @grpc_errors
     def SynchronizeDirectory(self, request: pb.SyncRequest, context: grpc.ServicerContext):
-        cache = self._metadata.cache(request.repository)
+        cache = self._metadata.cache(request.repository, adding=True)
         with self._limits.stream("upload", context) as stream:
             progress = cache.synchronize_directory(
                 *request.paths,
@@ -243,7 +243,7 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
 
     @grpc_errors
     def AddFiles(self, request: pb.AddFilesRequest, context: grpc.ServicerContext):
-        cache = self._metadata.cache(request.repository)
+        cache = self._metadata.cache(request.repository, adding=True)
         with self._limits.stream("upload", context) as stream:
             progress = cache.add_files_to_cache(list(request.files), request.machine_id or None,
                                                 request.batch_size or None)
@@ -272,7 +272,7 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
 
     @grpc_errors
     def PushRecords(self, request: pb.PushRecordsRequest, context: grpc.ServicerContext):
-        cache = self._metadata.cache(request.repository)
+        cache = self._metadata.cache(request.repository, adding=True)
         records = [_record_in(r) for r in request.records]
         counts = cache.push_records(records, request.machine_id)
         return pb.WriteCounts(added=counts.added, updated=counts.updated, removed=counts.removed)
