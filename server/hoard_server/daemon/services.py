@@ -85,6 +85,8 @@ class ServiceContext:
             },
             config.limits.stream_idle_timeout,
             config.limits.response_memory_bytes,
+            (config.limits.streams_per_client, where("streams_per_client")),
+            config.limits.default_deadline,
         )
         names = tuple(row.name for row in SERVICES)
         ds = config.datasets
