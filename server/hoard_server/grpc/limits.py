@@ -126,6 +126,27 @@ class Stream:
             finally:
                 budget.release(reserved)
 
+    def send_reserving(self, messages: Iterator[M], each: int) -> Iterator[M]:
+        """``send`` for messages that cannot tell their size before they are built (pages
+        of query results): ``each`` bytes of the budget are reserved before the next one is
+        built, so stalled streams cannot each hold a message beyond the budget."""
+        budget = self._limits.budget
+
+        def reserved() -> Iterator[tuple[M, int]]:
+            while True:
+                n = budget.acquire(each)
+                try:
+                    msg = next(messages)
+                except StopIteration:
+                    budget.release(n)
+                    return
+                except BaseException:
+                    budget.release(n)
+                    raise
+                yield msg, n
+
+        return self.send(reserved())
+
 
 class StreamLimits:
     """Stream slots per kind, the idle watchdog and the response budget of one daemon."""
@@ -279,9 +300,7 @@ def _end_at_deadline(context: grpc.ServicerContext, seconds: float) -> None:
     try:
         from grpc._cython import cygrpc
 
-        context._rpc_event.call.cancel(  # type: ignore[attr-defined]
-            cygrpc.StatusCode.deadline_exceeded, message
-        )
+        context._rpc_event.call.cancel(cygrpc.StatusCode.deadline_exceeded, message)
     except Exception:
         context.cancel()
 
