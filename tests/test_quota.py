@@ -21,8 +21,8 @@ from hoard_server.grpc import call
 from hoard_server.grpc.repositories import RepositoriesServicer
 from hoard_server.services.batching import ResponseBudget
 from hoard_server.services.datasets.arrays import encode
-from hoard_server.services.datasets.files import DatasetFileService
-from hoard_server.services.datasets.service import DatasetService, NodeRef
+from hoard_server.services.datasets.files import DatasetFileService, ImportHeader
+from hoard_server.services.datasets.service import AppendPart, DatasetService, NodeRef
 from hoard_server.services.metadata.service import MetadataService
 from hoard_server.services.objects import ObjectService
 from hoard_server.services.repositories import RepositoryService
@@ -132,6 +132,12 @@ def test_every_face_that_adds_data_is_refused_at_the_quota(registry: RepositoryR
             files.copy_file("default", "a.h5", "b.h5")
         with pytest.raises(QuotaExceeded):
             MetadataService(registry).cache("default", adding=True)
+        header = ImportHeader("default", "imported.h5")
+        with pytest.raises(QuotaExceeded):
+            files.import_file(iter([header, b"\x89HDF"]), lambda: True)
+        part = AppendPart(ref, encode(np.arange(10)), None, 1, None)
+        with pytest.raises(QuotaExceeded):
+            list(datasets.append_stream(iter([part])))
         # reading and deleting go on
         assert datasets.get_data_shape(ref).shape == (10,)
         files.delete_file("default", "a.h5")

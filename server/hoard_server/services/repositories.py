@@ -24,7 +24,7 @@ class RepositoryInfo:
     @classmethod
     def of(cls, repo: Repository) -> RepositoryInfo:
         usage = repo.usage
-        return cls(repo.name, repo.uuid, KEY_FORMAT, repo.created_at, usage.quota, usage.used)
+        return cls(repo.name, repo.uuid, KEY_FORMAT, repo.created_at, usage.quota, usage.current())
 
 
 def open_repository(registry: RepositoryRegistry, name: str) -> Repository:

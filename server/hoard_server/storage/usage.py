@@ -4,8 +4,11 @@
 file under the repository: packs, index, dataset files, metadata cache, staged uploads),
 increased by what each write announces (``admit``), and measured again after the calls that
 shrink the repository (compaction, deleting dataset files) and whenever the last measurement
-is older than ``remeasure_every`` seconds, so that writes announced too high (content
-already stored) or not at all (a stream of unknown length) are trued up soon.
+is older than ``remeasure_every`` seconds when it is next needed (a write to a repository
+with a quota, a description of the repository), so that writes announced too high (content
+already stored) or not at all (a stream of unknown length) are trued up soon. Deleting
+dataset files only marks the figure out of date: removing many files one by one costs no
+walk each.
 
 The quota is a bound on growth, checked before a write starts: a write admitted just under
 the quota may end a little above it, never by more than what was in flight.
@@ -14,6 +17,7 @@ the quota may end a little above it, never by more than what was in flight.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -69,9 +73,15 @@ class Usage:
         """The byte quota; 0: none."""
         return self._quota
 
-    @property
-    def used(self) -> int:
+    def current(self) -> int:
+        """The bytes used, measured again first if the figure is out of date."""
+        if time.monotonic() - self._measured_at > self._remeasure_every:
+            self.measure()
         return self._used
+
+    def changed(self) -> None:
+        """Something was removed: measure again before the figure is next used."""
+        self._measured_at = -math.inf
 
     def set_quota(self, quota: int) -> None:
         """Set (0: remove) the quota, persisted before it takes effect."""
@@ -80,7 +90,7 @@ class Usage:
         with self._lock:
             self._save_quota(quota)
             self._quota = quota
-        log.info("repository %s: quota %s (%d bytes used)", self.name, quota or "none", self.used)
+        log.info("repository %s: quota %s (%d bytes used)", self.name, quota or "none", self._used)
 
     def measure(self) -> int:
         """Walk the repository and make ``used`` what it holds now."""
@@ -99,8 +109,7 @@ class Usage:
             with self._lock:
                 self._used += incoming
             return
-        if time.monotonic() - self._measured_at > self._remeasure_every:
-            self.measure()
+        self.current()
         with self._lock:
             quota, used = self._quota, self._used
             if used >= quota or used + incoming > quota:

@@ -116,7 +116,7 @@ class DatasetFileService:
         return repo.files
 
     def _freed(self, name: str) -> None:
-        self._repo(name).usage.measure()
+        self._repo(name).usage.changed()
 
     # -- listing and sizes ------------------------------------------------------------------
 
