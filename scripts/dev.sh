@@ -4,9 +4,9 @@
 #   scripts/dev.sh serve [hoard serve options]   set up, then run the daemon on 127.0.0.1:50051
 #   scripts/dev.sh test  [pytest options]        set up, then check stubs, lint, type-check, run the tests
 #   scripts/dev.sh bench [NAME] [options]        set up with the peers, then run a benchmark:
-#                                                NAME is objects, maintenance or datasets
+#                                                NAME is objects, maintenance, datasets or auth
 #                                                (tests/benchmarks/bench_NAME.py); with no NAME
-#                                                and no options, all three; options alone: objects
+#                                                and no options, all four; options alone: objects
 #
 # Everything is installed into ./.venv; nothing outside the checkout is touched.
 set -euo pipefail
@@ -40,13 +40,13 @@ case "$cmd" in
     bench)
         setup dev,bench
         case "${1:-}" in
-            objects|maintenance|datasets)
+            objects|maintenance|datasets|auth)
                 name="$1"
                 shift
                 exec "$VENV/bin/python" -m "tests.benchmarks.bench_$name" "$@"
                 ;;
             "")
-                for name in objects maintenance datasets; do
+                for name in objects maintenance datasets auth; do
                     "$VENV/bin/python" -m "tests.benchmarks.bench_$name"
                 done
                 ;;
@@ -56,7 +56,7 @@ case "$cmd" in
         esac
         ;;
     *)
-        echo "usage: scripts/dev.sh serve|test|bench [objects|maintenance|datasets] [options]" >&2
+        echo "usage: scripts/dev.sh serve|test|bench [objects|maintenance|datasets|auth] [options]" >&2
         exit 2
         ;;
 esac

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hoard_server.daemon import schema
-from hoard_server.daemon.config import Config, ConfigError, load_config
+from hoard_server.daemon.config import Config, ConfigError, exposed, load_config
 from hoard_server.daemon.main import build_parser
 from hoard_server.storage.repository import StorageSettings
 
@@ -171,13 +171,14 @@ def test_the_systemd_sample_names_every_key_where_it_belongs(tmp_path):
     assert sum(map(len, found.values())) == len(KEYS)
 
 
-def test_the_kubernetes_configmap_parses(tmp_path):
+def test_the_kubernetes_configmap_parses_and_serves_only_with_tokens_and_tls(tmp_path):
     text = (ROOT / "deploy" / "kubernetes" / "configmap.yaml").read_text()
     body = textwrap.dedent(text.split("hoard.toml: |\n", 1)[1])
     f = tmp_path / "hoard.toml"
     f.write_text(body)
     notices: list[str] = []
-    assert load_config(str(f), environ={}, notices=notices).server.allow_remote
+    cfg = load_config(str(f), environ={}, notices=notices)
+    assert not cfg.server.allow_remote and exposed(cfg) == []
     assert notices == []
 
 

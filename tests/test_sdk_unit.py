@@ -324,7 +324,8 @@ def test_retry_policy_comes_from_the_protos_idempotency_levels():
     assert names == {(s, n) for s, n in replayable if n != "Put"}
     policy = method_config["retryPolicy"]
     # RESOURCE_EXHAUSTED only as far as the daemon's pushback allows (none for a full disk)
-    assert policy["retryableStatusCodes"] == ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
+    # and CANCELLED: what a daemon stopping answers to calls it had not started
+    assert policy["retryableStatusCodes"] == ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED"]
     assert 2 <= policy["maxAttempts"] <= 5
     assert service_config(RetryPolicy.from_retries(0)) == {"methodConfig": []}
 

@@ -32,7 +32,9 @@ from hoard.aiida import Repository
 from hoard.client import Client, connect
 from hoard.datasets import Datasets
 from hoard.errors import (
+    AccessDeniedError,
     AuthenticationError,
+    ConnectionSettingsError,
     DataCorruptionError,
     DatasetFileNotFoundError,
     DatasetNotFoundError,
@@ -50,6 +52,7 @@ from hoard.errors import (
     RepositoryNotFoundError,
     ResourceExhaustedError,
     StorageFullError,
+    TLSError,
     TypeMismatchError,
     UnavailableError,
     UnknownFieldError,
@@ -63,8 +66,10 @@ except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDeniedError",
     "AuthenticationError",
     "Client",
+    "ConnectionSettingsError",
     "DataCorruptionError",
     "DatasetFileNotFoundError",
     "DatasetNotFoundError",
@@ -87,6 +92,7 @@ __all__ = [
     "RepositoryNotFoundError",
     "ResourceExhaustedError",
     "StorageFullError",
+    "TLSError",
     "TypeMismatchError",
     "UnavailableError",
     "UnknownFieldError",

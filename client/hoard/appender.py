@@ -39,6 +39,7 @@ from hoard.arrays import to_array
 from hoard.errors import (
     DatasetFileNotFoundError,
     DatasetNotFoundError,
+    DeadlineExceededError,
     HoardError,
     UnavailableError,
 )
@@ -439,8 +440,8 @@ class Appender:
             attempt += 1
             try:
                 length = self._current_length()
-            except UnavailableError:
-                continue
+            except (UnavailableError, DeadlineExceededError):  # still away: the deadline of a
+                continue  # call waiting for a daemon it had reached, or a failed connection
             except BaseException as exc:
                 self._fail(exc)
                 return

@@ -11,7 +11,9 @@ import grpc
 
 from hoard.admin import Repositories
 from hoard.aiida import Repository
+from hoard.credentials import Credentials
 from hoard.datasets import Datasets
+from hoard.errors import Endpoint
 from hoard.metadata.client import MetadataCache
 from hoard.reports import RepositoryInfo
 from hoard.transport import DEFAULT_TARGET, Transport, channel_options, resolve_target
@@ -22,6 +24,13 @@ __all__ = ["DEFAULT_TARGET", "Client", "RepositoryInfo", "connect"]
 def connect(
     target: str | None = None,
     *,
+    token: str | None = None,
+    token_file: str | None = None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_server_name: str | None = None,
+    insecure: bool = False,
     timeout: float | None = 30.0,
     retries: int = 5,
     options: Sequence[tuple[str, Any]] | None = None,
@@ -33,16 +42,36 @@ def connect(
     deadline of every unary call; streaming transfers (put, read, list, maintain) have no
     deadline unless ``stream_timeout`` is given. Calls the protos declare idempotent are
     retried on UNAVAILABLE (and when a busy daemon asks for it) up to ``retries`` times with
-    exponential backoff. ``options`` are extra gRPC channel options; they override the SDK's
-    own. Connecting is lazy: an absent daemon shows up at the first call, as
-    :class:`~hoard.errors.UnavailableError`.
+    exponential backoff; once the daemon was reached, a call with a deadline made while it
+    restarts waits for it. ``options`` are extra gRPC channel options; they override the
+    SDK's own. Connecting is lazy: an absent daemon shows up at the first call, as
+    :class:`~hoard.errors.UnavailableError` (:class:`~hoard.errors.TLSError` when the TLS
+    handshake fails).
+
+    Security, each argument else its variable: ``token`` (``HOARD_TOKEN``) or ``token_file``
+    (``HOARD_TOKEN_FILE``, a file holding it: out of shell history and ``ps``) is sent as a
+    bearer token with every call. ``tls_ca`` (``HOARD_TLS_CA``): TLS, the daemon's
+    certificate checked against this CA; ``tls_cert`` and ``tls_key`` (``HOARD_TLS_CERT``,
+    ``HOARD_TLS_KEY``): a client certificate too (mutual TLS); ``tls_server_name``
+    (``HOARD_TLS_SERVER_NAME``): the name the daemon's certificate must have, when the
+    target's host is not it. A token over plain TCP to another host is refused
+    (:class:`~hoard.errors.ConnectionSettingsError`) unless ``insecure`` is true.
     """
     resolved = resolve_target(target)
+    credentials = Credentials.resolve(
+        token=token,
+        token_file=token_file,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_server_name=tls_server_name,
+    )
+    credentials.check(resolved, insecure=insecure)
     merged = dict(channel_options(retries))
     merged.update(dict(options or ()))
 
     def open_channel() -> grpc.Channel:
-        return grpc.insecure_channel(resolved, options=list(merged.items()))
+        return credentials.channel(resolved, list(merged.items()))
 
     return Client(
         open_channel(),
@@ -51,6 +80,8 @@ def connect(
         retries=retries,
         stream_timeout=stream_timeout,
         reopen=open_channel,
+        metadata=credentials.metadata(),
+        endpoint=credentials.endpoint(resolved),
     )
 
 
@@ -61,7 +92,8 @@ class Client:
     :func:`connect` builds the usual one. ``close()`` releases the connection. A client made
     by :func:`connect` (or given a ``reopen`` factory) connects again on its next call, so a
     late call (an AiiDA storage finaliser erasing at exit) still works; one given only a
-    channel raises :class:`~hoard.errors.HoardError` saying it was closed.
+    channel raises :class:`~hoard.errors.HoardError` saying it was closed. ``metadata``
+    goes with every call; ``endpoint`` says how the daemon is reached, for error messages.
     """
 
     def __init__(
@@ -73,6 +105,8 @@ class Client:
         retries: int = 5,
         stream_timeout: float | None = None,
         reopen: Callable[[], grpc.Channel] | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        endpoint: Endpoint | None = None,
     ) -> None:
         self.transport = Transport(
             channel,
@@ -81,6 +115,8 @@ class Client:
             stream_timeout=stream_timeout,
             retries=retries,
             reopen=reopen,
+            metadata=metadata,
+            endpoint=endpoint,
         )
         self.repositories = Repositories(self.transport)
 
@@ -122,8 +158,9 @@ class Client:
         host; they fall back to the stream by themselves)."""
         return Datasets(self.transport, repository, shared_memory=shared_memory)
 
-    def metadata(self, repository: str = "default", *, machine_id: str | None = None
-                 ) -> MetadataCache:
+    def metadata(
+        self, repository: str = "default", *, machine_id: str | None = None
+    ) -> MetadataCache:
         """The metadata cache of ``repository`` (no call is made). ``machine_id`` names this
         machine's records (None: ``$HOARD_MACHINE_ID``, else "" when the daemon runs here,
         else the host name)."""

@@ -441,11 +441,20 @@ class Datasets:
                 pause = min(pause, left)
             time.sleep(pause)
             attempt += 1
+            # a transport that reached the daemon waits for it within a call's deadline:
+            # keep the probe within what is left of ours
+            probe = self.transport.timeout
+            if deadline is not None:
+                probe = max(0.05, deadline - time.monotonic())
             try:
-                self.get_data_shape(path, dataset, where=where)
+                self.transport.unary(
+                    "Datasets.GetDataShape", self.node(path, dataset, where), timeout=probe
+                )
                 return
             except errors.UnavailableError as again:
                 lost = again
+            except errors.DeadlineExceededError:
+                pass  # waited for the daemon until our own deadline: the check above raises
 
     def get_data_shape(self, path: str, dataset: str, *, where: str = "/") -> DatasetShape:
         reply = self.transport.unary("Datasets.GetDataShape", self.node(path, dataset, where))

@@ -9,12 +9,18 @@ The daemon says what went wrong in a ``google.rpc.ErrorInfo`` (domain ``hoard``)
 the status details: its ``reason`` picks the exception, its ``metadata`` becomes
 ``.details``. The message is kept as the text for people and never parsed. A status without
 an ErrorInfo (from gRPC itself, or an older daemon) is mapped by its code alone.
+
+Failures to get in (no token, a token without the role needed, a TLS handshake that fails)
+get a message of the SDK's own, naming the daemon (an :class:`Endpoint`) and what to change
+on this side. gRPC reports a failed handshake only as UNAVAILABLE with OpenSSL's words in the
+text: that text is the one read here, to tell a TLS failure from an absent daemon.
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -22,12 +28,15 @@ from google.rpc import error_details_pb2, status_pb2
 
 __all__ = [
     "ERROR_DOMAIN",
+    "AccessDeniedError",
     "AuthenticationError",
+    "ConnectionSettingsError",
     "DataCorruptionError",
     "DatasetFileNotFoundError",
     "DatasetNotFoundError",
     "DeadlineExceededError",
     "DtypeMismatchError",
+    "Endpoint",
     "FailedPreconditionError",
     "FileAlreadyExistsError",
     "FileDamagedError",
@@ -60,6 +69,7 @@ __all__ = [
     "SelectionOutOfRangeError",
     "ShapeMismatchError",
     "StorageFullError",
+    "TLSError",
     "TooManyRecordsError",
     "TypeMismatchError",
     "UnavailableError",
@@ -73,6 +83,7 @@ __all__ = [
 ERROR_DOMAIN = "hoard"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
+REQUEST_ID_KEY = "x-request-id"
 
 
 class HoardError(Exception):
@@ -80,7 +91,8 @@ class HoardError(Exception):
 
     ``code``: the gRPC status, if a call failed; ``reason``: the daemon's stable name for
     the condition ("" when it gave none); ``details``: what it concerns (``key``,
-    ``repository``, ``path``, ...), as strings.
+    ``repository``, ``path``, ...), as strings; ``request_id``: the daemon's id of the call
+    (the same one is in its log), shown after the message.
     """
 
     def __init__(
@@ -90,14 +102,18 @@ class HoardError(Exception):
         code: grpc.StatusCode | None = None,
         reason: str = "",
         details: Mapping[str, str] | None = None,
+        request_id: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.reason = reason
         self.details: dict[str, str] = dict(details or {})
+        self.request_id = request_id
 
     def __str__(self) -> str:
+        if self.request_id:
+            return f"{self.message} (request id {self.request_id})"
         return self.message
 
 
@@ -116,6 +132,7 @@ class ObjectNotFoundError(NotFoundError):
         reason: str = "OBJECT_NOT_FOUND",
         details: Mapping[str, str] | None = None,
         keys: Sequence[str] | None = None,
+        request_id: str = "",
     ) -> None:
         details = dict(details or {})
         if keys is None:
@@ -123,7 +140,7 @@ class ObjectNotFoundError(NotFoundError):
             keys = [k for k in joined.split(",") if k]
         elif "keys" not in details:
             details["keys"] = ",".join(keys)
-        super().__init__(message, code=code, reason=reason, details=details)
+        super().__init__(message, code=code, reason=reason, details=details, request_id=request_id)
         self.keys = list(keys)
 
 
@@ -183,12 +200,41 @@ class PermissionDeniedError(HoardError, PermissionError):
     """The caller is known but may not do this (PERMISSION_DENIED)."""
 
 
+class AccessDeniedError(PermissionDeniedError):
+    """The token lacks the role the call needs on its repository (ROLE_MISSING); ``details``
+    hold ``repository``, ``role`` (the one needed) and ``token`` (the token's name)."""
+
+
 class AuthenticationError(HoardError, PermissionError):
-    """The caller presented no valid credentials (UNAUTHENTICATED)."""
+    """The caller presented no token, or one the daemon does not know (UNAUTHENTICATED)."""
 
 
 class UnavailableError(HoardError, ConnectionError):
     """The daemon cannot be reached, or went away (UNAVAILABLE)."""
+
+
+class TLSError(UnavailableError):
+    """The TLS handshake with the daemon failed; the message says the likely cause (a wrong
+    CA, a server name the certificate lacks, a client certificate missing or refused, TLS
+    on one side only)."""
+
+
+class ConnectionSettingsError(HoardError, ValueError):
+    """A connection cannot be made as asked: a token over plain TCP to another host, a
+    client certificate without its key, a token or certificate file that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The daemon a call went to and how it was reached, for messages that say what to do.
+
+    ``token``: where the token came from (``"token="``, ``"HOARD_TOKEN"``, a file), "" for
+    none; ``client_certificate``: the certificate file presented, "" for none."""
+
+    target: str = ""
+    tls: bool = False
+    client_certificate: str = ""
+    token: str = ""
 
 
 class DeadlineExceededError(HoardError, TimeoutError):
@@ -360,6 +406,7 @@ _BY_REASON: dict[str, type[HoardError]] = {
     "NOT_A_GROUP": NotAGroupError,
     "LENGTH_MISMATCH": LengthMismatchError,
     "FILE_DAMAGED": FileDamagedError,
+    "ROLE_MISSING": AccessDeniedError,
     "INVALID_QUERY": InvalidQueryError,
     "UNKNOWN_FIELD": UnknownFieldError,
     "TYPE_MISMATCH": TypeMismatchError,
@@ -378,6 +425,7 @@ def error_for_status(
     message: str,
     reason: str = "",
     details: Mapping[str, str] | None = None,
+    request_id: str = "",
 ) -> HoardError:
     """The exception for a status ``code``, the daemon's ``reason`` and ``details`` (from
     its ErrorInfo) and its ``message`` (kept verbatim, never inspected).
@@ -388,7 +436,7 @@ def error_for_status(
     cls = _BY_REASON.get(reason) or (_BY_CODE.get(code, HoardError) if code else HoardError)
     if not message:
         message = f"the daemon answered {code.name}" if code is not None else "gRPC call failed"
-    return cls(message, code=code, reason=reason, details=details)
+    return cls(message, code=code, reason=reason, details=details, request_id=request_id)
 
 
 def _trailers(error: grpc.RpcError) -> Sequence[tuple[str, str | bytes]]:
@@ -427,9 +475,96 @@ def retry_pushback(error: grpc.RpcError) -> float | None:
     return None
 
 
-def from_rpc_error(error: grpc.RpcError) -> HoardError:
-    """Translate a failed gRPC call into the matching :class:`HoardError`."""
+def request_id(error: grpc.RpcError) -> str:
+    """The daemon's id of the failed call (``x-request-id``, in its initial or trailing
+    metadata); "" when it sent none."""
+    for name in ("initial_metadata", "trailing_metadata"):
+        getter = getattr(error, name, None)
+        for key, value in (getter() or ()) if callable(getter) else ():
+            if key == REQUEST_ID_KEY:
+                return value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    return ""
+
+
+def from_rpc_error(error: grpc.RpcError, endpoint: Endpoint | None = None) -> HoardError:
+    """Translate a failed gRPC call into the matching :class:`HoardError`; with the
+    ``endpoint`` it went to, failures to get in say which daemon and what to change."""
     code = error.code() if callable(getattr(error, "code", None)) else None
     message = error.details() if callable(getattr(error, "details", None)) else None
     reason, details = error_info(_trailers(error))
-    return error_for_status(code, message or "", reason, details)
+    rid = request_id(error)
+    if endpoint is not None and code is grpc.StatusCode.UNAVAILABLE:
+        cause = tls_failure(message or "", endpoint)
+        if cause:
+            text = f"TLS with the daemon at {endpoint.target} failed: {cause} (gRPC: {message})"
+            return TLSError(text, code=code, reason=reason, details=details, request_id=rid)
+    if endpoint is not None and code is grpc.StatusCode.UNAUTHENTICATED:
+        message = _not_authenticated(reason, endpoint)
+    elif endpoint is not None and reason == "ROLE_MISSING":
+        message = _role_missing(details, endpoint)
+    return error_for_status(code, message or "", reason, details, rid)
+
+
+def _not_authenticated(reason: str, endpoint: Endpoint) -> str:
+    server = f"the daemon at {endpoint.target}"
+    if endpoint.token and reason != "TOKEN_MISSING":
+        return (
+            f"{server} does not know the token from {endpoint.token}: it was revoked, "
+            "mistyped or made for another daemon; ask its admin for one (hoard token add)"
+        )
+    return (
+        f"{server} needs a token: pass token= (--token, HOARD_TOKEN) or a file holding it "
+        "(token_file=, --token-file, HOARD_TOKEN_FILE)"
+    )
+
+
+def _role_missing(details: Mapping[str, str], endpoint: Endpoint) -> str:
+    role = details.get("role", "").lower().removeprefix("role_") or "a higher"
+    repository = details.get("repository") or "?"
+    token = details.get("token") or "?"
+    return (
+        f"token {token!r} may not do this on repository {repository!r} at the daemon at "
+        f"{endpoint.target}: it needs the {role} role there; ask an admin of the daemon to "
+        "grant it, or use a token that has it"
+    )
+
+
+def tls_failure(message: str, endpoint: Endpoint) -> str:
+    """The likely cause of a failed connection when gRPC's ``message`` (UNAVAILABLE) says
+    it failed in or around the TLS handshake; "" when it does not."""
+    if "failed to connect" not in message and "handshake" not in message.lower():
+        return ""  # an established connection that went away, not a failure to get in
+    if "Hostname Verification" in message or "No match found for server name" in message:
+        return (
+            "its certificate is not made out to the name connected to: pass the name it "
+            "has as tls_server_name= (--tls-server-name, HOARD_TLS_SERVER_NAME)"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in message:
+        return (
+            "its certificate is not signed by the CA given (tls_ca=, --tls-ca, HOARD_TLS_CA), "
+            "or has expired: check the CA file, and that this is the daemon meant"
+        )
+    if "WRONG_VERSION_NUMBER" in message and endpoint.tls:
+        return (
+            "it does not speak TLS on this port: connect without tls_ca (--tls-ca, "
+            "HOARD_TLS_CA), or to its TLS address"
+        )
+    if "Socket closed" in message:
+        if not endpoint.tls:
+            return (
+                "it closed the connection at once, as a TLS port does to a plain client: "
+                "pass the CA of its certificate as tls_ca= (--tls-ca, HOARD_TLS_CA)"
+            )
+        if endpoint.client_certificate:
+            return (
+                f"it refused the client certificate {endpoint.client_certificate}: it is "
+                "not signed by the daemon's client CA, or has expired"
+            )
+        return (
+            "it closed the connection during the handshake, as a daemon that requires "
+            "client certificates (mutual TLS) does: pass tls_cert= and tls_key= "
+            "(--tls-cert/--tls-key, HOARD_TLS_CERT/HOARD_TLS_KEY)"
+        )
+    if any(sign in message for sign in ("SSL_ERROR", "Tls handshake", "TSI_")):
+        return "the handshake failed"
+    return ""

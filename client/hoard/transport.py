@@ -5,6 +5,11 @@ Which methods may be replayed is read from the protos (``option idempotency_leve
 listed here. Each call is retried by exactly one layer: gRPC's own retry policy (the channel's
 service config) for unary and server-streaming methods, whose requests gRPC can buffer; this
 module for client-streaming uploads, which it replays from a rewound source of any size.
+
+A daemon that restarts is waited for: once a transport has reached its daemon, calls with a
+deadline are made ``wait_for_ready``, so one made (or retried) while the daemon is away
+waits for it to come back, within its deadline. A daemon never reached fails the first call
+at once, with gRPC's reason (refused, a TLS handshake that failed), instead of a deadline.
 """
 
 from __future__ import annotations
@@ -15,14 +20,14 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2
 
-from hoard.errors import HoardError, from_rpc_error, retry_pushback
+from hoard.errors import Endpoint, HoardError, from_rpc_error, retry_pushback
 from hoard.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
@@ -51,7 +56,19 @@ MAX_MESSAGE_BYTES = 64 << 20
 # Requests up to this size stay buffered so that gRPC can replay them; a PutBatch (about
 # 4 MiB) must fit or it would never be retried.
 RETRY_BUFFER_BYTES = 8 << 20
+# An idle connection is pinged every 30 s, so that a workstation idle for hours keeps it
+# (through NAT and firewalls that forget quiet connections) and notices within 40 s a
+# daemon that went away. The daemon accepts pings every 10 s (hoard_server.daemon.main).
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+# After a daemon restart, try to reconnect at least every 5 s (gRPC's default: up to 120 s).
+MAX_RECONNECT_BACKOFF_MS = 5_000
 
+# A daemon stopping cancels the calls it received but had not started (gRPC's server does,
+# with no detail): gRPC replays those of replayable methods, which reach the daemon again
+# once it is back. Not uploads: the daemon's idle watchdog cancels an upload whose client
+# stalled, and replaying it would stall again.
+SHUTDOWN_CODES = ("CANCELLED",)
 _UNKNOWN = descriptor_pb2.MethodOptions.IdempotencyLevel.IDEMPOTENCY_UNKNOWN
 _STUBS = {
     "Objects": objects_pb2_grpc.ObjectsStub,
@@ -125,7 +142,8 @@ class RetryPolicy:
 
 def service_config(policy: RetryPolicy) -> dict[str, Any]:
     """gRPC's service config: retry the replayable methods gRPC can buffer (all but
-    client-streaming ones, which :meth:`Transport.upload` replays). gRPC caps attempts at 5."""
+    client-streaming ones, which :meth:`Transport.upload` replays) on the policy's codes and
+    :data:`SHUTDOWN_CODES`. gRPC caps attempts at 5."""
     names = [
         {"service": m.service, "method": m.name}
         for m in METHODS.values()
@@ -138,7 +156,7 @@ def service_config(policy: RetryPolicy) -> dict[str, Any]:
         "initialBackoff": f"{policy.initial_backoff}s",
         "maxBackoff": f"{policy.max_backoff}s",
         "backoffMultiplier": policy.multiplier,
-        "retryableStatusCodes": list(policy.codes),
+        "retryableStatusCodes": [*policy.codes, *SHUTDOWN_CODES],
     }
     return {"methodConfig": [{"name": names, "retryPolicy": retry}]}
 
@@ -152,6 +170,12 @@ def channel_options(retries: int) -> list[tuple[str, Any]]:
         ("grpc.enable_retries", 1 if policy.max_attempts > 1 else 0),
         ("grpc.per_rpc_retry_buffer_size", RETRY_BUFFER_BYTES),
         ("grpc.service_config", json.dumps(service_config(policy))),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),  # default 2: an idle client stops pinging
+        ("grpc.client_idle_timeout_ms", 2**31 - 1),  # keep the connection, not only the channel
+        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
     ]
 
 
@@ -196,21 +220,22 @@ _DEFAULT: Any = object()  # "the transport's usual deadline for this kind of cal
 
 
 @contextlib.contextmanager
-def _translated() -> Iterator[None]:
+def _translated(endpoint: Endpoint) -> Iterator[None]:
     try:
         yield
     except grpc.RpcError as error:
-        raise from_rpc_error(error) from None
+        raise from_rpc_error(error, endpoint) from None
 
 
 class PendingCall:
     """A unary call in flight; :meth:`result` waits for the reply (errors translated)."""
 
-    def __init__(self, future: Any) -> None:
+    def __init__(self, future: Any, endpoint: Endpoint) -> None:
         self._future = future
+        self._endpoint = endpoint
 
     def result(self) -> Any:
-        with _translated():
+        with _translated(self._endpoint):
             return self._future.result()
 
     def cancel(self) -> None:
@@ -221,11 +246,12 @@ class BidiCall:
     """A bidirectional stream in flight: iterate it for the replies (errors translated);
     :meth:`cancel` ends it from this side."""
 
-    def __init__(self, call: Any) -> None:
+    def __init__(self, call: Any, endpoint: Endpoint) -> None:
         self._call = call
+        self._endpoint = endpoint
 
     def __iter__(self) -> Iterator[Any]:
-        with _translated():
+        with _translated(self._endpoint):
             yield from self._call
 
     def cancel(self) -> None:
@@ -236,8 +262,10 @@ class Transport:
     """A channel to one daemon and the calls made on it.
 
     ``timeout`` is the deadline of unary calls, ``stream_timeout`` that of streaming ones
-    (None: none). ``close()`` releases the channel; with a ``reopen`` factory the next call
-    connects again, without one it raises :class:`HoardError` saying the client was closed.
+    (None: none). ``metadata`` goes with every call (the bearer token); ``endpoint`` says
+    how the daemon is reached, for error messages. ``close()`` releases the channel; with a
+    ``reopen`` factory the next call connects again, without one it raises
+    :class:`HoardError` saying the client was closed.
     """
 
     def __init__(
@@ -249,18 +277,30 @@ class Transport:
         stream_timeout: float | None = None,
         retries: int = 5,
         reopen: Callable[[], grpc.Channel] | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        endpoint: Endpoint | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self.policy = RetryPolicy.from_retries(retries)
+        self.endpoint = endpoint or Endpoint(target)
+        self._metadata = tuple(metadata)
         self._reopen = reopen
         self._lock = threading.Lock()
+        self._reached = False  # the daemon answered once: wait for it when it is away
         self._use(channel)
 
     def _use(self, channel: grpc.Channel) -> None:
         self._channel: grpc.Channel | None = channel
         self._stubs = {name: stub(channel) for name, stub in _STUBS.items()}
+
+    def _answered(self) -> None:
+        self._reached = True
+
+    def _answered_if_ok(self, future: Any) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._answered()
 
     def _callable(self, name: str) -> tuple[Method, Any]:
         method = METHODS[name]
@@ -275,11 +315,17 @@ class Transport:
                     self._use(self._reopen())
         return method, getattr(self._stubs[method.stub_name], method.name)
 
-    def _deadline(self, method: Method, timeout: Any) -> float | None:
-        if timeout is not _DEFAULT:
-            return timeout
-        streaming = method.client_streaming or method.server_streaming
-        return self.stream_timeout if streaming else self.timeout
+    def _options(self, method: Method, timeout: Any) -> dict[str, Any]:
+        """What every call passes besides its request: deadline, metadata, waiting."""
+        if timeout is _DEFAULT:
+            streaming = method.client_streaming or method.server_streaming
+            timeout = self.stream_timeout if streaming else self.timeout
+        return {
+            "timeout": timeout,
+            "metadata": self._metadata,
+            # a call without a deadline would wait for a daemon gone for good, forever
+            "wait_for_ready": self._reached and timeout is not None,
+        }
 
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
@@ -293,23 +339,29 @@ class Transport:
     def unary(self, name: str, request: Any, *, timeout: Any = _DEFAULT) -> Any:
         """Call a unary method; its reply."""
         method, call = self._callable(name)
-        with _translated():
-            return call(request, timeout=self._deadline(method, timeout))
+        with _translated(self.endpoint):
+            reply = call(request, **self._options(method, timeout))
+        self._answered()
+        return reply
 
     def unary_future(self, name: str, request: Any) -> PendingCall:
         """Start a unary call without waiting for it."""
         method, call = self._callable(name)
-        return PendingCall(call.future(request, timeout=self._deadline(method, _DEFAULT)))
+        future = call.future(request, **self._options(method, _DEFAULT))
+        future.add_done_callback(self._answered_if_ok)
+        return PendingCall(future, self.endpoint)
 
     def server_stream(
         self, name: str, request: Any, *, timeout: Any = _DEFAULT
     ) -> Generator[Any, None, None]:
         """The replies of a server-streaming call; closing the iterator early cancels it."""
         method, call = self._callable(name)
-        stream = call(request, timeout=self._deadline(method, timeout))
+        stream = call(request, **self._options(method, timeout))
         try:
-            with _translated():
-                yield from stream
+            with _translated(self.endpoint):
+                for reply in stream:
+                    self._answered()
+                    yield reply
         finally:
             stream.cancel()
 
@@ -318,7 +370,7 @@ class Transport:
         thread); iterate the returned call for the replies. Never retried: the caller knows
         how to resume."""
         method, call = self._callable(name)
-        return BidiCall(call(requests, timeout=self._deadline(method, _DEFAULT)))
+        return BidiCall(call(requests, **self._options(method, _DEFAULT)), self.endpoint)
 
     def upload(
         self,
@@ -339,15 +391,15 @@ class Transport:
         for attempt in range(attempts):
             failures: list[BaseException] = []
             try:
-                return call(
-                    _watched(requests(), failures), timeout=self._deadline(method, _DEFAULT)
-                )
+                reply = call(_watched(requests(), failures), **self._options(method, _DEFAULT))
+                self._answered()
+                return reply
             except grpc.RpcError as error:
                 if failures:
                     raise failures[0] from None
                 pause = self._retry_pause(error, attempt)
                 if pause is None or attempt + 1 >= attempts:
-                    raise from_rpc_error(error) from None
+                    raise from_rpc_error(error, self.endpoint) from None
             time.sleep(pause)
             assert rewind is not None
             rewind()

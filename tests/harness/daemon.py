@@ -3,7 +3,8 @@
 The harness picks the TCP port itself (bind port 0, read it, close) and passes it with
 ``--listen``; the daemon is ready once ``grpc.health.v1.Health/Check`` answers SERVING.
 Its stderr is drained from the start into ``log`` (and optionally a file), so a failure
-message can show what the daemon said, and a test can wait for a log line.
+message can show what the daemon said, and a test can wait for a log line. A daemon started
+with TLS flags is checked over TLS: give it the ``ClientTLS`` a client needs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO
+from dataclasses import dataclass
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -31,6 +33,39 @@ _NOT_YET = (
 
 # what grpc core and the daemon say when the port went to someone else
 _PORT_TAKEN = ("Address already in use", "Failed to bind to address", "cannot listen on")
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """What a client needs to reach a daemon serving TLS: the CA of its certificate, a
+    client certificate and key for mutual TLS, the name its certificate has."""
+
+    ca: str
+    cert: str = ""
+    key: str = ""
+    server_name: str = ""
+
+    def connect_kwargs(self) -> dict[str, str]:
+        """As :func:`hoard.connect`'s arguments."""
+        given = {
+            "tls_ca": self.ca,
+            "tls_cert": self.cert,
+            "tls_key": self.key,
+            "tls_server_name": self.server_name,
+        }
+        return {name: value for name, value in given.items() if value}
+
+    def channel(self, target: str, options: list[tuple[str, Any]]) -> grpc.Channel:
+        def read(path: str) -> bytes | None:
+            if not path:
+                return None
+            with open(path, "rb") as fh:
+                return fh.read()
+
+        credentials = grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+        if self.server_name:
+            options = [*options, ("grpc.ssl_target_name_override", self.server_name)]
+        return grpc.secure_channel(target, credentials, options=options)
 
 
 class DaemonStartError(RuntimeError):
@@ -51,7 +86,9 @@ class DaemonProcess:
     The port is chosen at construction (``target`` is known before ``start``) and kept
     across restarts, so clients reconnect to the same address. ``extra`` arguments follow
     the harness's own; another ``--listen`` adds an address. ``env`` is merged over this
-    process's environment at each start.
+    process's environment at each start. ``tls``: the daemon serves TLS (``extra`` has its
+    ``--tls-cert``/``--tls-key``), its health is checked, and :meth:`connect` connects, with
+    these client credentials.
     """
 
     def __init__(
@@ -60,11 +97,13 @@ class DaemonProcess:
         *extra: str,
         env: dict[str, str] | None = None,
         log_path: str | None = None,
+        tls: ClientTLS | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.extra = extra
         self.env = env
         self.log_path = log_path
+        self.tls = tls
         self.port = free_port()
         self.proc: subprocess.Popen[str] | None = None
         self.log: list[str] = []  # this run's stderr, line by line
@@ -74,6 +113,14 @@ class DaemonProcess:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def connect(self, **kwargs: Any) -> Any:
+        """``hoard.connect`` to this daemon, with its client TLS credentials if any;
+        ``kwargs`` add to (or override) them."""
+        import hoard
+
+        given = self.tls.connect_kwargs() if self.tls else {}
+        return hoard.connect(self.target, **{**given, **kwargs})
 
     @property
     def pid(self) -> int:
@@ -142,7 +189,12 @@ class DaemonProcess:
             ("grpc.min_reconnect_backoff_ms", 20),
             ("grpc.max_reconnect_backoff_ms", 100),
         ]
-        with grpc.insecure_channel(self.target, options=backoff) as channel:
+        channel = (
+            self.tls.channel(self.target, backoff)
+            if self.tls
+            else grpc.insecure_channel(self.target, options=backoff)
+        )
+        with channel:
             health = health_pb2_grpc.HealthStub(channel)
             while True:
                 if self.proc.poll() is not None:
@@ -191,8 +243,7 @@ class DaemonProcess:
             self._dump_stacks()
             self.kill()
             raise DaemonStartError(
-                f"the daemon did not exit within {timeout:g}s; killed it:\n"
-                + self.log_tail(200)
+                f"the daemon did not exit within {timeout:g}s; killed it:\n" + self.log_tail(200)
             ) from None
         self._join_drain()
         return code

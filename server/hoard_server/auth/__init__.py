@@ -1,2 +1,3 @@
-"""Who may call the daemon: bearer tokens and their roles (``tokens``), and the interceptor
-that checks every call against them."""
+"""Who may call the daemon: bearer tokens and their roles (``tokens``), the role each method
+needs (``access``), and the interceptor that checks every call against them
+(``interceptor``)."""

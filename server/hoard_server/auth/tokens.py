@@ -19,12 +19,14 @@ repository is the higher of its role on that repository and its role on ``*``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import hashlib
 import os
 import re
 import secrets
+import stat
 import tempfile
 import threading
 import tomllib
@@ -142,7 +144,10 @@ def read_tokens_file(path: str) -> dict[str, TokenEntry]:
         where = f"tokens file {path}, [tokens.{name}]"
         if not isinstance(table, dict):
             raise TokensFileError(f"{where} is not a table")
-        check_name(name)
+        try:
+            check_name(name)
+        except TokensFileError as exc:
+            raise TokensFileError(f"tokens file {path}: {exc}") from None
         digest = table.get("sha256", "")
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise TokensFileError(f"{where}: sha256 must be 64 lowercase hex digits")
@@ -154,7 +159,10 @@ def read_tokens_file(path: str) -> dict[str, TokenEntry]:
             isinstance(v, str) for v in raw_roles.values()
         ):
             raise TokensFileError(f'{where}: roles must be a table like {{ "lab" = "write" }}')
-        roles = {repo: Role.parse(role) for repo, role in raw_roles.items()}
+        try:
+            roles = {repo: Role.parse(role) for repo, role in raw_roles.items()}
+        except TokensFileError as exc:
+            raise TokensFileError(f"{where}: {exc}") from None
         entries[name] = TokenEntry(name, digest, str(table.get("created", "")), roles)
     return entries
 
@@ -175,9 +183,19 @@ def _write(path: str, entries: Mapping[str, TokenEntry]) -> None:
     text = "# hoard tokens: only the SHA-256 of each token is kept here (hoard token add|ls|rm)\n"
     text += tomli_w.dumps(doc)
     folder = os.path.dirname(os.path.abspath(path))
+    try:
+        before: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        before = None
     fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=folder)  # mode 0600
     try:
         with os.fdopen(fd, "w") as fh:
+            if before is not None:
+                # An admin running `sudo hoard token` must not leave the daemon's user unable
+                # to read the file: a rewrite keeps its owner, group and mode (never for all).
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fh.fileno(), before.st_uid, before.st_gid)
+                os.fchmod(fh.fileno(), stat.S_IMODE(before.st_mode) & 0o770)
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -193,8 +211,9 @@ def _write(path: str, entries: Mapping[str, TokenEntry]) -> None:
 
 
 def add_token(path: str, name: str, roles: Mapping[str, Role], *, replace: bool = False) -> str:
-    """Add a token named ``name`` to the file (made if missing, mode 0600) and return it: the
-    only time it is ever shown. ``replace`` gives an existing name a new token."""
+    """Add a token named ``name`` to the file (made if missing, mode 0600; an existing file
+    keeps its owner, group and mode) and return it: the only time it is ever shown.
+    ``replace`` gives an existing name a new token."""
     check_name(name)
     if not roles:
         raise TokensFileError("a token needs at least one role, e.g. lab=write or '*=read'")
@@ -226,7 +245,14 @@ class Tokens:
         self.reload()
 
     def reload(self) -> int:
-        """Re-read the file; on an error keep the tokens known so far and raise it."""
+        """Re-read the file; on an error keep the tokens known so far and raise it. A missing
+        file is an error here (``hoard token`` makes it): a daemon told to check tokens that
+        found none would refuse every call."""
+        if not os.path.exists(self.path):
+            raise TokensFileError(
+                f"tokens file {self.path} does not exist; make it with "
+                f"`hoard token add NAME --role REPOSITORY=ROLE --tokens-file {self.path}`"
+            )
         entries = read_tokens_file(self.path)
         by_hash = {e.sha256: e.grants for e in entries.values()}
         with self._lock:

@@ -12,6 +12,7 @@ behaviour carrying an ``experimental_thread_pool`` is submitted to that pool.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -99,8 +100,10 @@ class RpcServer:
 class ServerBuilder:
     """Collects services, then binds and builds a :class:`RpcServer`.
 
-    ``credentials`` None listens without TLS; otherwise every address is bound with them.
-    ``interceptors`` run in the order given, after the probe routing.
+    ``credentials`` None listens without TLS; otherwise every TCP address is bound with them
+    (unix sockets stay plain: their file mode guards them, as :meth:`secure` tells).
+    ``interceptors`` run in the order given, after the probe routing. Unix sockets are made
+    mode 0600, or 0660 and owned by ``socket_group`` (a group id) when given.
     """
 
     def __init__(
@@ -111,8 +114,10 @@ class ServerBuilder:
         interceptors: Sequence[grpc.ServerInterceptor] = (),
         options: Sequence[tuple[str, Any]] = (),
         probe_workers: int = 2,
+        socket_group: int | None = None,
     ) -> None:
         self.workers = workers
+        self.socket_group = socket_group
         self.credentials = credentials
         self.interceptors = list(interceptors)
         self.options = list(options)
@@ -152,20 +157,46 @@ class ServerBuilder:
         names = tuple(name for name, _, _ in self._services)
         return RpcServer(server, addresses, names, pools)
 
+    def secure(self, address: str) -> bool:
+        """Whether ``address`` is served with TLS: every TCP address when there are credentials."""
+        return self.credentials is not None and not address.startswith("unix")
+
     def _bind(self, server: grpc.Server, address: str) -> str:
         """Bind one address; the address it got (a TCP port 0 becomes the port chosen)."""
         cannot = CannotListen(
             f"cannot listen on {address} (in use, or not an address of this host)"
         )
+        socket_path = unix_socket_path(address)
+        # grpc binds and listens here, before the server starts: a socket made with the
+        # usual umask could take connections (queued until start) before its mode is set.
+        umask = os.umask(0o177) if socket_path else None
         try:
-            if self.credentials is None:
+            if self.credentials is None or not self.secure(address):
                 port = server.add_insecure_port(address)
             else:
                 port = server.add_secure_port(address, self.credentials)
         except RuntimeError:  # newer grpc raises where older returned 0
             raise cannot from None
+        finally:
+            if umask is not None:
+                os.umask(umask)
+        if socket_path:
+            if self.socket_group is not None:
+                os.chown(socket_path, -1, self.socket_group)
+                os.chmod(socket_path, 0o660)
+            else:
+                os.chmod(socket_path, 0o600)
         if address.startswith("unix"):
             return address
         if port == 0:
             raise cannot
         return f"{address.rsplit(':', 1)[0]}:{port}"
+
+
+def unix_socket_path(address: str) -> str | None:
+    """The file of a ``unix:`` address (``unix:path``, ``unix:/abs`` or ``unix:///abs``);
+    None for TCP and abstract sockets, which have no file."""
+    if not address.startswith("unix:"):
+        return None
+    path = address[len("unix:") :]
+    return path[2:] if path.startswith("//") else path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import gc
+import grp
 import logging
 import os
 import signal
@@ -13,18 +14,28 @@ import threading
 from typing import Any
 
 from hoard_server import __version__
+from hoard_server.auth.tokens import TokensFileError
 from hoard_server.daemon import schema
 from hoard_server.daemon.builder import CannotListen, RpcServer, ServerBuilder
-from hoard_server.daemon.config import Config, ConfigError, exposed, load_config
+from hoard_server.daemon.config import Config, ConfigError, exposed, load_config, where
 from hoard_server.daemon.logs import setup_logging
 from hoard_server.daemon.schedule import MaintenanceSchedule
 from hoard_server.daemon.services import SERVICES, ServiceContext, interceptors
+from hoard_server.daemon.tls import ServerTLS
+from hoard_server.observe.endpoint import CannotServeMetrics, MetricsEndpoint
+from hoard_server.observe.metrics import REGISTRY
+from hoard_server.observe.storage import StorageCollector
 from hoard_server.storage import modes
 from hoard_server.storage.registry import RepositoryRegistry
 
 log = logging.getLogger("hoard")
 
 MAX_STREAMS_PER_CONNECTION = 256
+# The SDK pings an idle connection every 30 s (hoard.transport.KEEPALIVE_TIME_MS) so that a
+# workstation idle for hours keeps it, and notices a daemon gone; pings up to three times as
+# often are welcome. gRPC's default (one per 5 minutes without data) would answer the SDK's
+# third ping with GOAWAY "too_many_pings".
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
 
 
 def grpc_options(cfg: Config) -> list[tuple[str, Any]]:
@@ -37,6 +48,10 @@ def grpc_options(cfg: Config) -> list[tuple[str, Any]]:
         # further ones wait on the client's side. Worker threads are guarded by the stream
         # slots of the stream limits, not by this.
         ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        # clients' keepalive pings, with or without calls in flight
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        ("grpc.http2.max_ping_strikes", 2),  # pings too often twice more: GOAWAY
     ]
     if cfg.limits.keepalive_interval > 0:
         # Ping every connection now and then and drop one that does not answer: a client that
@@ -46,7 +61,6 @@ def grpc_options(cfg: Config) -> list[tuple[str, Any]]:
         options += [
             ("grpc.keepalive_time_ms", int(cfg.limits.keepalive_interval * 1000)),
             ("grpc.keepalive_timeout_ms", int(cfg.limits.keepalive_timeout * 1000)),
-            ("grpc.keepalive_permit_without_calls", 1),
         ]
     return options
 
@@ -56,6 +70,9 @@ class Daemon:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        group = socket_gid(cfg.server.socket_group)  # an unknown one stops the start early
+        sec = cfg.security  # TLS files first: a bad one stops the start before data is opened
+        self.tls = ServerTLS(sec.tls_cert, sec.tls_key, sec.tls_client_ca) if sec.tls_cert else None
         modes.configure(cfg.storage.group_access)
         modes.makedirs(cfg.server.data_dir, exist_ok=True)
         self.registry = RepositoryRegistry(cfg.server.data_dir, cfg.storage_settings())
@@ -64,12 +81,24 @@ class Daemon:
         self.context = ServiceContext.create(cfg, self.registry)
         builder = ServerBuilder(
             cfg.server.workers,
-            credentials=None,  # no TLS yet: config refuses non-loopback addresses without it
-            interceptors=interceptors(),
+            credentials=self.tls.credentials() if self.tls else None,
+            interceptors=interceptors(self.context.tokens),
             options=grpc_options(cfg),
+            socket_group=group,
         )
         self.server: RpcServer = builder.add_table(SERVICES, self.context).build(cfg.server.listen)
+        self.secure = [  # the addresses served with TLS, as bound
+            bound
+            for bound, given in zip(self.addresses, cfg.server.listen, strict=True)
+            if builder.secure(given)
+        ]
         self.schedule = MaintenanceSchedule(self.registry, cfg.maintenance.maintenance_interval)
+        # bound now, so that a metrics address in use stops the start (like a listen address)
+        self.metrics: MetricsEndpoint | None = None
+        if cfg.server.metrics_listen:
+            self.metrics = MetricsEndpoint(cfg.server.metrics_listen, REGISTRY)
+        self._storage_metrics = StorageCollector(self.registry)
+        REGISTRY.register(self._storage_metrics)
 
     @property
     def addresses(self) -> list[str]:
@@ -91,6 +120,29 @@ class Daemon:
             ", ".join(self.addresses),
             os.path.abspath(self.cfg.server.data_dir),
         )
+        if self.tls is not None:
+            how = "TLS"
+            if self.tls.mutual:
+                how = f"mutual TLS (client certificates signed by {self.tls.client_ca})"
+            secure = ", ".join(self.secure) or "no TCP address"
+            log.info("%s on %s, certificate %s", how, secure, self.tls.cert)
+            if plain := ", ".join(a for a in self.addresses if a not in self.secure):
+                log.info("no TLS on %s (unix sockets: their file mode guards them)", plain)
+        if self.metrics is not None:
+            log.info("metrics served at %s", self.metrics.url)
+
+    def reload_tokens(self) -> None:
+        """SIGHUP: re-read the tokens file; a broken one leaves the tokens read before."""
+        tokens = self.context.tokens
+        if tokens is None:
+            log.warning("SIGHUP: no tokens file is configured, so there is nothing to re-read")
+            return
+        try:
+            count = tokens.reload()
+        except TokensFileError as exc:
+            log.error("SIGHUP: %s; still using the tokens read before", exc)
+            return
+        log.info("SIGHUP: re-read tokens file %s: %d tokens", tokens.path, count)
 
     def stop(self) -> None:
         """Refuse new RPCs, let in-flight ones finish within the grace period, commit, close."""
@@ -99,12 +151,28 @@ class Daemon:
         self.schedule.stop()
         self.context.shutting_down()
         self.server.stop(grace)
+        if self.metrics is not None:
+            self.metrics.stop()
+        REGISTRY.unregister(self._storage_metrics)
         self.context.close()
         self.registry.close(timeout=max(1.0, grace))
         from hoard_server.services.metadata.sync import ExtractPool
 
         ExtractPool.shutdown()  # the metadata syncs' workers, if a sync started them
         log.info("stopped; everything acknowledged is committed")
+
+
+def socket_gid(group: str) -> int | None:
+    """The id of ``socket_group`` (a name or a number); None when unset."""
+    if not group:
+        return None
+    try:
+        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(
+            f"socket_group {group!r} is not a group of this host ({where('socket_group')}): "
+            "name an existing group (`getent group`), or leave it empty for mode 0600 sockets"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,9 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     # Hand the GIL over every millisecond, not every 5: a small read waiting behind a batch
     # of compression or compaction work gets its turn sooner (tail latency over throughput).
     sys.setswitchinterval(0.001)
+    reload = threading.Event()
+    # `systemctl reload hoard` / `kill -HUP <pid>`: re-read the tokens file (in the loop
+    # below, not in the handler, which may interrupt the main thread anywhere). Set before the
+    # start, so that a reload sent while starting does not kill the daemon.
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload.set())
     try:
         daemon = Daemon(cfg)
-    except (ConfigError, CannotListen) as exc:
+    except (ConfigError, CannotListen, CannotServeMetrics) as exc:
         log.error("%s", exc)
         return 2
     stop = threading.Event()
@@ -165,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     # a signal pending), which does not interrupt a long wait here. So wait in short steps:
     # one long wait once left a SIGTERM unanswered for as long as it lasted.
     while not stop.wait(0.2):
-        pass
+        if reload.is_set():
+            reload.clear()
+            daemon.reload_tokens()
     daemon.stop()
     return 0

@@ -24,10 +24,14 @@ from hoard.v1 import (
     repositories_pb2,
     repositories_pb2_grpc,
 )
+from hoard_server.auth.access import AccessPolicy
+from hoard_server.auth.interceptor import Authorization
+from hoard_server.auth.tokens import Tokens, TokensFileError
 from hoard_server.daemon.builder import Service
-from hoard_server.daemon.config import Config, stream_slots, where
+from hoard_server.daemon.config import Config, ConfigError, stream_slots, where
 from hoard_server.grpc.dataset_files import DatasetFilesServicer
 from hoard_server.grpc.datasets import DatasetsServicer
+from hoard_server.grpc.interceptors.calls import CallInterceptor
 from hoard_server.grpc.interceptors.decode_guard import DecodeGuard
 from hoard_server.grpc.limits import StreamLimits
 from hoard_server.grpc.metadata import MetadataCacheServicer
@@ -72,9 +76,16 @@ class ServiceContext:
     names: tuple[str, ...]  # every service in SERVICES, for reflection and health
     datasets: DatasetService  # shared: its followers are ended at shutdown
     indexer: DatasetIndexer  # keeps the dataset files' records in the metadata caches
+    tokens: Tokens | None  # None: no tokens file, no authentication
 
     @classmethod
     def create(cls, config: Config, registry: RepositoryRegistry) -> ServiceContext:
+        tokens = None
+        if config.security.tokens_file:
+            try:
+                tokens = Tokens(config.security.tokens_file)
+            except TokensFileError as exc:
+                raise ConfigError(f"{exc} ({where('tokens_file')})") from None
         reads, uploads = stream_slots(config)
         limits = StreamLimits(
             {
@@ -104,7 +115,7 @@ class ServiceContext:
             ),
         )
         indexer = DatasetIndexer(registry, datasets.handle_limit)
-        return cls(config, registry, limits, HealthServicer(), names, datasets, indexer)
+        return cls(config, registry, limits, HealthServicer(), names, datasets, indexer, tokens)
 
     def serving(self) -> None:
         """Health: every service (and the server as a whole, "") is SERVING."""
@@ -173,6 +184,13 @@ SERVICES: tuple[Service[ServiceContext], ...] = (
 )
 
 
-def interceptors() -> list[grpc.ServerInterceptor]:
-    """Interceptors every call goes through, outermost first."""
-    return [DecodeGuard()]
+def interceptors(tokens: Tokens | None = None) -> list[grpc.ServerInterceptor]:
+    """Interceptors every call goes through, outermost first: the call's context, request id
+    and metrics; decoding; then, with ``tokens``, authentication (None: none). The access
+    policy is read even without tokens, so that a method that declares no role stops every
+    daemon's start."""
+    policy = AccessPolicy(row.name for row in SERVICES)
+    chain: list[grpc.ServerInterceptor] = [CallInterceptor(), DecodeGuard()]
+    if tokens is not None:
+        chain.append(Authorization(tokens, policy))
+    return chain

@@ -63,6 +63,7 @@ from hoard_server.errors import (
     NotFound,
     PermissionDenied,
 )
+from hoard_server.observe.metrics import BackupRun
 from hoard_server.reports import BackupProgress
 from hoard_server.storage import modes
 from hoard_server.storage.activity import Activity
@@ -395,7 +396,8 @@ def backup(
                 f"another backup is writing to {destination}; try again when it has finished"
             ) from None
         os.fchmod(lock, modes.file_mode())
-        yield from _backup_locked(repo, destination, dfd, tag, fds)
+        with BackupRun(repo.name) as run:
+            yield from _backup_locked(repo, destination, dfd, tag, fds, run)
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
             raise InvalidArgument(f"backup destination {destination}: a name is too long") from exc
@@ -410,7 +412,7 @@ def backup(
 
 
 def _backup_locked(
-    repo: BackupSource, destination: str, dfd: int, tag: str, fds: list[int]
+    repo: BackupSource, destination: str, dfd: int, tag: str, fds: list[int], run: BackupRun
 ) -> Iterator[BackupProgress]:
     """The backup proper, with the destination open as ``dfd`` and locked."""
 
@@ -472,6 +474,8 @@ def _backup_locked(
                 bytes_total=sum(state.end for state in packs.values()),
                 objects=totals.objects,
             )
+            sources = dataset_files(repo.layout.datasets_dir)
+            run.expect(progress.bytes_total + sum(entry.size for entry in sources))
             yield replace(progress)
             for pid, state in sorted(packs.items()):
                 name = pack_name(pid)
@@ -481,11 +485,12 @@ def _backup_locked(
                     have = os.fstat(fd).st_size
                     if have == state.end:
                         progress.packs_unchanged += 1
+                        run.handled(state.end)
                         continue
                     start = have if have < state.end else 0
-                    progress.bytes_copied += _copy_into(
-                        repo.layout.pack_path(pid), fd, start, state.end
-                    )
+                    copied = _copy_into(repo.layout.pack_path(pid), fd, start, state.end)
+                    progress.bytes_copied += copied
+                    run.handled(state.end, copied)
                 finally:
                     os.close(fd)
                 progress.packs_copied += 1
@@ -519,7 +524,7 @@ def _backup_locked(
             os.unlink(entry, dir_fd=pfd)  # compacted away since last time (unlink: no follow)
     metadata_records = _backup_metadata(repo, destination, dfd, tag)
     files: dict[str, list[int]] = {}
-    yield from _backup_files(repo, destination, dfd, tag, progress, files)
+    yield from _backup_files(repo, destination, dfd, tag, progress, files, run)
     manifest = {
         "repository": repo.name,
         "uuid": repo.uuid,
@@ -609,6 +614,7 @@ def _backup_files(
     tag: str,
     progress: BackupProgress,
     copied: dict[str, list[int]],
+    run: BackupRun,
 ) -> Iterator[BackupProgress]:
     """Bring ``<dest>/datasets/`` in line with the repository's dataset files; ``copied``
     receives ``[size, mtime_ns]`` of every file now in the backup."""
@@ -624,13 +630,16 @@ def _backup_files(
             try:
                 repo.files.resolve(entry.path)
             except InvalidArgument as exc:  # a name the sandbox refuses: no file we serve
+                run.handled(entry.size)
                 progress.message = f"file {entry.path} skipped: {exc}"
                 yield replace(progress, stage="files")
                 continue
             result = _backup_file(repo.files, entry.path, sfd, shown, tag)
             if result is None:  # deleted since it was listed (and from the backup)
+                run.handled(entry.size)
                 continue
             copied[entry.path], n = result
+            run.handled(entry.size, n or 0)
             if n is not None:
                 progress.files_copied += 1
                 progress.file_bytes += n

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from hoard_server.errors import DataLoss
+from hoard_server.observe import metrics
 from hoard_server.reports import MaintenanceProgress, Problem
 from hoard_server.storage.activity import Activity
 from hoard_server.storage.index import LOCATION, Location, ObjectIndex
@@ -154,6 +155,7 @@ class Compactor:
         if dry_run:
             yield replace(progress, stage="done", problems=[])
             return
+        metrics.COMPACTION_RUNS.labels(self._name).inc()
         kept = 0
         pending = [_PackRun(p) for p in plan]
         while pending and not self._activity.closing:
@@ -171,7 +173,9 @@ class Compactor:
                 moved_before = (r.moved_bytes, r.moved_objects)
                 self._move(r, buckets)
                 del buckets
-                progress.moved_bytes += r.moved_bytes - moved_before[0]
+                moved = r.moved_bytes - moved_before[0]
+                progress.moved_bytes += moved
+                metrics.COMPACTION_MOVED_BYTES.labels(self._name).inc(moved)
                 progress.moved_objects += r.moved_objects - moved_before[1]
                 if stop is not None:
                     r.start = stop  # partly collected: the next walk goes on from here
@@ -182,6 +186,7 @@ class Compactor:
                 freed = 0 if r.failed else self._retire_if_unreferenced(r)
                 if freed:
                     progress.reclaimed_bytes += freed
+                    metrics.COMPACTION_RECLAIMED_BYTES.labels(self._name).inc(freed)
                     progress.message = (
                         f"pack {r.pid}: moved {r.moved_objects} live objects "
                         f"({r.moved_bytes} bytes), freed {freed} bytes"
@@ -196,6 +201,7 @@ class Compactor:
         freed = self._compact_index()
         if freed:
             progress.reclaimed_bytes += freed
+            metrics.COMPACTION_RECLAIMED_BYTES.labels(self._name).inc(freed)
             progress.stage = "index"
             progress.message = f"index compacted: {freed} bytes freed"
             yield self._report(progress)

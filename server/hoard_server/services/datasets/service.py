@@ -29,6 +29,7 @@ from hoard_server.errors import (
     NotFound,
     Unavailable,
 )
+from hoard_server.observe import metrics
 from hoard_server.services.batching import ResponseBudget
 from hoard_server.services.datasets import arrays, metadata
 from hoard_server.services.datasets.arrays import ArrayLike, WireArray
@@ -623,6 +624,7 @@ class DatasetService:
         with files.watch(ref.path) as watch:
             with self._lock:
                 self._followers.add(watch)
+            metrics.FOLLOW_STREAMS.inc()
             try:
                 caught_up = None  # the generation at which a read found no new row
                 while is_active():
@@ -663,6 +665,7 @@ class DatasetService:
                     yield DataBlock(row, arrays.encode(value), shape), reserved
                     row += value.shape[grow]
             finally:
+                metrics.FOLLOW_STREAMS.dec()
                 with self._lock:
                     self._followers.discard(watch)
 

@@ -31,6 +31,7 @@ from hoard.metadata.extractors import Extraction
 from hoard.metadata.records import FileRecord, FileSignature
 from hoard.metadata.scan import DEFAULT_GLOB, DEFAULT_REGEX
 from hoard_server.errors import InvalidArgument, NotFound, PermissionDenied
+from hoard_server.observe.metrics import tracked_sync
 from hoard_server.services.metadata import filters
 from hoard_server.services.metadata.query import MetadataQuery, MetadataQueryEngine, QueryPage
 from hoard_server.services.metadata.sync import (
@@ -130,18 +131,18 @@ class MetadataCache:
         roots = [self.allowed(p) for p in paths]  # all checked before any is read
         client_machine_id(machine_id)
         check_patterns(regex_pattern, glob_pattern)
-        return self.held(self.syncer.synchronize_directory(
+        return self.held(tracked_sync(self.syncer.synchronize_directory(
             *roots, sync_subdirectories=sync_subdirectories, regex_pattern=regex_pattern,
             delete_stale_entries=delete_stale_entries, machine_id=machine_id,
-            glob_pattern=glob_pattern, batch_size=batch_size))
+            glob_pattern=glob_pattern, batch_size=batch_size)))
 
     def add_files_to_cache(self, files: Sequence[str | os.PathLike[str]],
                            machine_id: str | None = None, batch_size: int | None = None,
                            check_synced: bool = True) -> Iterator[SyncProgress]:
         checked = [self.allowed(f) for f in files]
         client_machine_id(machine_id)
-        return self.held(self.syncer.add_files_to_cache(checked, machine_id, batch_size,
-                                                        check_synced))
+        return self.held(tracked_sync(self.syncer.add_files_to_cache(
+            checked, machine_id, batch_size, check_synced)))
 
     def remove_files_from_cache(self, files: Iterable[str | os.PathLike[str]],
                                 machine_id: str | None = None) -> int:

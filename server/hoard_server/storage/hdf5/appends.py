@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from hoard_server.errors import FailedPrecondition, HoardError, InvalidArgument, NotFound
+from hoard_server.observe import metrics
 from hoard_server.storage.hdf5 import nodes
 from hoard_server.storage.hdf5.chunking import TARGET_BYTES, append_chunks
 from hoard_server.storage.hdf5.files import OpenFiles
@@ -89,6 +90,13 @@ def _is_string(dtype: np.dtype) -> bool:
     return dtype.kind in "OU" or nodes.is_text(dtype)
 
 
+def _count_appended(repository: str, batches: int, rows: int, data: np.ndarray) -> None:
+    size = data.nbytes if data.dtype.kind != "O" else sum(len(s) for s in data.flat)
+    metrics.APPEND_BATCHES.labels(repository).inc(batches)
+    metrics.APPEND_ROWS.labels(repository).inc(rows)
+    metrics.APPEND_BYTES.labels(repository).inc(size)
+
+
 class GroupAppender:
     """The group commit of appends, for every file of every repository; thread-safe."""
 
@@ -130,6 +138,7 @@ class GroupAppender:
         with self._lock:
             round_, queue.pending = queue.pending, []
             self.rounds += 1
+        metrics.APPEND_COMMITS.labels(files.repository or "").inc()
         try:
             self._round(files, path, round_, on_create)
         finally:
@@ -213,6 +222,7 @@ class GroupAppender:
             where = [slice(None)] * ds.ndim
             where[grow] = slice(end, end + added)
             ds[tuple(where)] = data
+            _count_appended(repo or "", len(parts), added, data)
 
     def _create(self, f: h5py.File, node: str, state: _State, data: np.ndarray) -> None:
         shape = list(data.shape)

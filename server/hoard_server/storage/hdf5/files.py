@@ -478,6 +478,11 @@ class OpenFiles:
         with self.exclusive(path):
             pass
 
+    def open_handles(self) -> int:
+        """How many of the repository's files have an HDF5 handle open now (for metrics)."""
+        with self._lock:
+            return sum(entry.handle is not None for entry in self._entries.values())
+
     def close_all(self) -> None:
         """Close every handle and end every watch (daemon shutdown, repository erase)."""
         with self._lock:
