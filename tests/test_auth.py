@@ -352,11 +352,6 @@ def test_reflection_needs_a_known_token(channel, tokens):
     assert "hoard.v1.Objects" in names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Repositories servicer filters ListRepositories on call.current().grants on "
-    "the `limits` branch; this branch (auth) only sets the grants",
-)
 def test_listing_shows_only_the_repositories_a_token_may_read(channel, tokens):
     listing = _method("hoard.v1.Repositories.ListRepositories")
     stub = channel.unary_unary(
