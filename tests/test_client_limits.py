@@ -22,6 +22,7 @@ from hoard.v1 import datasets_pb2 as dpb
 from hoard.v1 import datasets_pb2_grpc, metadata_pb2_grpc, objects_pb2_grpc
 from hoard.v1 import metadata_pb2 as mpb
 from hoard.v1 import objects_pb2 as opb
+from hoard_server.auth.tokens import Role, add_token
 from hoard_server.daemon.config import Config
 from hoard_server.errors import Overloaded
 from hoard_server.grpc import call
@@ -143,6 +144,36 @@ def test_a_client_over_its_streams_is_refused_and_others_are_not(daemon_factory:
 
     wait_until(admitted, what="the client's slots back once its streams ended")
     tcp.close()
+
+
+def test_with_tokens_a_client_is_its_token(daemon_factory: Any, tmp_path):
+    tokens_file = str(tmp_path / "tokens.toml")
+    alice, bob = (add_token(tokens_file, name, {"*": Role.WRITE}) for name in ("alice", "bob"))
+    d = daemon_factory(None, "--tokens-file", tokens_file, "--streams-per-client", "1")
+    with hoard.connect(d.target, token=alice) as client:
+        key = client.repository().put_object(os.urandom(48 << 20))
+    request = opb.ReadRequest(repository="default", key=key)
+
+    def read(token: str) -> Any:
+        stub = objects_pb2_grpc.ObjectsStub(tcp)
+        return stub.Read(request, metadata=[("authorization", f"Bearer {token}")])
+
+    with _channel(d.target) as tcp:
+        held = read(alice)
+        try:
+            next(held)
+            second = read(alice)
+            with pytest.raises(grpc.RpcError):
+                next(second)
+            error = from_rpc_error(second)
+            assert error.reason == "TOO_MANY_STREAMS" and "token alice" in str(error)
+            other = read(bob)  # the same host, another token: a client of its own
+            try:
+                assert next(other).data
+            finally:
+                other.cancel()
+        finally:
+            held.cancel()
 
 
 # -- the default deadline ----------------------------------------------------------------------
