@@ -162,8 +162,8 @@ class LimitsSection:
     )
     default_deadline: float = key(
         0.0,
-        "a call that arrives without a deadline gets this one, in seconds; streams count "
-        "their time too (`0`: none; the SDK sets its own per call)",
+        "a stream that arrives without a deadline is ended (DEADLINE_EXCEEDED) once it has "
+        "lasted this many seconds; unary calls are not covered (`0`: none)",
         metavar="SECONDS",
         at_least=0,
         note="none",
