@@ -209,19 +209,29 @@ def test_a_stream_without_a_deadline_ends_at_the_default_one(daemon_factory: Any
 
 
 def test_a_message_over_the_limit_is_refused_and_the_daemon_stays_up(daemon_factory: Any):
-    d = daemon_factory(None, "--max-message-bytes", str(1 << 20))
+    limit = 8 << 20  # the smallest the daemon accepts
+    d = daemon_factory(None, "--max-message-bytes", str(limit))
     with _channel(d.target) as ch:
-        too_big = opb.PutBatchRequest(repository="default", objects=[os.urandom(2 << 20)])
+        too_big = opb.PutBatchRequest(repository="default", objects=[os.urandom(limit + 1)])
         with pytest.raises(grpc.RpcError) as refused:
             objects_pb2_grpc.ObjectsStub(ch).PutBatch(too_big)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     with hoard.connect(d.target) as client:
+        ds = client.datasets()
         with pytest.raises(hoard.ResourceExhaustedError) as error:
-            client.datasets().store_data("big.h5", "x", np.zeros(300_000))  # 2.4 MB
+            ds.store_data("big.h5", "x", np.zeros(limit // 8 + 1024))
         assert "larger than max" in str(error.value)
+        # the SDK's own messages fit: PutBatch calls of 4 MiB, appender batches of 1 MiB
         repo = client.repository()
-        key = repo.put_object(b"still here")
-        assert repo.get_object_content(key) == b"still here"
+        data = [os.urandom(1 << 20) for _ in range(12)]
+        keys = repo.put_objects(data)
+        assert repo.get_objects_content(keys) == dict(zip(keys, data, strict=True))
+        rows = np.arange(2 * limit // 8, dtype=np.float64)
+        with ds.appender("big.h5", "x") as appender:
+            appender.append(rows)
+        # a selection larger than a message is refused as a reply (REPLY_TOO_LARGE), so the
+        # SDK streams it instead
+        assert np.array_equal(ds.get_data("big.h5", "x"), rows)
     _healthy(d.target)
 
 

@@ -149,9 +149,10 @@ class LimitsSection:
     max_message_bytes: int = key(
         64 << 20,
         "largest gRPC message the daemon receives or sends; a larger one is refused "
-        "(RESOURCE_EXHAUSTED)",
+        "(RESOURCE_EXHAUSTED). GetData replies are kept below it; the SDK's messages are at "
+        "most 4 MiB",
         metavar="BYTES",
-        at_least=1 << 20,
+        at_least=8 << 20,
         note="64 MiB",
     )
     streams_per_client: int = key(
