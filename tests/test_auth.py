@@ -3,7 +3,6 @@ hoard.v1 service, raw gRPC with the ``authorization`` metadata."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import pkgutil
 import re
@@ -161,10 +160,7 @@ def tokens(secured: tuple[DaemonProcess, dict], channel: grpc.Channel) -> dict[s
     )
     auth = [("authorization", f"Bearer {secured[1]['root']}")]
     for name in ("lab", "other"):
-        # main's reply lacks the quota fields (INTERNAL) until the limits branch fills them:
-        # the repository is made all the same, as Has shows
-        with contextlib.suppress(grpc.RpcError):
-            create(repositories_pb2.CreateRepositoryRequest(repository=name), metadata=auth)
+        create(repositories_pb2.CreateRepositoryRequest(repository=name), metadata=auth)
         has(objects_pb2.HasRequest(repository=name), metadata=auth, timeout=10)
     return secured[1]
 
@@ -352,11 +348,6 @@ def test_reflection_needs_a_known_token(channel, tokens):
     assert "hoard.v1.Objects" in names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Repositories servicer filters ListRepositories on call.current().grants on "
-    "the `limits` branch; this branch (auth) only sets the grants",
-)
 def test_listing_shows_only_the_repositories_a_token_may_read(channel, tokens):
     listing = _method("hoard.v1.Repositories.ListRepositories")
     stub = channel.unary_unary(

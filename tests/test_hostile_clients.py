@@ -193,6 +193,12 @@ CALLS = [
         lambda r, k: [rpb.EraseRepositoryRequest(repository=r if r != "default" else "scratch")],
     ),
     Call(
+        "/hoard.v1.Repositories/SetRepositoryQuota",
+        False,
+        False,
+        lambda r, k: [rpb.SetRepositoryQuotaRequest(repository=r, quota_bytes=0)],
+    ),
+    Call(
         "/hoard.v1.DatasetFiles/ListFiles",
         False,
         True,

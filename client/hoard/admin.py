@@ -60,6 +60,14 @@ class Repositories:
         request = repo_pb.EraseRepositoryRequest(repository=name)
         self.transport.unary("Repositories.EraseRepository", request)
 
+    def set_quota(self, name: str, quota_bytes: int) -> RepositoryInfo:
+        """Limit repository ``name`` to ``quota_bytes`` on disk (0: no limit). Writes to a
+        repository at its quota raise QuotaExceededError; reads and deletes keep working."""
+        request = repo_pb.SetRepositoryQuotaRequest(repository=name, quota_bytes=quota_bytes)
+        return from_message(
+            RepositoryInfo, self.transport.unary("Repositories.SetRepositoryQuota", request)
+        )
+
 
 class Admin:
     """Housekeeping of repository ``repository``: every operation runs live, while clients

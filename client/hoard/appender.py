@@ -375,7 +375,14 @@ class Appender:
         assert self._axis is not None
         # The queued blocks up to max_rows / max_bytes (at least one block): a writer that
         # outruns the stream must not make one message of everything queued, which gRPC
-        # refuses above its message size limit. What is left stays due.
+        # refuses above its message size limit. What is left stays due. For the same reason
+        # a block larger than max_bytes by itself goes in slices of rows.
+        first = self._pending[0]
+        first_rows = first.shape[self._axis]
+        if first.nbytes > self.max_bytes and first_rows > 1:
+            fit = max(1, self.max_bytes // max(1, first.nbytes // first_rows))
+            if fit < first_rows:
+                self._pending[:1] = np.split(first, [fit], axis=self._axis)
         take = rows = nbytes = 0
         for block in self._pending:
             more = block.shape[self._axis]

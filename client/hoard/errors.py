@@ -62,6 +62,7 @@ __all__ = [
     "OutsideSyncRootsError",
     "OverloadedError",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "ReplyTooLargeError",
     "RepositoryNotFoundError",
     "ResourceExhaustedError",
@@ -168,6 +169,18 @@ class OverloadedError(ResourceExhaustedError):
     """The daemon is at one of its limits for concurrent streams or response memory. The SDK
     has already retried the call as the daemon asked; try again later, or ask the admin to
     raise the limit the message names."""
+
+
+class QuotaExceededError(ResourceExhaustedError, OSError):
+    """The repository is at its byte quota (QUOTA_EXCEEDED); nothing was stored, and the
+    same write fails again until space is freed (delete, then compact) or the quota raised.
+    ``errno`` is ``EDQUOT``, as a file system says it; ``details`` has ``quota`` and
+    ``used``."""
+
+    def __init__(self, message: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.errno = errno.EDQUOT
+        self.strerror = message
 
 
 class StorageFullError(HoardError, OSError):
@@ -376,6 +389,7 @@ _BY_REASON: dict[str, type[HoardError]] = {
     "REPOSITORY_NOT_FOUND": RepositoryNotFoundError,
     "STORAGE_FULL": StorageFullError,
     "OVERLOADED": OverloadedError,
+    "QUOTA_EXCEEDED": QuotaExceededError,
     "INVALID_PATH": InvalidPathError,
     "FILE_NOT_FOUND": DatasetFileNotFoundError,
     "FOLDER_NOT_FOUND": FolderNotFoundError,

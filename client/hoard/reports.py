@@ -66,12 +66,15 @@ class Report(Mapping[str, Any]):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RepositoryInfo(Report):
-    """One repository hosted by the daemon; ``created_at`` is seconds since the epoch (UTC)."""
+    """One repository hosted by the daemon; ``created_at`` is seconds since the epoch (UTC);
+    ``quota_bytes`` its byte quota (0: none) and ``used_bytes`` what it holds on disk."""
 
     name: str
     uuid: str
     key_format: str
     created_at: float
+    quota_bytes: int = 0
+    used_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True, eq=False)

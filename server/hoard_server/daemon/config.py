@@ -149,9 +149,10 @@ class LimitsSection:
     max_message_bytes: int = key(
         64 << 20,
         "largest gRPC message the daemon receives or sends; a larger one is refused "
-        "(RESOURCE_EXHAUSTED)",
+        "(RESOURCE_EXHAUSTED). GetData replies are kept below it; the SDK's messages are at "
+        "most 4 MiB",
         metavar="BYTES",
-        at_least=1 << 20,
+        at_least=8 << 20,
         note="64 MiB",
     )
     streams_per_client: int = key(
@@ -162,8 +163,8 @@ class LimitsSection:
     )
     default_deadline: float = key(
         0.0,
-        "a call that arrives without a deadline gets this one, in seconds; streams count "
-        "their time too (`0`: none; the SDK sets its own per call)",
+        "a stream that arrives without a deadline is ended (DEADLINE_EXCEEDED) once it has "
+        "lasted this many seconds; unary calls are not covered (`0`: none)",
         metavar="SECONDS",
         at_least=0,
         note="none",

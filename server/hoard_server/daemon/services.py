@@ -96,6 +96,8 @@ class ServiceContext:
             },
             config.limits.stream_idle_timeout,
             config.limits.response_memory_bytes,
+            (config.limits.streams_per_client, where("streams_per_client")),
+            config.limits.default_deadline,
         )
         names = tuple(row.name for row in SERVICES)
         ds = config.datasets
@@ -103,7 +105,9 @@ class ServiceContext:
             registry,
             limits.budget,
             DatasetSettings(
-                ds.max_reply_bytes,
+                # a reply must fit in a message: a larger selection is REPLY_TOO_LARGE
+                # (the SDK then streams it), not a message gRPC refuses to send
+                min(ds.max_reply_bytes, config.limits.max_message_bytes - (64 << 10)),
                 ds.max_open_files,
                 ds.chunk_target_bytes,
                 ds.handle_idle_seconds,

@@ -13,10 +13,18 @@ likes. Three guards keep the daemon answering:
   SynchronizeDirectory, AddFiles; "append": Append; "follow": Follow) may occupy only so
   many workers at once; the rest
   stay free for health checks and short calls.
-  A stream over its kind's limit is refused at once with RESOURCE_EXHAUSTED;
+  A stream over its kind's limit is refused at once with RESOURCE_EXHAUSTED, and so is one
+  that would give one client more than ``streams_per_client`` streams of any kind (reason
+  TOO_MANY_STREAMS): a client is its token's name, or without authentication its host (its
+  IP address, or "unix"), so one busy workstation cannot take every slot from the others;
 * an idle watchdog cancels a stream that has waited on its client (to read the last message,
   or to send the next one) for longer than ``idle_timeout`` seconds. Time the daemon spends
   working between messages does not count;
+* a default deadline (``default_deadline``) for streams whose client set none: the watchdog
+  ends such a stream with DEADLINE_EXCEEDED once it has lasted that long, as gRPC itself
+  does with a deadline the client sets. It covers the streams above (and Maintain, Verify,
+  Backup), not unary calls: those hold a worker only for the daemon's own work, never
+  while waiting on a client;
 * a daemon-wide budget of response bytes (``hoard_server.services.batching``): a stream
   reserves the bytes of a message before building it and releases them once grpc resumes
   the generator (the message was sent).
@@ -30,10 +38,12 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import TypeVar
+from urllib.parse import unquote
 
 import grpc
 
 from hoard_server.errors import Overloaded
+from hoard_server.grpc import call
 from hoard_server.services.batching import ResponseBudget
 
 log = logging.getLogger(__name__)
@@ -50,9 +60,17 @@ class Stream:
     at least one of them waits on the client and none is ``working``; it restarts at each
     message received or sent (progress), so one thread's wait ending cannot hide another's."""
 
-    def __init__(self, limits: StreamLimits, context: grpc.ServicerContext) -> None:
+    def __init__(
+        self,
+        limits: StreamLimits,
+        context: grpc.ServicerContext,
+        client: str = "",
+        ends_at: float | None = None,
+    ) -> None:
         self._limits = limits
         self.context = context
+        self.client = client
+        self.ends_at = ends_at  # monotonic time the default deadline passes; None: no such
         self.waiting_since: float | None = None  # monotonic time the client began to stall us
         self.cancelled = False
         self._lock = threading.Lock()
@@ -108,6 +126,27 @@ class Stream:
             finally:
                 budget.release(reserved)
 
+    def send_reserving(self, messages: Iterator[M], each: int) -> Iterator[M]:
+        """``send`` for messages that cannot tell their size before they are built (pages
+        of query results): ``each`` bytes of the budget are reserved before the next one is
+        built, so stalled streams cannot each hold a message beyond the budget."""
+        budget = self._limits.budget
+
+        def reserved() -> Iterator[tuple[M, int]]:
+            while True:
+                n = budget.acquire(each)
+                try:
+                    msg = next(messages)
+                except StopIteration:
+                    budget.release(n)
+                    return
+                except BaseException:
+                    budget.release(n)
+                    raise
+                yield msg, n
+
+        return self.send(reserved())
+
 
 class StreamLimits:
     """Stream slots per kind, the idle watchdog and the response budget of one daemon."""
@@ -117,18 +156,25 @@ class StreamLimits:
         slots: dict[str, tuple[int, str]],
         idle_timeout: float,
         response_bytes: int,
+        per_client: tuple[int, str] = (0, "streams_per_client"),
+        default_deadline: float = 0.0,
     ) -> None:
-        """``slots`` maps a kind to (limit, the setting that raises it)."""
+        """``slots`` maps a kind to (limit, the setting that raises it); ``per_client`` is
+        the streams one client may hold (0: no limit) and the setting that raises it;
+        ``default_deadline`` the seconds a stream without a deadline may last (0: forever)."""
         self._slots = {kind: limit for kind, (limit, _) in slots.items()}
         self._settings = {kind: setting for kind, (_, setting) in slots.items()}
         self._in_use = dict.fromkeys(slots, 0)
+        self._per_client, self._per_client_setting = per_client
+        self._by_client: dict[str, int] = {}
         self._lock = threading.Lock()
         self.idle_timeout = idle_timeout
+        self.default_deadline = default_deadline
         self.budget = ResponseBudget(response_bytes, idle_timeout if idle_timeout > 0 else 60.0)
         self._streams: set[Stream] = set()
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
-        if idle_timeout > 0:
+        if idle_timeout > 0 or default_deadline > 0:
             self._watchdog = threading.Thread(
                 target=self._watch, name="stream-watchdog", daemon=True
             )
@@ -136,9 +182,25 @@ class StreamLimits:
 
     @contextlib.contextmanager
     def stream(self, kind: str | None, context: grpc.ServicerContext) -> Iterator[Stream]:
-        """Admit a long RPC of ``kind`` (None: no slot, watchdog only) for the block's
-        duration; Overloaded at once when its kind has no slot free."""
+        """Admit a long RPC of ``kind`` (None: no slot of a kind, watchdog and the client's
+        count only) for the block's duration; Overloaded at once when its kind has no slot
+        free, or its client holds ``streams_per_client`` streams already."""
+        client = client_of(context)
+        ends_at = None
+        if self.default_deadline > 0 and not _has_deadline(context):
+            ends_at = time.monotonic() + self.default_deadline
         with self._lock:
+            held = self._by_client.get(client, 0)
+            if self._per_client and held >= self._per_client:
+                raise Overloaded(
+                    f"{client} already has {held} streams in progress (the limit per client "
+                    f"is {self._per_client}); finish some first, retry shortly, or raise "
+                    f"{self._per_client_setting}",
+                    reason="TOO_MANY_STREAMS",
+                    setting=self._per_client_setting.split()[0],
+                    client=client,
+                    limit=self._per_client,
+                )
             if kind is not None:
                 if self._in_use[kind] >= self._slots[kind]:
                     raise Overloaded(
@@ -147,7 +209,8 @@ class StreamLimits:
                         setting=self._settings[kind].split()[0],
                     )
                 self._in_use[kind] += 1
-            s = Stream(self, context)
+            self._by_client[client] = held + 1
+            s = Stream(self, context, client, ends_at)
             self._streams.add(s)
         try:
             yield s
@@ -156,6 +219,11 @@ class StreamLimits:
                 self._streams.discard(s)
                 if kind is not None:
                     self._in_use[kind] -= 1
+                left = self._by_client[client] - 1
+                if left:
+                    self._by_client[client] = left
+                else:
+                    del self._by_client[client]
 
     def hold_reply(self, context: grpc.ServicerContext, reserved: int) -> None:
         """A unary reply grpc keeps sending after the handler returned: its ``reserved``
@@ -176,17 +244,23 @@ class StreamLimits:
             done()  # the RPC has already ended
 
     def _watch(self) -> None:
-        period = min(1.0, self.idle_timeout / 4)
+        period = min(1.0, *(t / 4 for t in (self.idle_timeout, self.default_deadline) if t > 0))
         while not self._stop.wait(period):
             now = time.monotonic()
             with self._lock:
-                idle = [
-                    s
-                    for s in self._streams
-                    if not s.cancelled
-                    and s.waiting_since is not None
-                    and now - s.waiting_since > self.idle_timeout
-                ]
+                live = [s for s in self._streams if not s.cancelled]
+            for s in live:
+                if s.ends_at is not None and now >= s.ends_at:
+                    s.cancelled = True
+                    _end_at_deadline(s.context, self.default_deadline)
+            idle = [
+                s
+                for s in live
+                if not s.cancelled
+                and self.idle_timeout > 0
+                and s.waiting_since is not None
+                and now - s.waiting_since > self.idle_timeout
+            ]
             for s in idle:
                 s.cancelled = True
                 log.info(
@@ -203,6 +277,48 @@ class StreamLimits:
         self._stop.set()
 
 
+_NO_DEADLINE = 10 * 365 * 86400.0  # gRPC reports a call without deadline as ending in ages
+
+
+def _has_deadline(context: grpc.ServicerContext) -> bool:
+    try:
+        return context.time_remaining() < _NO_DEADLINE
+    except Exception:
+        return True  # no clock to go by: leave the call alone
+
+
+def _end_at_deadline(context: grpc.ServicerContext, seconds: float) -> None:
+    """End a call with DEADLINE_EXCEEDED from outside its handler (which may be blocked
+    sending to, or waiting for, its client), as gRPC core ends a call whose client-set
+    deadline passed. The status is set through grpc's cython call object, the one way to
+    cancel with a status; a grpc without it gets a plain cancel (CANCELLED)."""
+    message = (
+        f"the call lasted the daemon's default deadline of {seconds:g} s (default_deadline); "
+        "set a deadline of your own for longer calls"
+    )
+    log.info("ending a stream from %s: %s", _peer(context), message)
+    try:
+        from grpc._cython import cygrpc
+
+        context._rpc_event.call.cancel(cygrpc.StatusCode.deadline_exceeded, message)
+    except Exception:
+        context.cancel()
+
+
+def client_of(context: grpc.ServicerContext) -> str:
+    """Who a call counts against: ``token <name>`` once authenticated, else ``host <ip>``
+    (or ``host unix`` for a unix socket)."""
+    current = call.current()
+    if current is not None and current.token:
+        return f"token {current.token}"
+    peer = current.peer if current is not None else _peer(context)
+    kind, _, address = unquote(peer).partition(":")  # grpc may write "ipv6:%5B::1%5D:5000"
+    if kind.startswith("unix"):
+        return "host unix"
+    host = address.rsplit(":", 1)[0] if kind in ("ipv4", "ipv6") else address
+    return f"host {host.strip('[]') or peer}"
+
+
 def _peer(context: grpc.ServicerContext) -> str:
     try:
         return context.peer()
@@ -210,4 +326,4 @@ def _peer(context: grpc.ServicerContext) -> str:
         return "?"
 
 
-__all__ = ["Stream", "StreamLimits"]
+__all__ = ["Stream", "StreamLimits", "client_of"]

@@ -10,7 +10,6 @@ batch is one transaction, so the index stays consistent); records already writte
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
 
 import grpc
 
@@ -39,7 +38,6 @@ INT64_MAX = (1 << 63) - 1
 MESSAGE_BYTES = 1 << 20  # a streamed message holds about this much (records, signatures)
 SIGNATURES_PER_MESSAGE = 5000
 OUTPUTS = {"": None, "paths": None, "records": ALL_FIELDS}
-T = TypeVar("T")
 
 
 # -- values, filters, records -------------------------------------------------------------
@@ -228,7 +226,7 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
 
     @grpc_errors
     def SynchronizeDirectory(self, request: pb.SyncRequest, context: grpc.ServicerContext):
-        cache = self._metadata.cache(request.repository)
+        cache = self._metadata.cache(request.repository, adding=True)
         with self._limits.stream("upload", context) as stream:
             progress = cache.synchronize_directory(
                 *request.paths,
@@ -243,7 +241,7 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
 
     @grpc_errors
     def AddFiles(self, request: pb.AddFilesRequest, context: grpc.ServicerContext):
-        cache = self._metadata.cache(request.repository)
+        cache = self._metadata.cache(request.repository, adding=True)
         with self._limits.stream("upload", context) as stream:
             progress = cache.add_files_to_cache(list(request.files), request.machine_id or None,
                                                 request.batch_size or None)
@@ -272,7 +270,7 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
 
     @grpc_errors
     def PushRecords(self, request: pb.PushRecordsRequest, context: grpc.ServicerContext):
-        cache = self._metadata.cache(request.repository)
+        cache = self._metadata.cache(request.repository, adding=True)
         records = [_record_in(r) for r in request.records]
         counts = cache.push_records(records, request.machine_id)
         return pb.WriteCounts(added=counts.added, updated=counts.updated, removed=counts.removed)
@@ -306,13 +304,10 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
                     every = _location_pages(cache.queries.iter_locations(query))
                 else:
                     every = _pages(_records_out(cache.queries.iter_all(query), query.fields))
-                # a bad query fails at the first page, before any message
+                # a bad query fails at the first page, before any message; each page is
+                # built within the response budget (stalled readers hold no more)
                 messages = (pb.QueryResponse(records=p) for p in cache.held(every))
-                first = next(messages, None)
-                if first is None:
-                    yield pb.QueryResponse()
-                    return
-                yield from _send(stream, _chain(first, messages))
+                yield from stream.send_reserving(_or_empty(messages), 2 * MESSAGE_BYTES)
 
     @grpc_errors
     def Count(self, request: pb.CountRequest, context: grpc.ServicerContext):
@@ -342,9 +337,14 @@ class MetadataCacheServicer(metadata_pb2_grpc.MetadataCacheServicer):
                 yield pb.ReadFileChunk(size=0)
 
 
-def _chain(first: T, rest: Iterator[T]) -> Iterator[T]:
-    yield first
-    yield from rest
+def _or_empty(messages: Iterator[pb.QueryResponse]) -> Iterator[pb.QueryResponse]:
+    """The messages, or one empty message if there are none (a stream says "no match" so)."""
+    any_sent = False
+    for msg in messages:
+        any_sent = True
+        yield msg
+    if not any_sent:
+        yield pb.QueryResponse()
 
 
 def _location_pages(locations: Iterable[tuple[str, str]]) -> Iterator[list[pb.Record]]:

@@ -6,9 +6,19 @@ import grpc
 
 from hoard.v1 import repositories_pb2 as pb
 from hoard.v1 import repositories_pb2_grpc
+from hoard_server.auth.tokens import Role
+from hoard_server.grpc import call
 from hoard_server.grpc.messages import to_message
 from hoard_server.grpc.status import grpc_errors
 from hoard_server.services.repositories import RepositoryService
+
+
+def readable(name: str) -> bool:
+    """Whether the current call's token may read repository ``name`` (every repository
+    when the daemon authenticates nobody: the auth interceptor sets no grants then)."""
+    current = call.current()
+    grants = current.grants if current is not None else None
+    return grants is None or grants.allows(Role.READ, name)
 
 
 class RepositoriesServicer(repositories_pb2_grpc.RepositoriesServicer):
@@ -25,7 +35,7 @@ class RepositoriesServicer(repositories_pb2_grpc.RepositoriesServicer):
 
     @grpc_errors
     def ListRepositories(self, request: pb.ListRepositoriesRequest, context: grpc.ServicerContext):
-        infos = self._repositories.list()
+        infos = self._repositories.list(readable)
         return pb.ListRepositoriesResponse(
             repositories=[to_message(pb.RepositoryInfo, i) for i in infos]
         )
@@ -34,3 +44,10 @@ class RepositoriesServicer(repositories_pb2_grpc.RepositoriesServicer):
     def EraseRepository(self, request: pb.EraseRepositoryRequest, context: grpc.ServicerContext):
         self._repositories.erase(request.repository)
         return pb.EraseRepositoryResponse()
+
+    @grpc_errors
+    def SetRepositoryQuota(
+        self, request: pb.SetRepositoryQuotaRequest, context: grpc.ServicerContext
+    ):
+        info = self._repositories.set_quota(request.repository, request.quota_bytes)
+        return to_message(pb.RepositoryInfo, info)

@@ -117,6 +117,7 @@ class ObjectService:
             raise InvalidArgument("a Put stream must start with a header naming the repository")
         try:
             repo = self._repo(header.repository)
+            repo.usage.admit(header.size or 0)
             chunks = _upload_chunks(parts, header.size, is_active)
             key, raw_size, created = repo.put_stream(chunks, header.expected_key, header.size)
         except HoardError as exc:
@@ -125,7 +126,9 @@ class ObjectService:
         return StoredObject(key, raw_size, created)
 
     def put_batch(self, repository: str, objects: list[bytes]) -> list[StoredObject]:
-        results = self._repo(repository).put_many(objects)
+        repo = self._repo(repository)
+        repo.usage.admit(sum(len(o) for o in objects))
+        results = repo.put_many(objects)
         return [StoredObject(k, len(o), c) for (k, c), o in zip(results, objects, strict=True)]
 
     def delete(

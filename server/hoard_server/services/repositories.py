@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hoard_server.storage.keys import KEY_FORMAT
@@ -17,10 +18,13 @@ class RepositoryInfo:
     uuid: str
     key_format: str
     created_at: float  # seconds since the epoch, UTC
+    quota_bytes: int  # 0: none
+    used_bytes: int  # on disk, as the quota counts it (``storage.usage``)
 
     @classmethod
     def of(cls, repo: Repository) -> RepositoryInfo:
-        return cls(repo.name, repo.uuid, KEY_FORMAT, repo.created_at)
+        usage = repo.usage
+        return cls(repo.name, repo.uuid, KEY_FORMAT, repo.created_at, usage.quota, usage.current())
 
 
 def open_repository(registry: RepositoryRegistry, name: str) -> Repository:
@@ -42,10 +46,17 @@ class RepositoryService:
     def get(self, name: str) -> RepositoryInfo:
         return RepositoryInfo.of(open_repository(self._registry, name))
 
-    def list(self) -> list[RepositoryInfo]:
-        """Every repository, by name; one erased while listing is left out."""
+    def set_quota(self, name: str, quota_bytes: int) -> RepositoryInfo:
+        """Set the repository's byte quota (0: none), kept with the repository."""
+        repo = open_repository(self._registry, name)
+        repo.usage.set_quota(quota_bytes)
+        return RepositoryInfo.of(repo)
+
+    def list(self, visible: Callable[[str], bool] = lambda name: True) -> list[RepositoryInfo]:
+        """Every repository for which ``visible(name)``, by name; one erased while listing
+        is left out."""
         infos = []
-        for name in self._registry.names():
+        for name in filter(visible, self._registry.names()):
             try:
                 infos.append(RepositoryInfo.of(self._registry.get(name)))
             except Exception:  # erased meanwhile (opening it may fail in several ways)

@@ -2,10 +2,11 @@
 
 The storage itself is ``packed.PackedStore`` (the ``BlobStore`` implementation); this
 class adds what the service layer asks of a repository beyond the blob store interface:
-creating one on disk, its HDF5 files (``files``, counted in ``info``), its metadata cache's
-index (``metadata``, opened on first use, its records counted in ``info``), and running
-compaction and verification on it, each handed only the
-engine parts it needs (``hoard_server.maintenance``).
+creating one on disk, the bytes it holds against its quota (``usage``, the quota kept in
+the index), its HDF5 files (``files``, counted in ``info``), its metadata cache's index
+(``metadata``, opened on first use, its records counted in ``info``), and running
+compaction and verification on it, each handed only the engine parts it needs
+(``hoard_server.maintenance``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from hoard_server.storage.layout import RepositoryLayout, remove_dataset_scratch
 from hoard_server.storage.packed.store import CLOSE_WAIT, INLINE_LIMIT, RETIRE_WAIT, PackedStore
 from hoard_server.storage.records import check_record
 from hoard_server.storage.settings import StorageSettings
+from hoard_server.storage.usage import Usage
+
+_QUOTA = "quota_bytes"  # index meta: the byte quota, decimal (absent: none)
 
 if TYPE_CHECKING:  # opened on first use: the objects face does not load the metadata code
     from hoard_server.storage.metadata.index import MetadataIndex
@@ -49,6 +53,12 @@ class Repository(PackedStore):
         self._metadata: MetadataIndex | None = None
         self._metadata_lock = threading.Lock()
         self._closed = False
+        quota = int(self.index.get_meta(_QUOTA) or b"0")
+        self.usage = Usage(name, path, quota, self._save_quota)
+
+    def _save_quota(self, quota: int) -> None:
+        with self.activity.hold(), self.index.write() as txn:
+            self.index.put_meta(txn, _QUOTA, str(quota).encode())
 
     @property
     def metadata(self) -> MetadataIndex:
@@ -139,6 +149,7 @@ class Repository(PackedStore):
                 yield from compactor.run(dry_run, dead_fraction, max_packs)
             finally:
                 self._maintenance.release()
+                self.usage.measure()  # what compaction gave back
 
     def verify(
         self, pack_id: int = 0, sample: float = 0.0

@@ -108,6 +108,16 @@ class DatasetFileService:
     def _files(self, name: str) -> OpenFiles:
         return self._repo(name).files
 
+    def _files_to_write(self, name: str, incoming: int = 0) -> OpenFiles:
+        """The files of a repository about to take ``incoming`` more bytes (0: not known
+        yet); QUOTA_EXCEEDED when it is at its quota."""
+        repo = self._repo(name)
+        repo.usage.admit(incoming)
+        return repo.files
+
+    def _freed(self, name: str) -> None:
+        self._repo(name).usage.changed()
+
     # -- listing and sizes ------------------------------------------------------------------
 
     def list_files(
@@ -147,6 +157,7 @@ class DatasetFileService:
             _require_file(files, path, full)
             os.unlink(full)
             _fsync_dir(os.path.dirname(full))
+        self._freed(repository)
 
     def rename_file(
         self, repository: str, source: str, destination: str, overwrite: bool = False
@@ -169,7 +180,7 @@ class DatasetFileService:
     ) -> FileEntry:
         """A consistent copy of ``source`` at ``destination`` (parents made); FILE_EXISTS
         if ``destination`` exists and ``overwrite`` is not set."""
-        files = self._files(repository)
+        files = self._files_to_write(repository)
         src, dst = files.resolve(source), files.resolve(destination)
         with _doors(files, (source, files.consistent), (destination, files.exclusive)):
             _require_file(files, source, src)
@@ -207,6 +218,7 @@ class DatasetFileService:
                 continue
             removed.append(path)
         if missing and not ignore_errors:
+            self._freed(repository)
             raise NotFound(
                 f"{_some(missing)} not found in repository {repository!r}"
                 + (f"; removed all the same: {_some(removed)}" if removed else "; nothing removed"),
@@ -216,6 +228,7 @@ class DatasetFileService:
                 missing=",".join(missing)[:4000],
                 removed=",".join(removed)[:4000],
             )
+        self._freed(repository)
         return RemovedFiles(removed, missing)
 
     def export_file(self, repository: str, path: str) -> tuple[int, Generator[bytes, None, None]]:
@@ -232,6 +245,7 @@ class DatasetFileService:
         repo = self._repo(repository)
         with _consistent_copy(repo.files, path) as copy:
             size = os.fstat(copy.fileno()).st_size
+            repo.usage.admit(size)
             key, stored, _ = repo.put_stream(iter(lambda: copy.read(CHUNK_BYTES), b""), size=size)
         return Snapshot(key, stored)
 
@@ -248,7 +262,7 @@ class DatasetFileService:
                 "an ImportFile stream must start with a header naming the repository and path"
             )
         try:
-            files = self._files(header.repository)
+            files = self._files_to_write(header.repository)
             full = files.resolve(header.path)
             _check_destination(files, header.path, full, header.overwrite)  # before the upload
             scratch = layout.dataset_scratch(files.root, "import")
@@ -339,6 +353,7 @@ class DatasetFileService:
                 raise _folder_not_found(files, path)
             shutil.rmtree(full, ignore_errors=ignore_errors)
             _fsync_dir(os.path.dirname(full))
+        self._freed(repository)
         return RemovedFiles([path], [])
 
     # -- TVB's XML metadata -----------------------------------------------------------------
@@ -346,7 +361,7 @@ class DatasetFileService:
     def write_xml_metadata(self, repository: str, path: str, metadata: dict[str, str]) -> FileEntry:
         """Write ``metadata`` at ``path`` in TVB's XML format (replacing the file whole)."""
         document = xml_metadata.dumps(metadata)  # checked before anything is touched
-        files = self._files(repository)
+        files = self._files_to_write(repository, len(document))
         with files.exclusive(path) as full:
             if os.path.isdir(full):
                 raise _not_a_file(files, path)

@@ -258,6 +258,12 @@ class DatasetService:
             files.structural_copy_bytes = self.settings.structural_copy_bytes
         return files
 
+    def _files_to_write(self, repository: str, incoming: int) -> OpenFiles:
+        """The files of a repository about to take ``incoming`` more bytes;
+        QUOTA_EXCEEDED when it is at its quota."""
+        open_repository(self._registry, repository).usage.admit(incoming)
+        return self._files(repository)
+
     def _close_idle_handles(self) -> None:
         """The one timer of every repository's handles: a file nobody touched for
         ``handle_idle_seconds`` is closed, so it is clean on disk while the daemon runs."""
@@ -287,7 +293,7 @@ class DatasetService:
         array makes a scalar dataset). Durable when it returns."""
         value = arrays.decode(data)
         node = ref.node
-        files = self._files(ref.repository)
+        files = self._files_to_write(ref.repository, arrays.nbytes(value))
         if node == "/":
             raise InvalidArgument(
                 "store_data needs a dataset name: the root group cannot hold data",
@@ -340,7 +346,7 @@ class DatasetService:
         """TVB append_data: grow the dataset (creating it) along ``grow_dimension``
         (default the last). Durable when it returns."""
         batch = self._batch(ref, data, grow_dimension, expected_length)
-        files = self._files(ref.repository)
+        files = self._files_to_write(ref.repository, arrays.nbytes(batch.data))
         result = self._appender.append(files, ref.path, [batch], _stamp)
         if close_file:
             files.close(ref.path)
@@ -417,6 +423,10 @@ class DatasetService:
         if not batches:
             return None, batches, sequences, failure
         assert target.files is not None
+        try:
+            self._files_to_write(target.repository, sum(arrays.nbytes(b.data) for b in batches))
+        except HoardError as exc:
+            return None, [], [], exc
         result = self._appender.append(target.files, target.path, batches, _stamp)
         return result, batches, sequences, failure
 

@@ -28,9 +28,12 @@ class MetadataService:
         if self.sync_roots and default_workers():  # server-side syncs: their workers now
             ExtractPool(default_workers()).warm()
 
-    def cache(self, repository: str) -> MetadataCache:
-        """The cache of ``repository``: INVALID_REPOSITORY_NAME or REPOSITORY_NOT_FOUND."""
+    def cache(self, repository: str, adding: bool = False) -> MetadataCache:
+        """The cache of ``repository``: INVALID_REPOSITORY_NAME or REPOSITORY_NOT_FOUND;
+        ``adding`` records: QUOTA_EXCEEDED if the repository is at its quota."""
         repo = open_repository(self._registry, repository)
+        if adding:
+            repo.usage.admit()
 
         def hold() -> AbstractContextManager[object]:
             # not a reader: a metadata call keeps no pack location, compaction need not wait
