@@ -333,6 +333,7 @@ class Outcome:
     code: grpc.StatusCode
     details: str
     replies: int = 0
+    reason: str = ""  # the ErrorInfo's, when the caller reads it
 
 
 def call_raw(

@@ -10,7 +10,7 @@ answers its health check after every example, and at the end what was stored bef
 reads back the same. Only read-only methods (ROLE_READ) may name the repository holding
 that data; the others act on a copy of it ("scratch") that they may wreck.
 
-``HOARD_FUZZ_EXAMPLES`` sets the examples per RPC (default 8, about a minute in all); the
+``HOARD_FUZZ_EXAMPLES`` sets the examples per RPC (default 120, about a minute in all); the
 ``slow`` variant runs many more.
 """
 
@@ -48,8 +48,8 @@ from hoard.v1 import metadata_pb2 as mpb
 from hoard.v1 import objects_pb2 as opb
 from hoard.v1 import repositories_pb2 as rpb
 
-EXAMPLES = int(os.environ.get("HOARD_FUZZ_EXAMPLES", "8"))
-SLOW_EXAMPLES = 300
+EXAMPLES = int(os.environ.get("HOARD_FUZZ_EXAMPLES", "120"))
+SLOW_EXAMPLES = 2000
 KEPT = "default"  # read-only methods only
 SCRATCH = "scratch"  # everything else
 ENDLESS = {"Datasets.Follow"}  # streams that last until the client cancels
