@@ -128,7 +128,8 @@ NASTY_STRINGS = [
 
 @dataclass
 class Hints:
-    """Real names a request may use, by field name (``repository``, ``path``, ``key``...),
+    """Real names a request may use, by field name (``repository``, ``path``, ``key``...)
+    or by a message's field (``hoard.v1.ReadFileRequest.path``),
     and the repository names each kind of method may use: a method that is not read-only
     never names one in ``protected`` (the data a test checks afterwards)."""
 
@@ -156,10 +157,16 @@ def _text() -> st.SearchStrategy[str]:
     return st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
-def _string(name: str, hints: Hints, read_only: bool) -> st.SearchStrategy[str]:
+def _string(f: FieldDescriptor, hints: Hints, read_only: bool) -> st.SearchStrategy[str]:
     options = [st.sampled_from(NASTY_STRINGS), _text()]
-    # a repeated field's hints are its singular's: "keys" -> "key", "paths" -> "path"
-    known = list(hints.by_field.get(name) or hints.by_field.get(name.removesuffix("s"), ()))
+    # hints for this message's field ("hoard.v1.ReadFileRequest.path"), else for any field
+    # of the name; a repeated field's are its singular's: "keys" -> "key"
+    name = f.name
+    known = list(
+        hints.by_field.get(f.full_name)
+        or hints.by_field.get(name)
+        or hints.by_field.get(name.removesuffix("s"), ())
+    )
     if name == "repository":
         known = [r for r in known if read_only or r not in hints.protected]
         known += list(hints.writable)
@@ -213,17 +220,25 @@ _SCALARS[FieldDescriptor.TYPE_FLOAT] = st.one_of(
 MAX_DEPTH = 4  # Filter holds Filters: deep enough to nest, bounded
 
 
-@st.composite
 def request_messages(
-    draw: st.DrawFn,
     descriptor: Descriptor,
     hints: Hints | None = None,
     read_only: bool = False,
     depth: int = 0,
-) -> Message:
-    """A message of ``descriptor``'s type whose fields are drawn one by one (each set or
-    left unset, one member per oneof); see the module's docstring."""
+) -> st.SearchStrategy[Message]:
+    """Messages of ``descriptor``'s type: one of the hints' examples of the type, or one
+    whose fields are drawn one by one (each set or left unset, one member per oneof); see
+    the module's docstring."""
     hints = hints or Hints()
+    drawn = _fields(descriptor, hints, read_only, depth)
+    examples = hints.examples_of(descriptor, read_only)
+    return mostly(st.sampled_from(examples), drawn) if examples else drawn
+
+
+@st.composite
+def _fields(
+    draw: st.DrawFn, descriptor: Descriptor, hints: Hints, read_only: bool, depth: int
+) -> Message:
     message = message_class(descriptor)()
     for oneof in descriptor.oneofs:
         chosen = draw(st.none() | st.sampled_from(list(oneof.fields)))
@@ -242,16 +257,12 @@ def _value(draw: st.DrawFn, f: FieldDescriptor, hints: Hints, read_only: bool, d
     if f.type == FieldDescriptor.TYPE_MESSAGE:
         if depth >= MAX_DEPTH:
             return message_class(f.message_type)()
-        drawn = request_messages(f.message_type, hints, read_only, depth + 1)
-        examples = hints.examples_of(f.message_type, read_only)
-        if examples:
-            return draw(mostly(st.sampled_from(examples), drawn))
-        return draw(drawn)
+        return draw(request_messages(f.message_type, hints, read_only, depth + 1))
     if f.type == FieldDescriptor.TYPE_ENUM:
         known = [v.number for v in f.enum_type.values]
         return draw(st.sampled_from(known) | _integers(*INT32))  # unknown numbers too
     if f.type == FieldDescriptor.TYPE_STRING:
-        return draw(_string(f.name, hints, read_only))
+        return draw(_string(f, hints, read_only))
     return draw(_SCALARS[f.type])
 
 

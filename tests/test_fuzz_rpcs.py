@@ -16,10 +16,12 @@ that data; the others act on a copy of it ("scratch") that they may wreck.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import grpc
+import h5py
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import DaemonProcess
@@ -31,6 +33,7 @@ from hostile_requests import (
     garbage,
     mostly,
     request_messages,
+    serialized,
 )
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -127,7 +130,40 @@ def examples() -> dict[str, list]:
         "hoard.v1.Record": records,
         "hoard.v1.PutHeader": [opb.PutHeader(repository=SCRATCH, size=3)],
         "hoard.v1.ImportHeader": [dpb.ImportHeader(repository=SCRATCH, path="fuzz/in.h5")],
+        # the messages of the client streams: a stream drawn from them is often whole
+        "hoard.v1.PutRequest": [
+            opb.PutRequest(header=opb.PutHeader(repository=SCRATCH)),
+            opb.PutRequest(chunk=b"abc"),
+            opb.PutRequest(finish=opb.PutFinish(size=3)),
+        ],
+        "hoard.v1.ImportRequest": [
+            dpb.ImportRequest(header=dpb.ImportHeader(repository=SCRATCH, path="fuzz/in.h5")),
+            dpb.ImportRequest(chunk=small_h5()),
+        ],
+        "hoard.v1.AppendDataRequest": [
+            dpb.AppendDataRequest(
+                node=dpb.NodeRef(repository=SCRATCH, path=H5, dataset="appended"),
+                data=arrays[0],
+                grow_dimension=0,
+            )
+        ],
+        "hoard.v1.AppendRequest": [
+            dpb.AppendRequest(
+                node=dpb.NodeRef(repository=SCRATCH, path=H5, dataset="appended"),
+                data=arrays[0],
+                grow_dimension=0,
+                sequence=n,
+            )
+            for n in (1, 2)
+        ],
     }
+
+
+def small_h5() -> bytes:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        f["x"] = list(range(10))
+    return buffer.getvalue()
 
 
 class Target:
@@ -157,12 +193,13 @@ class Target:
                 "expected_key": self.kept.keys,
                 "page_token": ["", *self.kept.keys],
                 "path": [H5, XML, FOLDER, "keep", *buffers, str(self.sync_root)],
+                "hoard.v1.ReadFileRequest.path": buffers,
                 "file": buffers,
                 "folder": ["", "keep", FOLDER],
                 "source": [H5, XML, FOLDER],
                 "destination": [H5, "keep/other.h5", str(self.backup_root / "b")],
                 "exclude": ["data.h5"],
-                "dataset": ["data", "rows", ""],
+                "dataset": ["data", "rows", "", "appended"],
                 "where": ["", "/", "/x"],
                 "dtype": ["<f8", "<i4", "|b1", "|S16", "<c16", "str", "O", "V8", "<M8[ns]"],
                 "machine_id": [WORKSTATION, "", "@datasets"],
@@ -211,14 +248,19 @@ def target(tmp_path_factory):
 
 def payloads(method: Method, hints: Hints) -> st.SearchStrategy[list[bytes]]:
     """What one call sends: messages of the method's request type, or garbage bytes
-    (a few of either for a client stream)."""
+    (a few of either for a client stream, or the type's examples in any order: a whole
+    upload now and then)."""
     message = request_messages(method.request, hints, method.read_only).map(
         lambda m: m.SerializeToString()
     )
     one = mostly(message, garbage())
-    if method.client_streaming:
-        return st.lists(one, min_size=0, max_size=4)
-    return one.map(lambda p: [p])
+    if not method.client_streaming:
+        return one.map(lambda p: [p])
+    drawn = st.lists(one, min_size=0, max_size=4)
+    examples = hints.examples_of(method.request, method.read_only)
+    if not examples:
+        return drawn
+    return st.one_of(drawn, st.permutations(examples).map(serialized))
 
 
 def shown(sent: list[bytes]) -> list[bytes]:
