@@ -83,6 +83,8 @@ def run_load(tmp_path: Path, seconds: float) -> None:
         assert daemon.running, daemon.log_tail()
     finally:
         daemon.stop()
+    log = "".join(daemon.log)
+    assert "Traceback" not in log, log[-4000:]
 
     calls: Counter[str] = Counter()
     for t in tallies:
