@@ -22,7 +22,17 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
-from hoard.v1 import access_pb2, datasets_pb2, metadata_pb2, objects_pb2, repositories_pb2
+from hoard.v1 import (
+    access_pb2,
+    datasets_pb2,
+    datasets_pb2_grpc,
+    metadata_pb2,
+    metadata_pb2_grpc,
+    objects_pb2,
+    objects_pb2_grpc,
+    repositories_pb2,
+    repositories_pb2_grpc,
+)
 
 FILE_DESCRIPTORS = (objects_pb2, repositories_pb2, datasets_pb2, metadata_pb2)
 
@@ -79,6 +89,25 @@ def all_methods() -> list[Method]:
 
 
 METHODS = all_methods()
+
+
+_GENERATED = (
+    objects_pb2_grpc.ObjectsServicer,
+    repositories_pb2_grpc.RepositoriesServicer,
+    datasets_pb2_grpc.DatasetsServicer,
+    datasets_pb2_grpc.DatasetFilesServicer,
+    metadata_pb2_grpc.MetadataCacheServicer,
+)
+
+
+def served(method: Method) -> bool:
+    """Whether one of the daemon's servicer classes implements the method (the generated
+    base class answers UNIMPLEMENTED, with a traceback in the daemon's log)."""
+    import hoard_server.daemon.services  # noqa: F401  (imports every servicer class)
+
+    service = method.descriptor.containing_service.name
+    base = next(b for b in _GENERATED if b.__name__ == f"{service}Servicer")
+    return any(method.descriptor.name in vars(cls) for cls in base.__subclasses__())
 
 
 def message_class(descriptor: Descriptor) -> type[Message]:

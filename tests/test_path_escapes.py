@@ -34,7 +34,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from harness import DaemonProcess
-from hostile_requests import METHODS, Method, Outcome, serialized
+from hostile_requests import METHODS, Method, Outcome, serialized, served
 from stored_data import StoredData
 
 from hoard.v1 import datasets_pb2 as dpb
@@ -481,14 +481,14 @@ def test_every_repository_field_is_covered():
 def test_bad_repository_names(place, method):
     """Each field naming a repository, set to a name that is not one: INVALID_ARGUMENT,
     and nothing appears outside the repositories' directory."""
+    if not served(method):
+        pytest.xfail(f"{method.name}: no servicer implements it yet (UNIMPLEMENTED)")
     make = TEMPLATES.get(method.name) or OTHER_TEMPLATES[method.name]
     repositories = sorted(os.listdir(place.data / "repositories"))
     data_dir = sorted(os.listdir(place.data))
     for field in repository_fields(method.request):
         for name in BAD_REPOSITORIES:
             outcome, _ = send(place, method, with_value(make(place), field, name))
-            if outcome.code == grpc.StatusCode.UNIMPLEMENTED:
-                pytest.xfail(f"{method.name}: no servicer implements it yet")
             assert outcome.code == INVALID, (method.name, field, name, outcome)
     assert sorted(os.listdir(place.data / "repositories")) == repositories
     assert sorted(os.listdir(place.data)) == data_dir
