@@ -17,6 +17,8 @@ class RepositoryInfo:
     uuid: str
     key_format: str
     created_at: float  # seconds since the epoch, UTC
+    quota_bytes: int = 0  # 0: none; filled by the quota work (branch limits)
+    used_bytes: int = 0
 
     @classmethod
     def of(cls, repo: Repository) -> RepositoryInfo:
