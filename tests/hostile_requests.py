@@ -3,8 +3,8 @@
 ``METHODS`` lists every RPC of every hoard.v1 service from the generated descriptors, so a
 new RPC is fuzzed (and path-checked) without anyone listing it. ``request_messages`` draws
 request messages of any type field by field: strings empty, huge, unicode, NUL-laden or
-full of ``..``; integers at their type's edges and past them where the wire allows; NaN and
-infinities; random bytes; nested messages; repeated fields from empty to many; one member
+full of ``..``; integers at their type's edges (int64 and uint64 min and max); NaN and
+infinities; random bytes up to 64 KiB; nested messages; repeated fields from empty to many; one member
 of each oneof (or none); unknown enum numbers. ``Hints`` lets a test mix in names that
 exist (a repository, a file, a key), so that a request gets past the first check.
 """
