@@ -527,6 +527,34 @@ def test_a_sync_of_a_root_does_not_follow_links_out(place):
     assert place.outside_state() == place.before
 
 
+def test_an_append_stream_cannot_turn_to_another_file(place):
+    """The first message names the file; a later one naming another path (an escape
+    among them) or another repository ends the stream, INVALID_PATH."""
+    method = next(m for m in METHODS if m.name == "Datasets.Append")
+    first = dpb.AppendRequest(
+        node=dpb.NodeRef(repository="default", path="keep/stream.h5", dataset="rows"),
+        data=ROWS,
+        grow_dimension=0,
+        sequence=1,
+    )
+    for repository, path in [
+        ("", "../../outside/secret.h5"),
+        ("", str(place.outside / "secret.h5")),
+        ("", "link-file.h5"),
+        ("", "keep/other.h5"),
+        ("scratch-none", ""),
+    ]:
+        turn = dpb.AppendRequest(
+            node=dpb.NodeRef(repository=repository, path=path, dataset="rows"),
+            data=ROWS,
+            grow_dimension=0,
+            sequence=2,
+        )
+        outcome, _ = send(place, method, [first, turn])
+        assert (outcome.code, outcome.reason) == (INVALID, "INVALID_PATH"), (path, outcome)
+    assert place.outside_state() == place.before
+
+
 def test_walks_of_a_folder_do_not_follow_links_out(place):
     """A folder holding a link that leads out: listing, measuring and zipping it (and the
     repository's top, which holds such links too) neither read nor show what the link
