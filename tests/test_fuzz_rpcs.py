@@ -339,6 +339,17 @@ FOUND = [
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
+    # an append creating a dataset with an empty fixed dimension: h5py cannot chunk it,
+    # INTERNAL ValueError
+    (
+        "Datasets.AppendData",
+        lambda t: dpb.AppendDataRequest(
+            node=dpb.NodeRef(repository=SCRATCH, path="found/zero.h5", dataset="rows"),
+            data=dpb.Array(dtype="<f8", shape=[0, 3]),
+            grow_dimension=1,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
     (
         "Datasets.StoreData",
         lambda t: dpb.StoreDataRequest(
@@ -355,6 +366,25 @@ def test_what_the_fuzzing_found(target, name, make, expected):
     method = next(m for m in METHODS if m.name == name)
     outcome = call_raw(target.channel, method, [make(target).SerializeToString()], CALL_TIMEOUT)
     assert outcome.code == expected, outcome
+    target.healthy()
+
+
+def test_an_append_under_a_dataset_is_not_a_group(target):
+    """Appending to "d/x" where "d" is a dataset: FAILED_PRECONDITION NOT_A_GROUP, as for
+    StoreData (it was an INTERNAL TypeError from h5py's require_group)."""
+    by_name = {m.name: m for m in METHODS}
+    node = dpb.NodeRef(repository=SCRATCH, path="found/parents.h5", dataset="d")
+    store = dpb.StoreDataRequest(node=node, data=dpb.Array(dtype="<i4", shape=[2], data=bytes(8)))
+    assert call_raw(target.channel, by_name["Datasets.StoreData"], serialized([store])).code == (
+        grpc.StatusCode.OK
+    )
+    under = dpb.NodeRef(repository=SCRATCH, path="found/parents.h5", where="/d", dataset="x")
+    rows = dpb.Array(dtype="<f8", shape=[1, 3], data=bytes(24))
+    append = dpb.AppendDataRequest(node=under, data=rows, grow_dimension=0)
+    stream = dpb.AppendRequest(node=under, data=rows, grow_dimension=0, sequence=1)
+    for name, request in [("Datasets.AppendData", append), ("Datasets.Append", stream)]:
+        outcome = call_raw(target.channel, by_name[name], serialized([request]))
+        assert outcome.code == grpc.StatusCode.FAILED_PRECONDITION, (name, outcome)
     target.healthy()
 
 
