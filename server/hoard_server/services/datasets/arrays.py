@@ -67,6 +67,27 @@ def dtype_of(text: str) -> np.dtype:
     return dtype
 
 
+def checked_text(text: str, what: str) -> str:
+    """``text`` when HDF5 can store it as a string: valid Unicode (it is kept as UTF-8) and
+    no NUL character (h5py's variable-length strings end at one: it refuses them).
+    InvalidArgument, reason INVALID_TEXT, otherwise; ``what`` names the text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _invalid(
+            f"{what} {text[:40]!r} is not valid Unicode ({exc.reason}): HDF5 stores text as "
+            "UTF-8",
+            "INVALID_TEXT",
+        ) from None
+    if "\x00" in text:
+        raise _invalid(
+            f"{what} {text[:40]!r} holds a NUL character, which an HDF5 string cannot: "
+            "store it as bytes",
+            "INVALID_TEXT",
+        )
+    return text
+
+
 def decode(array: ArrayLike) -> np.ndarray:
     """The numpy array a wire array holds (strings: an object array of str)."""
     dtype = dtype_of(array.dtype)
@@ -87,14 +108,7 @@ def decode(array: ArrayLike) -> np.ndarray:
                 "SHAPE_MISMATCH",
             )
         for text in array.strings:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise _invalid(
-                    f"text item {text[:40]!r} is not valid Unicode ({exc.reason}): HDF5 stores "
-                    "text as UTF-8",
-                    "INVALID_TEXT",
-                ) from None
+            checked_text(text, "text item")
         out = np.empty(count, dtype=object)
         out[:] = list(array.strings)
         return out.reshape(shape)

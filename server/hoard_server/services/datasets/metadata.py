@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 
 from hoard_server.errors import InvalidArgument
+from hoard_server.services.datasets.arrays import checked_text
 
 TVB_PREFIX = "TVB_"
 BOOL_PREFIX = "bool:"
@@ -76,7 +77,7 @@ def encode(value: Value) -> object:
     if isinstance(value, float):
         return np.float64(value)
     if isinstance(value, str):
-        return value
+        return checked_text(value, "metadata value")
     if isinstance(value, bytes):
         return np.void(value) if value else _NO_BYTES
     if isinstance(value, np.ndarray):

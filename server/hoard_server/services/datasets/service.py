@@ -22,7 +22,6 @@ import h5py
 import numpy as np
 
 from hoard_server.errors import (
-    FailedPrecondition,
     HoardError,
     InvalidArgument,
     LimitExceeded,
@@ -303,7 +302,7 @@ class DatasetService:
             )
         string = value.dtype.kind == "O"
         with files.writing(ref.path, create=True, on_create=_stamp) as f:
-            self._check_parents(f, node, ref)
+            nodes.check_parents(f, node, ref.path, ref.repository)
             if nodes.exists(f, node):
                 old = nodes.dataset(f, node, ref.path, ref.repository)
                 if old.shape == value.shape and (
@@ -321,19 +320,6 @@ class DatasetService:
             else:
                 ds = f.create_dataset(node, data=value, dtype=value.dtype)
             return shape_of(ds)
-
-    @staticmethod
-    def _check_parents(f: h5py.File, node: str, ref: NodeRef) -> None:
-        parts = node.strip("/").split("/")
-        for n in range(1, len(parts)):
-            parent = "/" + "/".join(parts[:n])
-            if parent in f and not isinstance(f[parent], h5py.Group):
-                raise FailedPrecondition(
-                    f"{parent!r} in {ref.path!r} is a dataset, so it cannot hold {node!r}",
-                    reason="NOT_A_GROUP",
-                    path=ref.path,
-                    node=parent,
-                )
 
     def append_data(
         self,

@@ -45,6 +45,7 @@ from hoard_server.storage.metadata.index import (
     FieldInfo,
     MetadataIndex,
     WriteCounts,
+    check_machine_id,
 )
 
 MAX_PUSH = 10_000  # records in one push: one transaction
@@ -56,7 +57,10 @@ Hold = Callable[[], AbstractContextManager[object]]
 
 
 def client_machine_id(machine_id: str | None) -> str | None:
-    """``machine_id`` when a client may use it; InvalidArgument for a reserved one."""
+    """``machine_id`` when a client may use it; InvalidArgument for a reserved one or one
+    too long to index (checked before a sync's workers encode records with it)."""
+    if machine_id:
+        check_machine_id(machine_id)
     if machine_id and machine_id.startswith(RESERVED_MACHINE_PREFIX):
         raise InvalidArgument(
             f"machine_id {machine_id[:100]!r} is reserved: ids starting with "

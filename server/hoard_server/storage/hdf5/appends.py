@@ -242,6 +242,7 @@ class GroupAppender:
     @staticmethod
     def _state(f: h5py.File, node: str, path: str, repo: str | None) -> _State | None:
         if not nodes.exists(f, node):
+            nodes.check_parents(f, node, path, repo)
             return None
         ds = nodes.dataset(f, node, path, repo)
         return _State(
@@ -289,6 +290,13 @@ class GroupAppender:
                 "LENGTH_MISMATCH",
             )
         if state is None:
+            if 0 in (d for i, d in enumerate(data.shape) if i != grow):
+                raise refuse(
+                    InvalidArgument,
+                    f"cannot create {batch.node!r} from rows of shape {tuple(data.shape)}: "
+                    f"every dimension but the growing one ({grow}) must be at least 1",
+                    "SHAPE_MISMATCH",
+                )
             shape = list(data.shape)
             shape[grow] = 0
             maxshape: list[int | None] = list(data.shape)

@@ -69,3 +69,19 @@ def is_text(dtype) -> bool:
 
 def exists(f: h5py.File, node: str) -> bool:
     return node == "/" or node in f
+
+
+def check_parents(f: h5py.File, node: str, path: str = "", repository: str | None = None) -> None:
+    """Before ``node`` is created: FailedPrecondition (NOT_A_GROUP) if one of the groups it
+    would go in is a dataset (h5py would fail with a TypeError of its own)."""
+    parts = node.strip("/").split("/")
+    for n in range(1, len(parts)):
+        parent = "/" + "/".join(parts[:n])
+        if parent in f and not isinstance(f[parent], h5py.Group):
+            raise FailedPrecondition(
+                f"{parent!r} in {path!r} is a dataset, so it cannot hold {node!r}",
+                reason="NOT_A_GROUP",
+                repository=repository,
+                path=path,
+                node=parent,
+            )

@@ -73,10 +73,15 @@ def _present(packed: bytes | None, doc_id: bytes) -> bytes:
     return packed
 
 
-def check_location(machine_id: str, path: str) -> None:
+def check_machine_id(machine_id: str) -> None:
+    """InvalidArgument for a machine_id the index cannot hold (too long)."""
     if len(machine_id.encode("utf-8")) > MAX_MACHINE_ID:
         raise InvalidArgument(f"machine_id is longer than {MAX_MACHINE_ID} bytes",
-                              reason="INVALID_MACHINE_ID")
+                              reason="INVALID_MACHINE_ID", machine_id=machine_id[:100])
+
+
+def check_location(machine_id: str, path: str) -> None:
+    check_machine_id(machine_id)
     if not path or "\x00" in path:
         raise InvalidArgument(f"bad path {path!r}", reason="INVALID_PATH", path=path)
 
@@ -671,6 +676,12 @@ class IndexSnapshot:
         return out
 
     def field(self, name: str) -> FieldInfo | None:
+        """The schema's counts of field ``name``; None when no record has it, and for a
+        name no record can have (empty, with a NUL, or longer than a key may be)."""
+        try:
+            check_field_name(name)
+        except ValueError:
+            return None
         raw = self.txn.get(name.encode("utf-8"), db=self.index._schema)
         if raw is None:
             return None
