@@ -26,7 +26,7 @@ from hoard_server.auth.tokens import Role, add_token
 from hoard_server.daemon.config import Config
 from hoard_server.errors import Overloaded
 from hoard_server.grpc import call
-from hoard_server.grpc.limits import StreamLimits, client_of
+from hoard_server.grpc.limits import UNIX_PEERS, StreamLimits, client_of
 
 
 def _channel(target: str) -> grpc.Channel:
@@ -70,13 +70,15 @@ class Peer:
     ("peer", "client"),
     [
         ("ipv4:10.0.0.7:53122", "host 10.0.0.7"),
-        ("ipv6:[::1]:5000", "host ::1"),
         ("ipv6:%5B2001:db8::2%5D:5000", "host 2001:db8::2"),
-        ("unix:/run/hoard/hoard.sock", "host unix"),
-        ("unix:", "host unix"),
+        # the host's own processes share its loopback address: each connection is a client
+        ("ipv4:127.0.0.1:53122", "connection 127.0.0.1:53122"),
+        ("ipv6:[::1]:5000", "connection [::1]:5000"),
+        ("unix:/run/hoard/hoard.sock", UNIX_PEERS),
+        ("unix:", UNIX_PEERS),
     ],
 )
-def test_a_client_without_a_token_is_its_host(peer: str, client: str):
+def test_a_client_without_a_token_is_its_host_or_its_loopback_connection(peer: str, client: str):
     assert client_of(Peer(peer)) == client  # type: ignore[arg-type]
 
 
@@ -123,10 +125,20 @@ def test_a_client_over_its_streams_is_refused_and_others_are_not(daemon_factory:
         error = from_rpc_error(third)
         assert error.reason == "TOO_MANY_STREAMS"
         assert error.details["setting"] == "streams_per_client"
-        assert "host 127.0.0.1" in str(error) and "streams_per_client" in str(error)
-        # another client (here: another host, the unix socket) is not affected
-        with hoard.connect(f"unix:{socket}") as other:
+        assert "connection 127.0.0.1:" in str(error) and "streams_per_client" in str(error)
+        # other clients are not affected: another connection from this host, and unix-socket
+        # peers (not told apart, so not limited per client)
+        with hoard.connect(d.target, options=[("grpc.use_local_subchannel_pool", 1)]) as other:
             assert len(other.repository().get_object_content(key)) == 48 << 20
+        unix = _channel(f"unix:{socket}")
+        more = [objects_pb2_grpc.ObjectsStub(unix).Read(request) for _ in range(3)]
+        try:
+            for c in more:  # over the limit, yet admitted
+                next(c)
+        finally:
+            for c in more:
+                c.cancel()
+            unix.close()
         _healthy(d.target)
     finally:
         for c in held:

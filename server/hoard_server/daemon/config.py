@@ -158,7 +158,8 @@ class LimitsSection:
     streams_per_client: int = key(
         32,
         "long streams (reads, uploads, appends, follows, syncs) one client may hold at once, "
-        "a client being its token's name, or its host without authentication (`0`: no limit)",
+        "a client being its token's name, or without authentication a remote host or a "
+        "loopback connection (unix-socket peers are not told apart) (`0`: no limit)",
         at_least=0,
     )
     default_deadline: float = key(

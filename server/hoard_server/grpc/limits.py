@@ -15,8 +15,11 @@ likes. Three guards keep the daemon answering:
   stay free for health checks and short calls.
   A stream over its kind's limit is refused at once with RESOURCE_EXHAUSTED, and so is one
   that would give one client more than ``streams_per_client`` streams of any kind (reason
-  TOO_MANY_STREAMS): a client is its token's name, or without authentication its host (its
-  IP address, or "unix"), so one busy workstation cannot take every slot from the others;
+  TOO_MANY_STREAMS): a client is its token's name; without authentication, a remote peer's
+  host (its IP address), so one busy workstation cannot take every slot from the others, and
+  a loopback peer's connection (every process of this host shares its address). Unix-socket
+  peers without a token are not told apart (gRPC names none of them), so only the slots per
+  kind bound them;
 * an idle watchdog cancels a stream that has waited on its client (to read the last message,
   or to send the next one) for longer than ``idle_timeout`` seconds. Time the daemon spends
   working between messages does not count;
@@ -33,6 +36,7 @@ likes. Three guards keep the daemon answering:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import threading
 import time
@@ -191,7 +195,7 @@ class StreamLimits:
             ends_at = time.monotonic() + self.default_deadline
         with self._lock:
             held = self._by_client.get(client, 0)
-            if self._per_client and held >= self._per_client:
+            if self._per_client and held >= self._per_client and client != UNIX_PEERS:
                 raise Overloaded(
                     f"{client} already has {held} streams in progress (the limit per client "
                     f"is {self._per_client}); finish some first, retry shortly, or raise "
@@ -305,18 +309,32 @@ def _end_at_deadline(context: grpc.ServicerContext, seconds: float) -> None:
         context.cancel()
 
 
+UNIX_PEERS = "unix-socket peers"  # not told apart: no per-client limit
+
+
 def client_of(context: grpc.ServicerContext) -> str:
     """Who a call counts against: ``token <name>`` once authenticated, else ``host <ip>``
-    (or ``host unix`` for a unix socket)."""
+    for a remote peer, ``connection <ip>:<port>`` for a loopback one (the host's processes
+    share its address), and ``UNIX_PEERS`` for a unix socket's."""
     current = call.current()
     if current is not None and current.token:
         return f"token {current.token}"
     peer = current.peer if current is not None else _peer(context)
     kind, _, address = unquote(peer).partition(":")  # grpc may write "ipv6:%5B::1%5D:5000"
     if kind.startswith("unix"):
-        return "host unix"
+        return UNIX_PEERS
     host = address.rsplit(":", 1)[0] if kind in ("ipv4", "ipv6") else address
-    return f"host {host.strip('[]') or peer}"
+    host = host.strip("[]") or peer
+    if _is_loopback(host):
+        return f"connection {address}"
+    return f"host {host}"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _peer(context: grpc.ServicerContext) -> str:
