@@ -54,9 +54,9 @@ def allowed_growth(mapped_growth: int) -> int:
 def run_load(tmp_path: Path, seconds: float) -> None:
     data = tmp_path / "data"
     # A daemon sized for its clients: each may hold a stream of every kind at once, with
-    # workers to spare (the refusals at the limits are tested in test_stream_limits and
-    # test_hostile_clients). All clients are on this host, which without authentication
-    # makes them one "client" for the per-client stream limit: off here.
+    # workers to spare (the refusals at the limits are tested in test_stream_limits,
+    # test_client_limits and test_hostile_clients). The per-client stream limit keeps its
+    # default: each client has a connection of its own, which on loopback is the client.
     daemon = DaemonProcess(
         str(data),
         "--workers",
@@ -65,8 +65,6 @@ def run_load(tmp_path: Path, seconds: float) -> None:
         str(CLIENTS),
         "--append-streams",
         str(CLIENTS),
-        "--streams-per-client",
-        "0",
     ).start()
     samples: list[tuple[float, int, int]] = []  # (seconds since start, RSS, mapped bytes)
     try:
