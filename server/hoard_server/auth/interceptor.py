@@ -25,6 +25,7 @@ from hoard_server.auth.access import AccessPolicy, MethodAccess
 from hoard_server.auth.tokens import Grants, Role, Tokens
 from hoard_server.errors import PermissionDenied, Unauthenticated
 from hoard_server.grpc import call as calls
+from hoard_server.grpc.interceptors.handlers import keep_markers, kind_of
 from hoard_server.grpc.status import abort
 
 __all__ = ["Authorization"]
@@ -32,8 +33,6 @@ __all__ = ["Authorization"]
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("hoard.audit")
 
-_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-_MARKERS = ("experimental_non_blocking", "experimental_thread_pool")
 # The Call this interceptor began on this worker thread, when no outer interceptor began one:
 # grpc's workers keep their context between calls, so such a Call is stale at the next one.
 _BEGUN_HERE: contextvars.ContextVar[calls.Call | None] = contextvars.ContextVar(
@@ -115,15 +114,7 @@ def _refusing(handler: grpc.RpcMethodHandler, exc: Exception, method: str) -> An
         log.info("refused %s from %s: %s", method, context.peer(), getattr(exc, "reason", exc))
         abort(context, exc, method)
 
-    kind = next(k for k in _KINDS if getattr(handler, k) is not None)
-    return handler._replace(request_deserializer=None, **{kind: refuse})
-
-
-def _keep_markers(behaviour: Callable, handle: Callable) -> Callable:
-    for marker in _MARKERS:
-        if hasattr(behaviour, marker):
-            setattr(handle, marker, getattr(behaviour, marker))
-    return handle
+    return handler._replace(request_deserializer=None, **{kind_of(handler): refuse})
 
 
 class _Checked:
@@ -152,7 +143,7 @@ class _Checked:
                 self._check_request(request, context)
                 return behaviour(request, context, *more)
 
-        return _keep_markers(behaviour, handle)
+        return keep_markers(behaviour, handle)
 
     def _unary_in_stream_out(self, behaviour: Callable) -> Callable:
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:

@@ -20,8 +20,9 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
+from hoard_server.grpc.interceptors.handlers import KINDS
+
 C = TypeVar("C")
-_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 
 
 class CannotListen(ValueError):
@@ -59,7 +60,7 @@ class ProbeRouting(grpc.ServerInterceptor):
             return handler
         changes = {
             kind: self._on_pool(getattr(handler, kind))
-            for kind in _KINDS
+            for kind in KINDS
             if getattr(handler, kind) is not None
         }
         return handler._replace(**changes)

@@ -149,7 +149,7 @@ class Repository(PackedStore):
                 yield from compactor.run(dry_run, dead_fraction, max_packs)
             finally:
                 self._maintenance.release()
-                self.usage.measure()  # what compaction gave back
+                self.usage.changed()  # what compaction gave back: measured when next needed
 
     def verify(
         self, pack_id: int = 0, sample: float = 0.0

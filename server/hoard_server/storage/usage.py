@@ -1,7 +1,8 @@
 """The bytes one repository holds on disk, and its byte quota.
 
-``used`` is a running figure, not a directory walk per write: it is measured at open (every
-file under the repository: packs, index, dataset files, metadata cache, staged uploads),
+``used`` is a running figure, not a directory walk per write: it is measured when first
+needed (every file under the repository: packs, index, dataset files, metadata cache, staged
+uploads; not at open, so a daemon opening many repositories walks none of them until asked),
 increased by what each write announces (``admit``), and measured again after the calls that
 shrink the repository (compaction, deleting dataset files) and whenever the last measurement
 is older than ``remeasure_every`` seconds when it is next needed (a write to a repository
@@ -65,8 +66,7 @@ class Usage:
         self._lock = threading.Lock()
         self._quota = quota
         self._used = 0
-        self._measured_at = 0.0
-        self.measure()
+        self._measured_at = -math.inf  # measured when first needed
 
     @property
     def quota(self) -> int:

@@ -39,12 +39,12 @@ import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
 from hoard_server.grpc import call
+from hoard_server.grpc.interceptors.handlers import keep_markers
 from hoard_server.observe import metrics
 
 REQUEST_ID = "x-request-id"
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # a uuid, a trace id, a short tag
 Code: TypeAlias = grpc.StatusCode
-_MARKERS = ("experimental_non_blocking", "experimental_thread_pool")
 
 
 def request_id(metadata: Any) -> str:
@@ -201,10 +201,7 @@ class CallInterceptor(grpc.ServerInterceptor):
                     finish(context, tally, Code.OK)
                 return response
 
-            for marker in _MARKERS:
-                if hasattr(behaviour, marker):
-                    setattr(handle, marker, getattr(behaviour, marker))
-            return handle
+            return keep_markers(behaviour, handle)
 
         def streaming(behaviour: Callable, streamed_in: bool) -> Callable:
             if getattr(behaviour, "experimental_non_blocking", False):

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from hoard_server.errors import InvalidArgument
+from hoard_server.grpc.interceptors.handlers import keep_markers
 from hoard_server.grpc.status import abort
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,7 @@ class DecodeGuard(grpc.ServerInterceptor):
 
             # A non-blocking handler (health's Watch) gets grpc's send_response_callback as a
             # third argument and returns at once instead of holding a worker: keep it so.
-            for marker in ("experimental_non_blocking", "experimental_thread_pool"):
-                if hasattr(behaviour, marker):
-                    setattr(handle, marker, getattr(behaviour, marker))
-            return handle
+            return keep_markers(behaviour, handle)
 
         def stream_in_unary_out(behaviour: Callable) -> Callable:
             def handle(iterator: Iterator[bytes], context: grpc.ServicerContext) -> Any:
