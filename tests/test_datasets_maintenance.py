@@ -171,6 +171,50 @@ def test_verify_names_each_damaged_dataset_file_and_carries_on(hoard_daemon, cli
     assert "good.h5" not in out and "3 problems" in out
 
 
+def damage_header(path: Path, node: str) -> None:
+    """Flip a byte inside ``node``'s object header (checksummed in a "latest" file)."""
+    with h5py.File(path, "r") as f:
+        address = h5py.h5o.get_info(f[node].id).addr
+    with open(path, "r+b") as fh:
+        fh.seek(address + 6)
+        byte = fh.read(1)[0]
+        fh.seek(address + 6)
+        fh.write(bytes([byte ^ 0xFF]))
+
+
+def test_damaged_structures_are_data_loss_on_every_call(hoard_daemon, client):
+    """A file that opens but whose inside does not hold together answers DATA_LOSS
+    FILE_DAMAGED (the SDK's DataCorruptionError, an OSError) on reads and writes alike, and
+    the daemon goes on serving the file's neighbours. Two kinds: a checksum that fails
+    (bytes flipped in /meta's header) and an attribute name HDF5 could not store (64 KiB,
+    written by h5py directly: the daemon refuses such names)."""
+    files = datasets_dir(Path(hoard_daemon.data_dir))
+    data = {
+        "flipped.h5": write_h5(files / "flipped.h5"),
+        "named.h5": write_h5(files / "named.h5", seed=1),
+    }
+    damage_header(files / "flipped.h5", "meta")
+    with h5py.File(files / "named.h5", "r+", libver="latest") as f, pytest.raises(KeyError):
+        f["meta"].attrs["n" * 70_000] = 1  # written, then h5py cannot read it back
+    good = write_h5(files / "good.h5", seed=2)
+    ds = client.datasets("default")
+    for path in ("flipped.h5", "named.h5"):
+        calls = {
+            "get_metadata": lambda p=path: ds.get_metadata(p, "meta"),
+            "describe": lambda p=path: ds.describe(p),
+        }
+        if path == "flipped.h5":  # HDF5 adds an attribute beside the broken name unharmed
+            calls["set_metadata"] = lambda p=path: ds.set_metadata(p, {"x": 1}, "meta")
+        for name, call in calls.items():
+            with pytest.raises(hoard.errors.DataCorruptionError) as caught:
+                call()
+            assert caught.value.reason == "FILE_DAMAGED", (path, name)
+            assert isinstance(caught.value, OSError) and path in str(caught.value), (path, name)
+        assert np.array_equal(ds.get_data(path, "data"), data[path])  # the rest still reads
+    assert np.array_equal(ds.get_data("good.h5", "data"), good)
+    assert ds.get_metadata("good.h5", "meta") == {"n": 2000}
+
+
 def test_verify_finds_damage_in_the_last_block_with_bounded_reads(engine_repo):
     full = Path(engine_repo.layout.datasets_dir) / "big.h5"
     write_h5(full, rows=4000)

@@ -26,7 +26,7 @@ from hoard_server.errors import (
     OutOfRange,
 )
 from hoard_server.services.batching import ResponseBudget
-from hoard_server.services.datasets import arrays
+from hoard_server.services.datasets import arrays, metadata
 from hoard_server.services.datasets.arrays import WireArray, decode, encode
 from hoard_server.services.datasets.service import (
     AppendPart,
@@ -414,6 +414,22 @@ def test_set_metadata_never_creates_a_dataset(service, registry):
         == "INVALID_METADATA"
     )
     assert snapshot(registry) == before
+
+
+def test_metadata_keys_are_bounded_and_the_node_stays_readable(service):
+    """HDF5 takes an attribute name of 64 KiB or more into a "latest" file and can never read
+    that node's attributes again: keys are bounded (the limit counts UTF-8 bytes with the
+    TVB_ prefix), and a refused key leaves the node as it was."""
+    limit = metadata.MAX_KEY_BYTES
+    service.store_data(ref("x"), encode(np.zeros(1)))
+    service.set_metadata(ref("x"), {"k" * limit: 1}, tvb_specific=False)
+    service.set_metadata(ref("x"), {"é" * ((limit - 4) // 2): 2}, tvb_specific=True)
+    too_long = [("k" * (limit + 1), False), ("k" * (limit - 3), True), ("é" * 70_000, False)]
+    for key, tvb in too_long:
+        setting = lambda k=key, t=tvb: service.set_metadata(ref("x"), {k: 3}, t)  # noqa: E731
+        removing = lambda k=key, t=tvb: service.remove_metadata(ref("x"), k, t)  # noqa: E731
+        assert reason_of(setting) == reason_of(removing) == "INVALID_METADATA"
+    assert service.get_metadata(ref("x")) == {"k" * limit: 1, "é" * ((limit - 4) // 2): 2}
 
 
 def test_remove_metadata_names_a_missing_key(service):

@@ -339,6 +339,17 @@ FOUND = [
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
+    # a key of 64 KiB or more: HDF5 (libver "latest") stored the attribute, and the
+    # node's attributes could never be read again (INTERNAL RuntimeError "bad version
+    # number for datatype message" on every later call)
+    (
+        "Datasets.SetMetadata",
+        lambda t: dpb.SetMetadataRequest(
+            node=dpb.NodeRef(repository=SCRATCH, path=H5, dataset="data"),
+            metadata={"a" * 70_000: dpb.Value(int_value=1)},
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
     # an append creating a dataset with an empty fixed dimension: h5py cannot chunk it,
     # INTERNAL ValueError
     (

@@ -28,20 +28,40 @@ DATA_VERSION = 5  # tvb.basic.config.settings: DATA_VERSION
 
 Value = None | bool | int | float | str | bytes | datetime | np.ndarray
 
+# The longest attribute name hoard stores, in UTF-8 bytes (the "TVB_" prefix included).
+# HDF5 keeps a name's length in 16 bits: a file opened with libver "latest" (as hoard
+# opens every file it writes) takes a name of 64 KiB or more without complaint and is
+# then damaged: every later read of that node's attributes fails. A metadata key is a
+# name, not a value; 4 KiB is far above any real one.
+MAX_KEY_BYTES = 4096
+
 _NONE = h5py.Empty(np.dtype("<f4"))
 _NO_BYTES = h5py.Empty(np.dtype("V1"))
 
 
 def stored_key(key: str, tvb_specific: bool) -> str:
-    """The attribute name of a metadata key; INVALID_METADATA for an unusable one."""
+    """The attribute name of a metadata key; INVALID_METADATA for an unusable one (empty,
+    with a NUL, or longer than ``MAX_KEY_BYTES``)."""
     if not key or "\x00" in key or key in (".",):
         raise InvalidArgument(
-            f"metadata key {key.replace(chr(0), '?')!r} is not valid: use a non-empty name "
-            "without NUL",
+            f"metadata key {key[:64].replace(chr(0), '?')!r} is not valid: use a non-empty "
+            "name without NUL",
             reason="INVALID_METADATA",
-            key=key.replace("\x00", "\\0"),
+            key=key[:256].replace("\x00", "\\0"),
         )
-    return TVB_PREFIX + key if tvb_specific else key
+    name = TVB_PREFIX + key if tvb_specific else key
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise InvalidArgument(
+            f"metadata key {key[:40]!r}... is {size} bytes long; keys may have at most "
+            f"{MAX_KEY_BYTES} bytes (UTF-8, with the TVB_ prefix): keep long text in the "
+            "value",
+            reason="INVALID_METADATA",
+            key=key[:256],
+            size=str(size),
+            limit=str(MAX_KEY_BYTES),
+        )
+    return name
 
 
 def shown_key(name: str) -> str:

@@ -77,6 +77,7 @@ import h5py
 from hoard_server.errors import DataLoss, InvalidArgument, NotFound
 from hoard_server.storage import layout, sandbox
 from hoard_server.storage.hdf5 import superblock
+from hoard_server.storage.hdf5.damage import damaged
 
 log = logging.getLogger(__name__)
 
@@ -338,9 +339,29 @@ class OpenFiles:
             self.limit.used(self, full)
 
     @contextmanager
+    def _damage_is_data_loss(self, full: str) -> Iterator[None]:
+        """HDF5's complaint about a damaged structure met while using ``full`` becomes
+        DataLoss FILE_DAMAGED (the file opened, but part of it does not hold together),
+        never an internal error and never bytes that are not there."""
+        try:
+            yield
+        except (RuntimeError, OSError, KeyError, ValueError) as exc:
+            if not damaged(exc):
+                raise
+            path = sandbox.relative(self.root, full)
+            log.error("HDF5 file %s in repository %s is damaged: %s", path, self.repository, exc)
+            raise DataLoss(
+                f"HDF5 file {path!r} is damaged: {exc}; restore it from a backup (`hoard verify` "
+                "names every damaged file)",
+                reason="FILE_DAMAGED",
+                repository=self.repository,
+                path=path,
+            ) from exc
+
+    @contextmanager
     def reading(self, path: str) -> Iterator[h5py.File]:
         full = self.resolve(path)
-        with self._entry(full) as entry, entry.lock:
+        with self._entry(full) as entry, entry.lock, self._damage_is_data_loss(full):
             yield self._open(entry, full, write=False, create=False)
 
     @contextmanager
@@ -357,7 +378,7 @@ class OpenFiles:
         ``on_create`` is called with a file this call creates, before anything else."""
         full = self.resolve(path)
         with self._entry(full) as entry:
-            with entry.lock:
+            with entry.lock, self._damage_is_data_loss(full):
                 if not swmr and self._rewrites(full):
                     with self._rewriting(entry, full) as handle:
                         yield handle

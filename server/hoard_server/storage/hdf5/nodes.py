@@ -6,6 +6,7 @@ from __future__ import annotations
 import h5py
 
 from hoard_server.errors import FailedPrecondition, InvalidArgument, NotFound
+from hoard_server.storage.hdf5.damage import damaged
 
 
 def node_path(where: str, name: str) -> str:
@@ -34,7 +35,9 @@ def lookup(f: h5py.File, node: str, path: str = "", repository: str | None = Non
     """The group or dataset at ``node``; NotFound (DATASET_NOT_FOUND) if absent."""
     try:
         obj = f[node] if node != "/" else f
-    except (KeyError, ValueError):
+    except (KeyError, ValueError) as exc:
+        if damaged(exc):
+            raise  # there, but unreadable: the caller's door makes it FILE_DAMAGED
         obj = None
     if obj is None or not isinstance(obj, h5py.Group | h5py.Dataset):
         raise NotFound(
