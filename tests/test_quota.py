@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from harness import wait_until
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,8 +30,9 @@ from hoard_server.services.datasets.service import AppendPart, DatasetService, N
 from hoard_server.services.metadata.service import MetadataService
 from hoard_server.services.objects import ObjectService
 from hoard_server.services.repositories import RepositoryService
+from hoard_server.storage import usage as usage_module
 from hoard_server.storage.registry import RepositoryRegistry
-from hoard_server.storage.usage import QuotaExceeded, disk_bytes
+from hoard_server.storage.usage import QuotaExceeded, Usage, disk_bytes
 
 KIB = 1024
 
@@ -93,6 +98,64 @@ def test_writes_stop_at_the_quota_and_resume_once_space_is_freed(
     # a quota of 0 removes it
     repos.set_quota("default", 0)
     objects.put_batch("default", blobs(1, 400 * KIB))
+
+
+class Walks:
+    """Counts the real walks of ``disk_bytes``; ``hold`` makes them wait to be released."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        self.release = threading.Event()
+        self.release.set()
+        monkeypatch.setattr(usage_module, "disk_bytes", self.walk)
+
+    def walk(self, root: str) -> int:
+        self.count += 1
+        self.release.wait(30)
+        return disk_bytes(root)
+
+
+def test_callers_that_need_a_fresh_figure_share_one_walk(tmp_path: Path, monkeypatch):
+    (tmp_path / "f").write_bytes(os.urandom(10 * KIB))
+    walks = Walks(monkeypatch)
+    usage = Usage("r", str(tmp_path), 0, lambda q: None)
+    walks.release.clear()
+    with ThreadPoolExecutor(8) as pool:
+        figures = [pool.submit(usage.current) for _ in range(8)]
+        wait_until(lambda: walks.count == 1)
+        walks.release.set()
+        assert {f.result() for f in figures} == {disk_bytes(str(tmp_path))}
+    assert walks.count == 1
+    usage.changed()  # something was removed: the next use walks again, once
+    (tmp_path / "f").unlink()
+    assert usage.current() == 0 and walks.count == 2
+
+
+def test_an_old_figure_is_trued_up_in_the_background(tmp_path: Path, monkeypatch):
+    walks = Walks(monkeypatch)
+    usage = Usage("r", str(tmp_path), 100 * KIB, lambda q: None, remeasure_every=0.05)
+    assert usage.current() == 0 and walks.count == 1
+    usage.admit(10 * KIB)  # announced, never written: the figure is too high
+    time.sleep(0.1)
+    walks.release.clear()  # the next walk hangs until released
+    usage.admit(KIB)  # admitted on the running figure, without waiting for the walk
+    assert usage.current() == 11 * KIB
+    wait_until(lambda: walks.count == 2)
+    walks.release.set()
+    wait_until(lambda: usage.current() == 0)  # the background walk trued it up
+    assert walks.count == 2
+
+
+def test_a_refusal_is_never_made_on_an_old_figure(tmp_path: Path, monkeypatch):
+    walks = Walks(monkeypatch)
+    usage = Usage("r", str(tmp_path), 100 * KIB, lambda q: None, remeasure_every=0.05)
+    usage.admit(90 * KIB)  # announced too high: nothing was written
+    with pytest.raises(QuotaExceeded):
+        usage.admit(20 * KIB)  # the figure is fresh: refused at once
+    assert walks.count == 1
+    time.sleep(0.1)
+    usage.admit(20 * KIB)  # the figure is old: measured again, and it fits
+    assert walks.count >= 2 and usage.current() == 20 * KIB
 
 
 def test_the_quota_is_kept_with_the_repository(tmp_path: Path, budget):
