@@ -43,6 +43,7 @@ from tests.benchmarks.bench_objects import (
     machine_info,
     make_objects,
     package_version,
+    run_header,
 )
 from tests.harness.daemon import ClientTLS, DaemonProcess
 
@@ -222,10 +223,7 @@ def markdown_section(
         [
             SECTION,
             "",
-            f"Run on {date} with `{command}`.",
-            "",
-            f"Machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, "
-            f"{info['disk']}; {info['packages']}. 1-minute load average {info['load']}.",
+            *run_header(date, command, info),
             "",
             f"One client thread over loopback TCP; {cfg.objects:,} objects through PutBatch, "
             f"{cfg.calls:,} single puts and {cfg.calls:,} single has calls per configuration "

@@ -45,6 +45,7 @@ from tests.benchmarks.bench_objects import (
     machine_info,
     package_version,
     percentiles,
+    run_header,
     timed,
     update_markdown,
 )
@@ -912,10 +913,7 @@ def markdown_section(
         [
             SECTION,
             "",
-            f"Run on {date} with `{command}`.",
-            "",
-            f"Machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, "
-            f"{info['disk']}; {info['packages']}. 1-minute load average {info['load']}.",
+            *run_header(date, command, info),
             "",
             f"Data: float64 samples of {CHANNELS} channels (TVB's 76-region connectivity); "
             f"{cfg.samples:,} samples per writer; bulk {cfg.bulk_mib} MiB in {BLOCK_ROWS}-row "

@@ -44,6 +44,7 @@ from tests.benchmarks.bench_objects import (
     make_objects,
     percentiles,
     prepare_run,
+    run_header,
     table_markdown,
     table_text,
     timed,
@@ -616,10 +617,7 @@ def markdown_section(
         [
             SECTION,
             "",
-            f"Run on {date} with `{command}`.",
-            "",
-            f"Machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, "
-            f"{info['disk']}; {info['packages']}. 1-minute load average {info['load']}.",
+            *run_header(date, command, info),
             "",
             f"Data: {data_line(cfg, facts)}.",
             "",

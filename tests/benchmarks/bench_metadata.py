@@ -43,6 +43,7 @@ from tests.benchmarks.bench_objects import (
     machine_info,
     met_text,
     package_version,
+    run_header,
 )
 from tests.buffers import write_buffer_tree
 
@@ -425,9 +426,7 @@ def markdown_section(rows: list[Row], info: dict[str, str], command: str, cfg: S
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         SECTION, "",
-        f"Run on {date} with `{command}`.", "",
-        f"Machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, "
-        f"{info['disk']}; {info['packages']}. 1-minute load average {info['load']}.", "",
+        *run_header(date, command, info), "",
         f"Data: {cfg.files:,} synthetic Analyzer4D buffer files (`tests/buffers.py` "
         f"`write_buffer_tree`, seed {cfg.seed}: 2,000-byte headers, 1-4 channels, "
         f"processes 1-{cfg.files:,}), in directories of 1,000.", "",

@@ -883,6 +883,16 @@ def machine_info(work: str) -> dict[str, str]:
     }
 
 
+def run_header(date: str, command: str, info: dict[str, str]) -> list[str]:
+    """The lines every benchmark section opens with: when, how, and on what machine."""
+    return [
+        f"Run on {date} with `{command}`.",
+        "",
+        f"Machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, "
+        f"{info['disk']}; {info['packages']}. 1-minute load average {info['load']}.",
+    ]
+
+
 NOTES = """\
 Ratios are hoard over disk-objectstore: how many times faster hoard is (rows 1-5), or hoard's
 size over the peer's (row 6: below 1.00 means hoard uses less), or hoard's throughput as a share
@@ -903,10 +913,7 @@ def markdown_section(
         [
             SECTION,
             "",
-            f"Run on {date} with `{command}`.",
-            "",
-            f"Machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, "
-            f"{info['disk']}; {info['packages']}. 1-minute load average {info['load']}.",
+            *run_header(date, command, info),
             "",
             f"Data: {cfg.objects:,} distinct text-like objects of 800-1300 bytes "
             f"({fmt_bytes(raw_bytes)} raw) and one {cfg.large_mib} MiB text-like object, "
