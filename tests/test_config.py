@@ -52,6 +52,7 @@ _COMPANIONS = {
     "tls_cert": {"tls_key": "key.pem"},
     "tls_key": {"tls_cert": "cert.pem"},
     "tls_client_ca": {"tls_cert": "cert.pem", "tls_key": "key.pem"},
+    "metrics_tls": {"tls_cert": "cert.pem", "tls_key": "key.pem"},
 }
 
 

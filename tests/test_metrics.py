@@ -27,6 +27,7 @@ import grpc
 import numpy as np
 import pytest
 from buffers import BufferSpec, write_buffer
+from harness import wait_until
 from harness.daemon import DaemonProcess, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -36,7 +37,7 @@ from hoard_server.daemon.logs import TEXT_FORMAT, CallFields, JsonFormatter
 from hoard_server.grpc import call
 from hoard_server.grpc.interceptors.calls import REQUEST_ID
 from hoard_server.maintenance.backup import backup
-from hoard_server.observe import metrics
+from hoard_server.observe import endpoint, metrics
 from hoard_server.observe.storage import StorageCollector
 from hoard_server.services.metadata.cache import MetadataCache
 from hoard_server.storage.registry import RepositoryRegistry
@@ -443,6 +444,40 @@ def test_metrics_are_off_by_default_and_json_logs_carry_the_request_id(daemon_fa
     (line,) = [json.loads(line) for line in d.log if "json-1" in line]
     assert line["request_id"] == "json-1" and "undecodable" in line["message"]
     assert "token" not in line  # no authentication: no token name
+
+
+def test_idle_scrapers_cost_bounded_threads_and_never_stall_the_endpoint(daemon_factory) -> None:
+    """Sixty connections that never send a byte: the daemon serves at most ``SLOTS`` of
+    them (a thread each, for ``TIMEOUT`` at most), closes the rest at once, keeps answering
+    gRPC meanwhile, and serves scrapes again once they time out."""
+    d = daemon_factory(None, "--metrics-listen", "127.0.0.1:0")
+    d.wait_for_log("metrics served at")
+    (url,) = [m[1] for line in d.log if (m := re.search(r"metrics served at (\S+)", line))]
+    host, port = url.removeprefix("http://").removesuffix("/metrics").rsplit(":", 1)
+
+    def threads() -> int:
+        return len(os.listdir(f"/proc/{d.pid}/task"))
+
+    def scraped() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return reply.status == 200 and b"hoard_rpcs_total" in reply.read()
+        except OSError:
+            return False
+
+    assert scraped()
+    before = threads()
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(60)]
+    try:
+        time.sleep(1)
+        assert threads() <= before + endpoint.SLOTS
+        with d.connect() as c:
+            assert c.repository("default").has_object("0" * 64) is False
+        wait_until(scraped, timeout=endpoint.TIMEOUT * 3)
+    finally:
+        for s in idle:
+            s.close()
+    wait_until(lambda: threads() <= before, timeout=endpoint.TIMEOUT * 2)
 
 
 def test_a_metrics_address_in_use_stops_the_start(tmp_path) -> None:

@@ -5,11 +5,17 @@ client that keeps working across a daemon restart."""
 
 from __future__ import annotations
 
+import http.client
+import re
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trustme
+from prometheus_client.parser import text_string_to_metric_families
 
 import hoard
 from hoard import errors
@@ -247,6 +254,54 @@ def test_unusable_tls_files_stop_the_start_naming_them(
     assert done.returncode == 2, done.stderr
     assert words in done.stderr and (client_ca or key) in done.stderr
     assert not (tmp_path / "d").exists(), "the data was opened before the TLS files were checked"
+
+
+def test_metrics_over_mutual_tls_only_to_scrapers_with_a_client_certificate(
+    daemon_factory: DaemonFactory, pki: Pki
+) -> None:
+    """``metrics_tls``: /metrics over HTTPS with the daemon's certificate; with a client CA,
+    a scraper without a certificate from it gets no answer, and plain HTTP gets none."""
+    args = ("--metrics-listen", "127.0.0.1:0", "--metrics-tls", *pki.serve_args(mutual=True))
+    client = ClientTLS(pki.ca, pki.client_cert, pki.client_key)
+    d = daemon_factory(None, *args, tls=client)
+    d.wait_for_log("metrics served at")
+    (url,) = [m[1] for line in d.log if (m := re.search(r"metrics served at (\S+)", line))]
+    assert url.startswith("https://127.0.0.1:") and url.endswith("/metrics")
+
+    def scrape(cert: str | None, key: str | None = None) -> str:
+        context = ssl.create_default_context(cafile=pki.ca)
+        if cert:
+            context.load_cert_chain(cert, key)
+        with urllib.request.urlopen(url, timeout=10, context=context) as reply:
+            return reply.read().decode()
+
+    with d.connect() as c:
+        c.repository("default").put_object(b"counted")
+    host, port = url.removeprefix("https://").removesuffix("/metrics").rsplit(":", 1)
+    silent = socket.create_connection((host, int(port)))  # never starts its handshake
+    families = {
+        f.name for f in text_string_to_metric_families(scrape(pki.client_cert, pki.client_key))
+    }
+    assert {"hoard_rpcs", "hoard_repository_objects"} <= families
+    for cert, key in [(None, None), (pki.other_client_cert, pki.other_client_key)]:
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            scrape(cert, key)
+    with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+        urllib.request.urlopen(url.replace("https:", "http:"), timeout=10).read()
+    assert "hoard_rpcs_total" in scrape(pki.client_cert, pki.client_key)  # still served
+    silent.close()
+    assert d.running
+
+
+def test_metrics_tls_needs_the_daemons_certificate(tmp_path: Path) -> None:
+    serve = [sys.executable, "-m", "hoard_server", "serve", "--data-dir", str(tmp_path / "d")]
+    done = subprocess.run(
+        [*serve, "--metrics-listen", "127.0.0.1:0", "--metrics-tls"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "metrics_tls" in done.stderr, done.stderr
 
 
 def test_renewed_certificate_files_are_served_without_a_restart(

@@ -75,7 +75,7 @@ class ServerSection:
     )
     metrics_listen: str = key(
         "",
-        "`host:port` of the Prometheus endpoint (plain HTTP, `/metrics`, no authentication: "
+        "`host:port` of the Prometheus endpoint (`/metrics`; plain HTTP unless `metrics_tls`: "
         "keep it on loopback or the scraper's network)",
         metavar="ADDR",
         note="off",
@@ -107,6 +107,12 @@ class SecuritySection:
         "(mutual TLS), besides its token",
         metavar="FILE",
         note="no client certificates",
+    )
+    metrics_tls: bool = key(
+        False,
+        "serve `metrics_listen` over HTTPS with `tls_cert` and `tls_key`; with "
+        "`tls_client_ca`, only to scrapers presenting a client certificate it signed. "
+        "Renewed files are read at the next start",
     )
 
 
@@ -428,6 +434,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("tls_cert and tls_key go together: set both, or neither")
     if sec.tls_client_ca and not sec.tls_cert:
         raise ConfigError("tls_client_ca (client certificates) needs tls_cert and tls_key too")
+    if sec.metrics_tls and not sec.tls_cert:
+        raise ConfigError("metrics_tls serves the metrics with tls_cert and tls_key: set both")
     guarded = bool(sec.tokens_file and sec.tls_cert)
     for addr in server.listen:
         if not addr.startswith("unix") and ":" not in addr:

@@ -22,7 +22,7 @@ from hoard_server.daemon.logs import setup_logging
 from hoard_server.daemon.schedule import MaintenanceSchedule
 from hoard_server.daemon.services import SERVICES, ServiceContext, interceptors
 from hoard_server.daemon.tls import ServerTLS
-from hoard_server.observe.endpoint import CannotServeMetrics, MetricsEndpoint
+from hoard_server.observe.endpoint import CannotServeMetrics, MetricsEndpoint, MetricsTLS
 from hoard_server.observe.metrics import REGISTRY
 from hoard_server.observe.storage import StorageCollector
 from hoard_server.storage import modes
@@ -96,7 +96,10 @@ class Daemon:
         # bound now, so that a metrics address in use stops the start (like a listen address)
         self.metrics: MetricsEndpoint | None = None
         if cfg.server.metrics_listen:
-            self.metrics = MetricsEndpoint(cfg.server.metrics_listen, REGISTRY)
+            tls = None
+            if sec.metrics_tls:
+                tls = MetricsTLS(sec.tls_cert, sec.tls_key, sec.tls_client_ca)
+            self.metrics = MetricsEndpoint(cfg.server.metrics_listen, REGISTRY, tls)
         self._storage_metrics = StorageCollector(self.registry)
         REGISTRY.register(self._storage_metrics)
 
