@@ -60,7 +60,11 @@ def run_load(tmp_path: Path, seconds: float) -> None:
     daemon = DaemonProcess(
         str(data),
         "--workers",
-        str(2 * CLIENTS),
+        str(3 * CLIENTS),  # the read and upload slots below, and room for short calls
+        "--max-read-streams",
+        str(CLIENTS),  # the default, 3/8 of the workers, was fewer than the clients
+        "--max-upload-streams",
+        str(CLIENTS),
         "--follow-streams",
         str(CLIENTS),
         "--append-streams",
