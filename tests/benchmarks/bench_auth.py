@@ -20,11 +20,9 @@ pytest suite.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import os
 import shlex
-import shutil
 import statistics
 import sys
 import tempfile
@@ -39,6 +37,7 @@ import hoard
 from hoard_server.auth.tokens import Role, add_token
 from tests.benchmarks.bench_objects import (
     filesystem_of,
+    finish_run,
     fmt_rate,
     machine_info,
     make_objects,
@@ -307,13 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for contender in contenders:
             contender.close()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-            if made_root:
-                with contextlib.suppress(OSError):
-                    os.rmdir(args.work_dir)
+        finish_run(args, work, made_root)
     info["load"] = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     print()
     print(table(results, cfg, markdown=False))

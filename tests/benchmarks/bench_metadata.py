@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import datetime
 import os
 import shlex
-import shutil
 import statistics
 import sys
 import tempfile
@@ -39,6 +37,7 @@ from typing import Any
 from tests.benchmarks.bench_objects import (
     HoardDaemon,
     filesystem_of,
+    finish_run,
     fmt_ms,
     machine_info,
     met_text,
@@ -528,13 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows, notes = run(cfg, work, log)
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-            if made_root:
-                with contextlib.suppress(OSError):
-                    os.rmdir(args.work_dir)
+        finish_run(args, work, made_root)
     info["load"] = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     print()
     print(table_text(rows))

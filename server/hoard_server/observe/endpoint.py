@@ -121,7 +121,7 @@ class MetricsEndpoint:
             context = tls.context() if tls is not None else None
             family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
             self._server = _Server(sockaddr, family, context)
-        except (OSError, socket.gaierror) as exc:
+        except OSError as exc:  # socket.gaierror included
             raise CannotServeMetrics(
                 f"cannot serve metrics on {address}: {exc.strerror or exc}; choose another "
                 "metrics_listen (--metrics-listen), or leave it empty to serve none"
